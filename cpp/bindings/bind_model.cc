@@ -1,0 +1,215 @@
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+
+#include "bindings.hpp"
+#include "core/errors.hpp"
+#include "model/model_file.hpp"
+#include "model/sequential.hpp"
+
+namespace py = pybind11;
+
+namespace cpucnn::bindings {
+
+namespace {
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using LabelArray = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+Dims dims_of(const py::array& a) {
+  Dims d;
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) d.push_back(a.shape(i));
+  return d;
+}
+
+py::tuple to_tuple(const Dims& d) {
+  py::tuple t(d.size());
+  for (size_t i = 0; i < d.size(); ++i) t[i] = d[i];
+  return t;
+}
+
+// The model plus a lock: training and parameter writes are exclusive;
+// inference only reads parameters and may overlap with other inference.
+struct PyModel {
+  std::unique_ptr<Sequential> m;
+
+  Param& param(size_t i, const std::string& name) {
+    if (i >= m->size()) throw py::index_error("layer index out of range");
+    Param* p = m->layer(i).find_param(name);
+    if (!p) throw ValueError(m->layer(i).label() + " has no parameter '" + name + "'");
+    return *p;
+  }
+
+  // Validates (x, y) for a loss; returns n.
+  int64_t check_xy(const FloatArray& x, const py::array& y) {
+    m->check_input(dims_of(x));
+    const int64_t n = x.shape(0);
+    if (y.ndim() == 0 || y.shape(0) != n)
+      throw ValueError("x has " + std::to_string(n) + " samples but y has shape " + shape_str(dims_of(y)));
+    if (m->loss_name() == "mse") {
+      const Dims want = {n, m->output_shape()[0]};
+      if (dims_of(y) != want)
+        throw ValueError("mse needs targets y of shape " + shape_str(want) + ", got " + shape_str(dims_of(y)));
+    } else if (y.ndim() != 1) {
+      throw ValueError("cross_entropy needs labels y of shape (" + std::to_string(n) + ",), got " +
+                       shape_str(dims_of(y)));
+    }
+    return n;
+  }
+};
+
+}  // namespace
+
+void register_model(py::module_& mod) {
+  py::class_<PyModel>(mod, "Model")
+      .def(py::init([](const std::string& arch, uint64_t seed) {
+             auto pm = std::make_unique<PyModel>();
+             pm->m = std::make_unique<Sequential>(json::parse(arch), seed);
+             return pm;
+           }),
+           py::arg("architecture"), py::arg("seed"))
+      .def("architecture", [](PyModel& s) { return json::dump(s.m->architecture()); })
+      .def_property_readonly("input_shape", [](PyModel& s) { return to_tuple(s.m->input_shape()); })
+      .def_property_readonly("output_shape", [](PyModel& s) { return to_tuple(s.m->output_shape()); })
+      .def_property_readonly("num_layers", [](PyModel& s) { return s.m->size(); })
+      .def_property_readonly("seed", [](PyModel& s) { return s.m->seed(); })
+      .def_property("step_count", [](PyModel& s) { return s.m->step_count(); },
+                    [](PyModel& s, uint64_t v) { s.m->set_step_count(v); })
+      .def("layer_info",
+           [](PyModel& s, size_t i) {
+             if (i >= s.m->size()) throw py::index_error("layer index out of range");
+             const Layer& l = s.m->layer(i);
+             py::dict d;
+             d["type"] = l.type();
+             d["label"] = l.label();
+             d["config"] = json::dump(l.config());
+             d["input_shape"] = to_tuple(l.in_shape);
+             d["output_shape"] = to_tuple(l.out_shape);
+             int64_t count = 0;
+             py::list names;
+             for (const Param& p : l.params()) {
+               names.append(py::make_tuple(p.name, to_tuple(p.value.shape()), p.trainable));
+               if (p.trainable) count += p.value.numel();
+             }
+             d["params"] = names;
+             d["trainable_count"] = count;
+             d["macs"] = l.macs();
+             return d;
+           })
+      .def("get_param",
+           [](PyModel& s, size_t i, const std::string& name) {
+             std::lock_guard<std::mutex> lock(s.m->mutex());
+             const Param& p = s.param(i, name);
+             py::array_t<float> out(p.value.shape());
+             std::memcpy(out.mutable_data(), p.value.data(), p.value.numel() * sizeof(float));
+             return out;
+           })
+      .def("set_param",
+           [](PyModel& s, size_t i, const std::string& name, const FloatArray& v) {
+             std::lock_guard<std::mutex> lock(s.m->mutex());
+             Param& p = s.param(i, name);
+             if (dims_of(v) != p.value.shape())
+               throw ValueError(s.m->layer(i).label() + ": " + name + " must have shape " +
+                                shape_str(p.value.shape()) + ", got " + shape_str(dims_of(v)));
+             std::memcpy(p.value.data(), v.data(), p.value.numel() * sizeof(float));
+           })
+      .def("compile",
+           [](PyModel& s, const std::string& loss, const std::string& optimizer) {
+             std::lock_guard<std::mutex> lock(s.m->mutex());
+             s.m->compile(loss, json::parse(optimizer));
+           })
+      .def_property_readonly("compiled", [](PyModel& s) { return s.m->compiled(); })
+      .def_property_readonly("loss", [](PyModel& s) { return s.m->loss_name(); })
+      .def("optimizer_config",
+           [](PyModel& s) {
+             if (!s.m->compiled()) throw ValueError("the model is not compiled");
+             return json::dump(s.m->optimizer()->config());
+           })
+      .def_property(
+          "lr",
+          [](PyModel& s) {
+            if (!s.m->compiled()) throw ValueError("the model is not compiled");
+            return s.m->optimizer()->lr;
+          },
+          [](PyModel& s, float lr) {
+            if (!s.m->compiled()) throw ValueError("the model is not compiled");
+            if (!(lr >= 0.0f) || lr == INFINITY) throw ValueError("lr must be a finite non-negative number");
+            s.m->optimizer()->lr = lr;
+          })
+      .def_property_readonly("optimizer_steps", [](PyModel& s) {
+        return s.m->compiled() ? s.m->optimizer()->steps() : 0;
+      })
+      .def("train_step",
+           [](PyModel& s, const FloatArray& x, const py::array& y) {
+             const int64_t n = s.check_xy(x, y);
+             StepResult r;
+             if (s.m->loss_name() == "mse") {
+               FloatArray t = FloatArray::ensure(y);
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> lock(s.m->mutex());
+               r = s.m->train_step(x.data(), n, nullptr, t.data());
+             } else {
+               LabelArray t = LabelArray::ensure(y);
+               py::gil_scoped_release nogil;
+               std::lock_guard<std::mutex> lock(s.m->mutex());
+               r = s.m->train_step(x.data(), n, t.data(), nullptr);
+             }
+             return py::make_tuple(r.loss, r.correct);
+           },
+           py::arg("x"), py::arg("y"), "One training step; returns (mean loss, top-1 hits).")
+      .def("predict",
+           [](PyModel& s, const FloatArray& x, int64_t batch_size) {
+             s.m->check_input(dims_of(x));
+             const int64_t n = x.shape(0);
+             Dims od = {n};
+             for (int64_t d : s.m->output_shape()) od.push_back(d);
+             py::array_t<float> out(od);
+             float* o = out.mutable_data();
+             {
+               py::gil_scoped_release nogil;
+               s.m->predict(x.data(), n, o, batch_size);
+             }
+             return out;
+           },
+           py::arg("x"), py::arg("batch_size") = 256)
+      .def("evaluate",
+           [](PyModel& s, const FloatArray& x, const py::array& y, int64_t batch_size) {
+             const int64_t n = s.check_xy(x, y);
+             EvalResult r;
+             if (s.m->loss_name() == "mse") {
+               FloatArray t = FloatArray::ensure(y);
+               py::gil_scoped_release nogil;
+               r = s.m->evaluate(x.data(), n, nullptr, t.data(), batch_size);
+             } else {
+               LabelArray t = LabelArray::ensure(y);
+               py::gil_scoped_release nogil;
+               r = s.m->evaluate(x.data(), n, t.data(), nullptr, batch_size);
+             }
+             return py::make_tuple(r.loss_sum, r.correct, r.top5, r.count);
+           },
+           py::arg("x"), py::arg("y"), py::arg("batch_size") = 256)
+      .def("save",
+           [](PyModel& s, const std::string& path, bool include_optimizer, const Metadata& extra) {
+             py::gil_scoped_release nogil;
+             std::lock_guard<std::mutex> lock(s.m->mutex());
+             save_model(*s.m, path, include_optimizer, extra);
+           },
+           py::arg("path"), py::arg("include_optimizer") = true, py::arg("metadata") = Metadata{})
+      .def_static("load", [](const std::string& path) {
+        LoadedModel lm;
+        {
+          py::gil_scoped_release nogil;
+          lm = load_model(path);
+        }
+        auto pm = std::make_unique<PyModel>();
+        pm->m = std::move(lm.model);
+        py::dict meta;
+        for (const auto& kv : lm.metadata) meta[py::str(kv.first)] = kv.second;
+        return py::make_tuple(std::move(pm), meta);
+      });
+}
+
+}  // namespace cpucnn::bindings

@@ -1,0 +1,10 @@
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace cpucnn::bindings {
+
+void register_system(pybind11::module_& m);  // threads, ISA, cpu_info
+void register_model(pybind11::module_& m);   // Model
+
+}  // namespace cpucnn::bindings

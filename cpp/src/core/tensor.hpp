@@ -1,0 +1,55 @@
+// The one tensor type: contiguous, 64-byte aligned float32 with a shape.
+// A tensor keeps its allocation when resized to an equal or smaller size, so
+// buffers reused across training steps are allocated once.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cpucnn {
+
+using Dims = std::vector<int64_t>;
+
+// "(8, 3, 32, 32)"
+std::string shape_str(const Dims& dims);
+// Product of dims; throws ValueError when it overflows int64 or a dim is negative.
+int64_t checked_numel(const Dims& dims, const char* what = "shape");
+
+// 64-byte aligned float storage.
+float* aligned_alloc_floats(size_t n);
+void aligned_free(void* p);
+
+class Tensor {
+ public:
+  Tensor() = default;
+  explicit Tensor(const Dims& shape) { resize(shape); }
+  Tensor(const Tensor& other);
+  Tensor& operator=(const Tensor& other);
+  Tensor(Tensor&& other) noexcept;
+  Tensor& operator=(Tensor&& other) noexcept;
+  ~Tensor() { aligned_free(data_); }
+
+  // Sets the shape; reallocates only when the capacity is too small. Contents
+  // are unspecified after a resize that grows.
+  void resize(const Dims& shape);
+  void zero();
+  void fill(float v);
+
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  const Dims& shape() const { return shape_; }
+  int64_t dim(size_t i) const { return shape_[i]; }
+  size_t rank() const { return shape_.size(); }
+  int64_t numel() const { return numel_; }
+  bool empty() const { return numel_ == 0; }
+
+ private:
+  Dims shape_;
+  float* data_ = nullptr;
+  int64_t numel_ = 0;
+  int64_t capacity_ = 0;
+};
+
+}  // namespace cpucnn

@@ -1,0 +1,122 @@
+#include "dispatch/dispatch.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+
+#include "core/errors.hpp"
+#include "dispatch/cpu_features.hpp"
+
+namespace cpucnn {
+
+namespace {
+
+KernelTable make_scalar() {
+  KernelTable t;
+  t.isa = "scalar";
+  t.gemm_mr = kGemmMrScalar;
+  t.gemm_nr = kGemmNrScalar;
+  t.gemm_ukernel = gemm_ukernel_scalar;
+  t.relu_fwd = relu_fwd_scalar;
+  t.relu_bwd = relu_bwd_scalar;
+  t.maxpool2d_fwd = maxpool2d_fwd_scalar;
+  t.maxpool2d_bwd = maxpool2d_bwd_scalar;
+  t.sgd_update = sgd_update_scalar;
+  t.adam_update = adam_update_scalar;
+  t.impl = {{"gemm", "scalar"}, {"relu", "scalar"}, {"maxpool2d", "scalar"}, {"sgd", "scalar"}, {"adam", "scalar"}};
+  return t;
+}
+
+void mark(KernelTable& t, const char* op, const char* isa) {
+  for (auto& kv : t.impl)
+    if (kv.first == op) kv.second = isa;
+}
+
+KernelTable make_avx2() {
+  KernelTable t = make_scalar();
+  t.isa = "avx2";
+  t.gemm_mr = kGemmMrAvx2;
+  t.gemm_nr = kGemmNrAvx2;
+  t.gemm_ukernel = gemm_ukernel_avx2;
+  t.relu_fwd = relu_fwd_avx2;
+  t.relu_bwd = relu_bwd_avx2;
+  mark(t, "gemm", "avx2");
+  mark(t, "relu", "avx2");
+  return t;
+}
+
+KernelTable make_avx512() {
+  KernelTable t = make_scalar();
+  t.isa = "avx512";
+  t.gemm_mr = kGemmMrAvx512;
+  t.gemm_nr = kGemmNrAvx512;
+  t.gemm_ukernel = gemm_ukernel_avx512;
+  t.relu_fwd = relu_fwd_avx512;
+  t.relu_bwd = relu_bwd_avx512;
+  t.sgd_update = sgd_update_avx512;
+  t.adam_update = adam_update_avx512;
+  mark(t, "gemm", "avx512");
+  mark(t, "relu", "avx512");
+  mark(t, "sgd", "avx512");
+  mark(t, "adam", "avx512");
+  return t;
+}
+
+const KernelTable& table_for(const std::string& name) {
+  static const KernelTable scalar = make_scalar();
+  static const KernelTable avx2 = make_avx2();
+  static const KernelTable avx512 = make_avx512();
+  if (name == "avx512") return avx512;
+  if (name == "avx2") return avx2;
+  return scalar;
+}
+
+std::atomic<const KernelTable*> g_table{nullptr};
+std::once_flag g_init;
+
+void init_table() {
+  const char* forced = std::getenv("CPUCNN_ISA");
+  const std::string want = forced && *forced ? forced : available_isas().front();
+  set_isa(want);
+}
+
+}  // namespace
+
+std::vector<std::string> compiled_isas() { return {"avx512", "avx2", "scalar"}; }
+
+std::vector<std::string> available_isas() {
+  const CpuFeatures& f = cpu_features();
+  std::vector<std::string> out;
+  if (f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.fma) out.push_back("avx512");
+  if (f.avx2 && f.fma) out.push_back("avx2");
+  out.push_back("scalar");
+  return out;
+}
+
+void set_isa(const std::string& name) {
+  bool known = false;
+  for (const auto& s : compiled_isas()) known |= s == name;
+  if (!known) throw ValueError("unknown ISA '" + name + "' (CPUCNN_ISA): expected one of avx512, avx2, scalar");
+  bool runnable = false;
+  for (const auto& s : available_isas()) runnable |= s == name;
+  if (!runnable) throw ValueError("ISA '" + name + "' is not supported by this CPU");
+  g_table.store(&table_for(name));
+}
+
+const KernelTable& kernels() {
+  const KernelTable* t = g_table.load(std::memory_order_acquire);
+  if (t) return *t;
+  std::call_once(g_init, [] {
+    try {
+      init_table();
+    } catch (...) {
+      // A bad CPUCNN_ISA must not crash the import: run the best path and let
+      // cpu_info() / the bindings report the problem.
+      g_table.store(&table_for(available_isas().front()));
+      throw;
+    }
+  });
+  return *g_table.load(std::memory_order_acquire);
+}
+
+}  // namespace cpucnn

@@ -1,0 +1,46 @@
+// The one kernel table. Filled once at start-up from CPUID (+XGETBV, so the
+// OS's support for the wider register state is checked): best ISA first,
+// scalar always present and always last. CPUCNN_ISA=scalar|avx2|avx512
+// forces a path; forcing one the CPU lacks is an error, never a silent
+// fallback. Ops a given ISA does not specialise use the scalar kernel, and
+// cpu_info() reports, per op, which one runs.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kernels/kernels.hpp"
+
+namespace cpucnn {
+
+struct KernelTable {
+  const char* isa = "scalar";
+  // GEMM
+  int gemm_mr = 0, gemm_nr = 0;
+  GemmUkernelFn gemm_ukernel = nullptr;
+  // element-wise
+  UnaryFn relu_fwd = nullptr;
+  UnaryBwdFn relu_bwd = nullptr;
+  // pooling
+  MaxPoolFwdFn maxpool2d_fwd = nullptr;
+  MaxPoolBwdFn maxpool2d_bwd = nullptr;
+  // optimizers
+  SgdFn sgd_update = nullptr;
+  AdamFn adam_update = nullptr;
+  // which ISA implements each op: {"gemm", "avx512"}, ...
+  std::vector<std::pair<std::string, std::string>> impl;
+};
+
+// The table in use. Cheap to call (one atomic load).
+const KernelTable& kernels();
+
+// ISAs this CPU and OS can run, best first ("avx512", "avx2", "scalar").
+std::vector<std::string> available_isas();
+// ISAs compiled into this build, best first.
+std::vector<std::string> compiled_isas();
+// Switch the table (tests, CPUCNN_ISA). Throws ValueError for an unknown ISA
+// or one this CPU cannot run. Not to be called while kernels are running.
+void set_isa(const std::string& name);
+
+}  // namespace cpucnn

@@ -1,0 +1,24 @@
+#include <immintrin.h>
+
+#include "kernels/kernels.hpp"
+
+namespace cpucnn {
+
+void relu_fwd_avx2(const float* x, float* y, int64_t n) {
+  const __m256 vzero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_max_ps(_mm256_loadu_ps(x + i), vzero));
+  for (; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void relu_bwd_avx2(const float* y, const float* dy, float* dx, int64_t n) {
+  const __m256 vzero = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 vmask = _mm256_cmp_ps(_mm256_loadu_ps(y + i), vzero, _CMP_GT_OQ);
+    _mm256_storeu_ps(dx + i, _mm256_and_ps(vmask, _mm256_loadu_ps(dy + i)));
+  }
+  for (; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+}  // namespace cpucnn

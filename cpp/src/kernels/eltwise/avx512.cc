@@ -1,0 +1,31 @@
+#include <immintrin.h>
+
+#include "kernels/kernels.hpp"
+
+namespace cpucnn {
+
+void relu_fwd_avx512(const float* x, float* y, int64_t n) {
+  const __m512 vzero = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_max_ps(_mm512_loadu_ps(x + i), vzero));
+  if (i < n) {
+    const __mmask16 tail = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_ps(y + i, tail, _mm512_max_ps(_mm512_maskz_loadu_ps(tail, x + i), vzero));
+  }
+}
+
+void relu_bwd_avx512(const float* y, const float* dy, float* dx, int64_t n) {
+  const __m512 vzero = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __mmask16 pos = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + i), vzero, _CMP_GT_OQ);
+    _mm512_storeu_ps(dx + i, _mm512_maskz_loadu_ps(pos, dy + i));
+  }
+  if (i < n) {
+    const __mmask16 tail = static_cast<__mmask16>((1u << (n - i)) - 1u);
+    const __mmask16 pos = _mm512_mask_cmp_ps_mask(tail, _mm512_maskz_loadu_ps(tail, y + i), vzero, _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(dx + i, tail, _mm512_maskz_loadu_ps(pos, dy + i));
+  }
+}
+
+}  // namespace cpucnn

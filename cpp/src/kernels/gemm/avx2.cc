@@ -1,0 +1,35 @@
+// AVX2+FMA GEMM micro-kernel: a 6x16 tile in 12 ymm accumulators.
+#include <immintrin.h>
+
+#include "kernels/kernels.hpp"
+
+namespace cpucnn {
+
+void gemm_ukernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                       bool accumulate) {
+  constexpr int MR = kGemmMrAvx2;
+  static_assert(kGemmNrAvx2 == 16, "the tile is two ymm wide");
+  __m256 vacc0[MR], vacc1[MR];
+  for (int i = 0; i < MR; ++i) vacc0[i] = vacc1[i] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m256 vb0 = _mm256_loadu_ps(b + p * 16);
+    const __m256 vb1 = _mm256_loadu_ps(b + p * 16 + 8);
+    const float* ap = a + p * MR;
+    for (int i = 0; i < MR; ++i) {
+      const __m256 va = _mm256_broadcast_ss(ap + i);
+      vacc0[i] = _mm256_fmadd_ps(va, vb0, vacc0[i]);
+      vacc1[i] = _mm256_fmadd_ps(va, vb1, vacc1[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    if (accumulate) {
+      vacc0[i] = _mm256_add_ps(vacc0[i], _mm256_loadu_ps(ci));
+      vacc1[i] = _mm256_add_ps(vacc1[i], _mm256_loadu_ps(ci + 8));
+    }
+    _mm256_storeu_ps(ci, vacc0[i]);
+    _mm256_storeu_ps(ci + 8, vacc1[i]);
+  }
+}
+
+}  // namespace cpucnn

@@ -1,0 +1,35 @@
+// AVX-512F GEMM micro-kernel: an 8x32 tile in 16 zmm accumulators.
+#include <immintrin.h>
+
+#include "kernels/kernels.hpp"
+
+namespace cpucnn {
+
+void gemm_ukernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                         bool accumulate) {
+  constexpr int MR = kGemmMrAvx512;
+  static_assert(kGemmNrAvx512 == 32, "the tile is two zmm wide");
+  __m512 vacc0[MR], vacc1[MR];
+  for (int i = 0; i < MR; ++i) vacc0[i] = vacc1[i] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m512 vb0 = _mm512_loadu_ps(b + p * 32);
+    const __m512 vb1 = _mm512_loadu_ps(b + p * 32 + 16);
+    const float* ap = a + p * MR;
+    for (int i = 0; i < MR; ++i) {
+      const __m512 va = _mm512_set1_ps(ap[i]);
+      vacc0[i] = _mm512_fmadd_ps(va, vb0, vacc0[i]);
+      vacc1[i] = _mm512_fmadd_ps(va, vb1, vacc1[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    if (accumulate) {
+      vacc0[i] = _mm512_add_ps(vacc0[i], _mm512_loadu_ps(ci));
+      vacc1[i] = _mm512_add_ps(vacc1[i], _mm512_loadu_ps(ci + 16));
+    }
+    _mm512_storeu_ps(ci, vacc0[i]);
+    _mm512_storeu_ps(ci + 16, vacc1[i]);
+  }
+}
+
+}  // namespace cpucnn

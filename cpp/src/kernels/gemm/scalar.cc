@@ -1,0 +1,29 @@
+// Reference GEMM micro-kernel: a 4x16 tile, plain C++ (the compiler may use
+// the baseline SSE2 of x86-64 for the inner loop).
+#include "kernels/kernels.hpp"
+
+namespace cpucnn {
+
+void gemm_ukernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                         bool accumulate) {
+  constexpr int MR = kGemmMrScalar, NR = kGemmNrScalar;
+  float acc[MR][NR] = {};
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* ap = a + p * MR;
+    const float* bp = b + p * NR;
+    for (int i = 0; i < MR; ++i) {
+      const float ai = ap[i];
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * bp[j];
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    if (accumulate) {
+      for (int j = 0; j < NR; ++j) ci[j] += acc[i][j];
+    } else {
+      for (int j = 0; j < NR; ++j) ci[j] = acc[i][j];
+    }
+  }
+}
+
+}  // namespace cpucnn

@@ -1,0 +1,31 @@
+#pragma once
+
+#include "layers/layer.hpp"
+#include "ops/conv2d.hpp"
+
+namespace cpucnn {
+
+class Conv2D : public Layer {
+ public:
+  explicit Conv2D(const json::Value& cfg);
+  const char* type() const override { return "Conv2D"; }
+  std::string describe() const override;
+  Dims build(const Dims& in) override;
+  void reset_parameters(Rng& rng) override;
+  void forward(const float* x, float* y, int64_t n, const ForwardContext& ctx) override;
+  void backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
+  json::Value config() const override;
+  int64_t macs() const override;
+
+  // Set by the model when a ReLU follows: forward applies it in the same pass.
+  bool fused_relu = false;
+
+ private:
+  Conv2dShape shape(int64_t n) const;
+  int64_t filters_ = 0, kh_ = 0, kw_ = 0, sh_ = 1, sw_ = 1, ph_ = 0, pw_ = 0, dh_ = 1, dw_ = 1, groups_ = 1;
+  std::string mode_;  // "same", "valid" or "" (explicit padding)
+  bool use_bias_ = true;
+  Tensor scratch_;
+};
+
+}  // namespace cpucnn

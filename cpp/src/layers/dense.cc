@@ -1,0 +1,119 @@
+#include <cmath>
+#include <cstring>
+
+#include "core/parallel.hpp"
+#include "layers/factory.hpp"
+#include "ops/gemm.hpp"
+
+namespace cpucnn {
+
+namespace {
+
+// y = x W^T + b with W (units, features), as torch.nn.Linear.
+class Dense : public Layer {
+ public:
+  explicit Dense(const json::Value& cfg) {
+    units_ = cfg_int(cfg, "units", 0);
+    use_bias_ = cfg_bool(cfg, "use_bias", true);
+    if (units_ <= 0) fail("units must be positive, got " + std::to_string(units_));
+  }
+  const char* type() const override { return "Dense"; }
+  std::string describe() const override { return "Dense(" + std::to_string(units_) + ")"; }
+
+  Dims build(const Dims& in) override {
+    if (in.size() != 1)
+      fail("expects a flat input (features,), got " + shape_str(in) + "; add Flatten() before it");
+    if (in[0] <= 0) fail("input " + shape_str(in) + " is empty");
+    in_shape = in;
+    out_shape = {units_};
+    checked_numel({units_, in[0]}, "Dense weight");
+    params_.clear();
+    add_param("weight", {units_, in[0]});
+    if (use_bias_) add_param("bias", {units_});
+    return out_shape;
+  }
+
+  void reset_parameters(Rng& rng) override {
+    const float bound = 1.0f / std::sqrt(static_cast<float>(in_shape[0]));
+    for (auto& p : params_) {
+      float* v = p.value.data();
+      for (int64_t i = 0; i < p.value.numel(); ++i) v[i] = rng.uniform(-bound, bound);
+    }
+  }
+
+  void forward(const float* x, float* y, int64_t n, const ForwardContext&) override {
+    const int64_t f = in_shape[0];
+    GemmArgs g;
+    g.trans_b = true;
+    g.m = n;
+    g.n = units_;
+    g.k = f;
+    g.a = x;
+    g.lda = f;
+    g.b = params_[0].value.data();
+    g.ldb = f;
+    g.c = y;
+    g.ldc = units_;
+    gemm_parallel(g, get_num_threads());
+    if (use_bias_) {
+      const float* b = params_[1].value.data();
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < units_; ++j) y[i * units_ + j] += b[j];
+    }
+  }
+
+  void backward(const float* x, const float*, const float* dy, float* dx, int64_t n) override {
+    const int64_t f = in_shape[0];
+    const int threads = get_num_threads();
+    GemmArgs gw;  // dW (units x f) = dy^T (units x n) * x (n x f)
+    gw.trans_a = true;
+    gw.m = units_;
+    gw.n = f;
+    gw.k = n;
+    gw.a = dy;
+    gw.lda = units_;
+    gw.b = x;
+    gw.ldb = f;
+    gw.c = params_[0].grad.data();
+    gw.ldc = f;
+    gemm_parallel(gw, threads);
+    if (use_bias_) {
+      float* db = params_[1].grad.data();
+      std::memset(db, 0, units_ * sizeof(float));
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < units_; ++j) db[j] += dy[i * units_ + j];
+    }
+    if (dx) {
+      GemmArgs gd;  // dx (n x f) = dy (n x units) * W (units x f)
+      gd.m = n;
+      gd.n = f;
+      gd.k = units_;
+      gd.a = dy;
+      gd.lda = units_;
+      gd.b = params_[0].value.data();
+      gd.ldb = f;
+      gd.c = dx;
+      gd.ldc = f;
+      gemm_parallel(gd, threads);
+    }
+  }
+
+  json::Value config() const override {
+    json::Value c = json::Value::object();
+    c.set("type", "Dense");
+    c.set("units", units_);
+    c.set("use_bias", use_bias_);
+    return c;
+  }
+  int64_t macs() const override { return units_ * in_shape[0]; }
+
+ private:
+  int64_t units_ = 0;
+  bool use_bias_ = true;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_dense(const json::Value& cfg) { return std::make_unique<Dense>(cfg); }
+
+}  // namespace cpucnn

@@ -1,0 +1,90 @@
+// The layer interface. A layer knows its settings, infers its output shape
+// from its input shape, owns its parameters, and runs forward/backward by
+// calling ops and kernels; it does no SIMD itself.
+//
+// Shapes here are per sample: (C, H, W) or (F,). Batches are NCHW / NF.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/random.hpp"
+#include "core/tensor.hpp"
+#include "model/json.hpp"
+
+namespace cpucnn {
+
+struct Param {
+  std::string name;      // "weight", "bias", "running_mean", ...
+  Tensor value;          // PyTorch's layout
+  Tensor grad;           // same shape; unused when !trainable
+  bool trainable = true;
+};
+
+struct ForwardContext {
+  bool training = false;
+  uint64_t seed = 0;     // model seed, for dropout
+  uint64_t step = 0;     // training step counter, for dropout
+};
+
+class Layer {
+ public:
+  virtual ~Layer() = default;
+
+  // "Conv2D", "Dense", ... (the name in model files and the Python API).
+  virtual const char* type() const = 0;
+  // Settings in a short form for messages: "Conv2D(16, 3x3)".
+  virtual std::string describe() const { return type(); }
+  // "layer 2 Conv2D(16, 3x3)" once the model has set the index.
+  std::string label() const;
+
+  // Checks the input shape against the settings, creates the parameters and
+  // returns the output shape. Throws ValueError naming the layer and shapes.
+  virtual Dims build(const Dims& in) = 0;
+  // PyTorch's default initialisation, from the model's generator.
+  virtual void reset_parameters(Rng&) {}
+
+  // Forward over a batch of n samples (x: n x in_shape, y: n x out_shape).
+  // With ctx.training false it must not modify the layer (inference may run
+  // from several threads at once).
+  virtual void forward(const float* x, float* y, int64_t n, const ForwardContext& ctx) = 0;
+  // Backward: given x, y of the last training forward and dy, writes the
+  // parameters' gradients (overwriting) and dx unless dx is null.
+  virtual void backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) = 0;
+
+  // The settings as JSON (the "architecture" in model files), with "type".
+  virtual json::Value config() const = 0;
+  // Multiply-accumulates per sample of the forward pass.
+  virtual int64_t macs() const { return 0; }
+  // Whether this layer has a different backward behaviour depending on training mode.
+  std::vector<Param>& params() { return params_; }
+  const std::vector<Param>& params() const { return params_; }
+  Param* find_param(const std::string& name);
+
+  int index = -1;
+  Dims in_shape, out_shape;
+
+ protected:
+  // Creates a parameter (value and, when trainable, grad) of the given shape.
+  Param& add_param(const std::string& name, const Dims& shape, bool trainable = true);
+  // "layer 2 Conv2D(16, 3x3): " + msg
+  [[noreturn]] void fail(const std::string& msg) const;
+  int64_t in_numel() const { return checked_numel(in_shape); }
+  int64_t out_numel() const { return checked_numel(out_shape); }
+
+  std::vector<Param> params_;
+};
+
+// Builds a layer from its config (as produced by Layer::config()).
+std::unique_ptr<Layer> make_layer(const json::Value& config);
+
+// Helpers for reading settings from JSON with clear errors.
+int64_t cfg_int(const json::Value& cfg, const char* key, int64_t fallback);
+double cfg_num(const json::Value& cfg, const char* key, double fallback);
+bool cfg_bool(const json::Value& cfg, const char* key, bool fallback);
+// A pair such as kernel_size: an int or a [h, w] list.
+void cfg_pair(const json::Value& cfg, const char* key, int64_t fallback, int64_t* a, int64_t* b);
+
+}  // namespace cpucnn

@@ -1,0 +1,139 @@
+#include "model/model_file.hpp"
+
+#include <cctype>
+#include <cstring>
+
+#include "core/errors.hpp"
+#include "model/safetensors.hpp"
+
+namespace cpucnn {
+
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+const char* const kReserved[] = {"format", "version", "architecture", "seed", "step", "loss", "optimizer"};
+
+}  // namespace
+
+std::string param_key(const Layer& layer, const std::string& param) {
+  return std::to_string(layer.index) + "." + lower(layer.type()) + "." + param;
+}
+
+void save_model(Sequential& model, const std::string& path, bool include_optimizer, const Metadata& extra) {
+  Metadata meta = {{"format", kModelFormat},
+                   {"version", std::to_string(kModelFormatVersion)},
+                   {"architecture", json::dump(model.architecture())},
+                   {"seed", std::to_string(model.seed())},
+                   {"step", std::to_string(model.step_count())}};
+  std::vector<safetensors::TensorView> tensors;
+  for (size_t i = 0; i < model.size(); ++i) {
+    Layer& l = model.layer(i);
+    for (const Param& p : l.params()) tensors.push_back({param_key(l, p.name), "F32", p.value.shape(), p.value.data()});
+  }
+  if (include_optimizer && model.compiled()) {
+    Optimizer* opt = model.optimizer();
+    json::Value cfg = opt->config();
+    cfg.set("steps", opt->steps());
+    meta.push_back({"loss", model.loss_name()});
+    meta.push_back({"optimizer", json::dump(cfg)});
+    // State tensors follow the trainable parameters' order.
+    std::vector<std::string> keys;
+    for (size_t i = 0; i < model.size(); ++i)
+      for (const Param& p : model.layer(i).params())
+        if (p.trainable) keys.push_back(param_key(model.layer(i), p.name));
+    for (auto& [name, list] : opt->state())
+      for (size_t k = 0; k < list->size(); ++k)
+        tensors.push_back({"optimizer." + name + "." + keys[k], "F32", (*list)[k].shape(), (*list)[k].data()});
+  }
+  for (const auto& kv : extra) {
+    for (const char* r : kReserved)
+      if (kv.first == r) throw ValueError("metadata key '" + kv.first + "' is reserved");
+    meta.push_back(kv);
+  }
+  safetensors::write_file(path, meta, tensors);
+}
+
+namespace {
+
+void copy_tensor(const safetensors::File& f, const std::string& key, Tensor& dst, const std::string& path) {
+  const safetensors::TensorInfo* t = f.find(key);
+  if (!t) throw ValueError("model file '" + path + "' has no tensor '" + key + "'");
+  if (t->dtype != "F32")
+    throw ValueError("model file '" + path + "': tensor '" + key + "' has dtype " + t->dtype + ", expected F32");
+  if (t->shape != dst.shape())
+    throw ValueError("model file '" + path + "': tensor '" + key + "' has shape " + shape_str(t->shape) +
+                     ", the architecture needs " + shape_str(dst.shape()));
+  std::memcpy(dst.data(), t->data, t->nbytes);
+}
+
+uint64_t parse_u64(const std::string* s, const char* what, const std::string& path) {
+  if (!s) return 0;
+  if (s->empty() || s->size() > 20 || s->find_first_not_of("0123456789") != std::string::npos)
+    throw ValueError("model file '" + path + "': metadata '" + what + "' is not a number");
+  return std::stoull(*s);
+}
+
+}  // namespace
+
+LoadedModel load_model(const std::string& path) {
+  safetensors::File f(path);
+  const std::string* format = f.meta("format");
+  if (!format || *format != kModelFormat)
+    throw ValueError("'" + path + "' is not a cpucnn model file (its metadata has no \"format\": \"cpucnn\")");
+  const std::string* version = f.meta("version");
+  if (!version || *version != std::to_string(kModelFormatVersion))
+    throw ValueError("model file '" + path + "' has version '" + (version ? *version : std::string("none")) +
+                     "'; this cpucnn reads version " + std::to_string(kModelFormatVersion));
+  const std::string* arch_text = f.meta("architecture");
+  if (!arch_text) throw ValueError("model file '" + path + "' has no architecture");
+  LoadedModel out;
+  try {
+    out.model = std::make_unique<Sequential>(json::parse(*arch_text), parse_u64(f.meta("seed"), "seed", path));
+  } catch (const ValueError& e) {
+    throw ValueError("model file '" + path + "' has an invalid architecture: " + e.what());
+  }
+  Sequential& m = *out.model;
+  size_t expected = 0;
+  for (size_t i = 0; i < m.size(); ++i)
+    for (Param& p : m.layer(i).params()) {
+      copy_tensor(f, param_key(m.layer(i), p.name), p.value, path);
+      ++expected;
+    }
+  m.set_step_count(parse_u64(f.meta("step"), "step", path));
+  const std::string* opt_text = f.meta("optimizer");
+  if (opt_text) {
+    const std::string* loss = f.meta("loss");
+    json::Value cfg;
+    try {
+      cfg = json::parse(*opt_text);
+      m.compile(loss ? *loss : "cross_entropy", cfg);
+    } catch (const ValueError& e) {
+      throw ValueError("model file '" + path + "' has an invalid optimizer: " + e.what());
+    }
+    Optimizer* opt = m.optimizer();
+    const json::Value* steps = cfg.find("steps");
+    const int64_t st = steps ? steps->as_int() : 0;
+    if (st < 0) throw ValueError("model file '" + path + "': optimizer steps must not be negative");
+    opt->set_steps(st);
+    std::vector<std::string> keys;
+    for (size_t i = 0; i < m.size(); ++i)
+      for (const Param& p : m.layer(i).params())
+        if (p.trainable) keys.push_back(param_key(m.layer(i), p.name));
+    for (auto& [name, list] : opt->state())
+      for (size_t k = 0; k < list->size(); ++k) {
+        copy_tensor(f, "optimizer." + name + "." + keys[k], (*list)[k], path);
+        ++expected;
+      }
+  }
+  if (f.tensors().size() != expected)
+    throw ValueError("model file '" + path + "' has " + std::to_string(f.tensors().size()) +
+                     " tensors; its architecture accounts for " + std::to_string(expected));
+  for (const auto& kv : f.metadata()) out.metadata.push_back(kv);
+  return out;
+}
+
+}  // namespace cpucnn

@@ -1,0 +1,206 @@
+#include "model/sequential.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/errors.hpp"
+#include "core/parallel.hpp"
+#include "model/loss.hpp"
+
+namespace cpucnn {
+
+Sequential::Sequential(const json::Value& arch, uint64_t seed) : seed_(seed) {
+  if (!arch.is_object()) throw ValueError("architecture must be a JSON object");
+  const json::Value& shape = arch.at("input_shape");
+  if (!shape.is_array() || shape.size() == 0 || shape.size() > 3)
+    throw ValueError("input_shape must be (channels, height, width) or (features,)");
+  for (const auto& d : shape.as_array()) {
+    const int64_t v = d.as_int();
+    if (v <= 0) throw ValueError("input_shape must hold positive sizes");
+    input_shape_.push_back(v);
+  }
+  checked_numel(input_shape_, "input_shape");
+  const json::Value& layers = arch.at("layers");
+  if (!layers.is_array() || layers.size() == 0) throw ValueError("a model needs at least one layer");
+  Dims shape_now = input_shape_;
+  Rng rng(seed);
+  for (const auto& cfg : layers.as_array()) {
+    std::unique_ptr<Layer> layer;
+    try {
+      layer = make_layer(cfg);
+    } catch (const ValueError& e) {
+      throw ValueError("layer " + std::to_string(layers_.size()) + " " + e.what());
+    }
+    layer->index = static_cast<int>(layers_.size());
+    shape_now = layer->build(shape_now);
+    layer->reset_parameters(rng);
+    max_numel_ = std::max(max_numel_, checked_numel(shape_now));
+    layers_.push_back(std::move(layer));
+  }
+  max_numel_ = std::max(max_numel_, checked_numel(input_shape_));
+  acts_.resize(layers_.size());
+}
+
+json::Value Sequential::architecture() const {
+  json::Value a = json::Value::object();
+  json::Value shape = json::Value::array();
+  for (int64_t d : input_shape_) shape.push_back(d);
+  a.set("input_shape", shape);
+  json::Value ls = json::Value::array();
+  for (const auto& l : layers_) ls.push_back(l->config());
+  a.set("layers", ls);
+  return a;
+}
+
+std::vector<Param*> Sequential::trainable_params() {
+  std::vector<Param*> out;
+  for (auto& l : layers_)
+    for (auto& p : l->params())
+      if (p.trainable) out.push_back(&p);
+  return out;
+}
+
+void Sequential::compile(const std::string& loss, const json::Value& optimizer) {
+  if (loss != "cross_entropy" && loss != "mse")
+    throw ValueError("unknown loss '" + loss + "' (expected \"cross_entropy\" or \"mse\")");
+  const Dims& out = output_shape();
+  if (out.size() != 1)
+    throw ValueError("loss " + loss + " expects a flat model output (classes,), but " + layers_.back()->label() +
+                     " outputs " + shape_str(out) + "; add Flatten() and Dense(classes)");
+  auto opt = make_optimizer(optimizer);
+  opt->attach(trainable_params());
+  loss_ = loss;
+  optimizer_ = std::move(opt);
+}
+
+void Sequential::check_input(const Dims& batch_shape) const {
+  Dims want = {-1};
+  want.insert(want.end(), input_shape_.begin(), input_shape_.end());
+  bool ok = batch_shape.size() == want.size();
+  for (size_t i = 1; ok && i < want.size(); ++i) ok = batch_shape[i] == want[i];
+  if (!ok) {
+    std::string w = "(N";
+    for (int64_t d : input_shape_) w += ", " + std::to_string(d);
+    w += ")";
+    throw ValueError(layers_.front()->label() + ": expects input " + w + ", got " + shape_str(batch_shape));
+  }
+}
+
+void Sequential::check_labels(const int64_t* labels, int64_t n) const {
+  const int64_t classes = output_shape()[0];
+  for (int64_t i = 0; i < n; ++i)
+    if (labels[i] < 0 || labels[i] >= classes)
+      throw ValueError("labels must be integers in [0, " + std::to_string(classes) + ") for " +
+                       layers_.back()->label() + " with output " + shape_str(output_shape()) + ", got " +
+                       std::to_string(labels[i]) + " at index " + std::to_string(i));
+}
+
+void Sequential::check_finite(const float* x, int64_t n, int64_t per_sample, const char* what) {
+  const int64_t total = n * per_sample;
+  int64_t bad = -1;
+  for (int64_t i = 0; i < total; ++i) {
+    if (!std::isfinite(x[i])) {
+      bad = i;
+      break;
+    }
+  }
+  if (bad >= 0)
+    throw ValueError(std::string(what) + " contains NaN or Inf (sample " + std::to_string(bad / per_sample) + ")");
+}
+
+StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labels, const float* targets) {
+  if (!optimizer_) throw ValueError("the model must be compiled before training: call compile()");
+  if (n <= 0) throw ValueError("training needs at least one sample");
+  const int64_t classes = output_shape()[0];
+  if (loss_ == "cross_entropy") {
+    if (!labels) throw ValueError("cross_entropy needs integer labels");
+    check_labels(labels, n);
+  } else {
+    if (!targets) throw ValueError("mse needs float targets of shape (N, " + std::to_string(classes) + ")");
+    check_finite(targets, n, classes, "y");
+  }
+  check_finite(x, n, checked_numel(input_shape_), "x");
+
+  ForwardContext ctx{true, seed_, step_};
+  const float* in = x;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Dims s = {n};
+    s.insert(s.end(), layers_[i]->out_shape.begin(), layers_[i]->out_shape.end());
+    acts_[i].resize(s);
+    layers_[i]->forward(in, acts_[i].data(), n, ctx);
+    in = acts_[i].data();
+  }
+  grad_a_.resize({n * max_numel_});
+  grad_b_.resize({n * max_numel_});
+  StepResult r;
+  const float* out = acts_.back().data();
+  for (int64_t i = 0; i < n * classes; ++i)
+    if (!std::isfinite(out[i]))
+      throw ValueError("the model's output became NaN or Inf in training (step " + std::to_string(step_) +
+                       "); lower the learning rate");
+  if (loss_ == "cross_entropy")
+    r.loss = cross_entropy(out, labels, n, classes, grad_a_.data(), &r.correct);
+  else
+    r.loss = mse(out, targets, n, classes, grad_a_.data(), &r.correct);
+
+  float* dy = grad_a_.data();
+  float* dx = grad_b_.data();
+  for (size_t i = layers_.size(); i-- > 0;) {
+    const float* xin = i == 0 ? x : acts_[i - 1].data();
+    layers_[i]->backward(xin, acts_[i].data(), dy, i == 0 ? nullptr : dx, n);
+    std::swap(dy, dx);
+  }
+  optimizer_->step();
+  ++step_;
+  return r;
+}
+
+void Sequential::predict(const float* x, int64_t n, float* out, int64_t batch_size) const {
+  if (batch_size <= 0) throw ValueError("batch_size must be positive");
+  const int64_t in_size = checked_numel(input_shape_);
+  const int64_t out_size = checked_numel(output_shape());
+  const int64_t bs = std::min(batch_size, std::max<int64_t>(n, 1));
+  Tensor a({bs * max_numel_}), b({bs * max_numel_});
+  ForwardContext ctx{false, seed_, 0};
+  for (int64_t s = 0; s < n; s += bs) {
+    const int64_t m = std::min(bs, n - s);
+    const float* cur = x + s * in_size;
+    float* bufs[2] = {a.data(), b.data()};
+    for (size_t i = 0; i < layers_.size(); ++i) {
+      float* dst = i + 1 == layers_.size() ? out + s * out_size : bufs[i % 2];
+      layers_[i]->forward(cur, dst, m, ctx);
+      cur = dst;
+    }
+  }
+}
+
+EvalResult Sequential::evaluate(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                                int64_t batch_size) const {
+  if (batch_size <= 0) throw ValueError("batch_size must be positive");
+  const int64_t in_size = checked_numel(input_shape_);
+  const int64_t classes = output_shape()[0];
+  if (loss_ == "cross_entropy") {
+    if (!labels) throw ValueError("cross_entropy needs integer labels");
+    check_labels(labels, n);
+  } else if (!targets) {
+    throw ValueError("mse needs float targets of shape (N, " + std::to_string(classes) + ")");
+  }
+  EvalResult r;
+  const int64_t bs = std::min(batch_size, std::max<int64_t>(n, 1));
+  Tensor out({bs * classes});
+  for (int64_t s = 0; s < n; s += bs) {
+    const int64_t m = std::min(bs, n - s);
+    predict(x + s * in_size, m, out.data(), m);
+    if (loss_ == "cross_entropy") {
+      r.loss_sum += cross_entropy(out.data(), labels + s, m, classes, nullptr, &r.correct) * m;
+      r.top5 += topk_hits(out.data(), labels + s, m, classes, 5);
+    } else {
+      r.loss_sum += mse(out.data(), targets + s * classes, m, classes, nullptr, &r.correct) * m;
+    }
+    r.count += m;
+  }
+  return r;
+}
+
+}  // namespace cpucnn

@@ -1,0 +1,82 @@
+// A sequential model: the layers, their activation buffers, the loss, the
+// optimizer and the training step. All state lives here; the Python API and
+// the C API are thin views of it.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "layers/layer.hpp"
+#include "model/json.hpp"
+#include "model/optimizer.hpp"
+
+namespace cpucnn {
+
+struct StepResult {
+  double loss = 0.0;
+  int64_t correct = 0;
+};
+
+struct EvalResult {
+  double loss_sum = 0.0;   // sum of per-batch mean losses weighted by batch size
+  int64_t correct = 0;     // top-1
+  int64_t top5 = 0;
+  int64_t count = 0;
+};
+
+class Sequential {
+ public:
+  // arch: {"input_shape": [C, H, W], "layers": [{"type": ...}, ...]}.
+  Sequential(const json::Value& arch, uint64_t seed);
+
+  json::Value architecture() const;
+  const Dims& input_shape() const { return input_shape_; }
+  const Dims& output_shape() const { return layers_.back()->out_shape; }
+  size_t size() const { return layers_.size(); }
+  Layer& layer(size_t i) { return *layers_.at(i); }
+  const Layer& layer(size_t i) const { return *layers_.at(i); }
+  std::vector<Param*> trainable_params();
+  uint64_t seed() const { return seed_; }
+
+  void compile(const std::string& loss, const json::Value& optimizer);
+  bool compiled() const { return optimizer_ != nullptr; }
+  const std::string& loss_name() const { return loss_; }
+  Optimizer* optimizer() { return optimizer_.get(); }
+  uint64_t step_count() const { return step_; }
+  void set_step_count(uint64_t s) { step_ = s; }
+
+  // Throws ValueError unless `batch_shape` is (N, *input_shape).
+  void check_input(const Dims& batch_shape) const;
+  // Throws ValueError for labels outside [0, classes) or targets of the wrong size.
+  void check_labels(const int64_t* labels, int64_t n) const;
+  // Throws ValueError naming the first sample holding NaN or Inf.
+  static void check_finite(const float* x, int64_t n, int64_t per_sample, const char* what);
+
+  // One training step on n samples: forward, loss, backward, update.
+  // labels (n) for cross_entropy; targets (n x outputs) for mse.
+  StepResult train_step(const float* x, int64_t n, const int64_t* labels, const float* targets);
+  // Inference in chunks of batch_size; safe to call from several threads.
+  void predict(const float* x, int64_t n, float* out, int64_t batch_size) const;
+  EvalResult evaluate(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                      int64_t batch_size) const;
+  // Forward in training mode without updating (for tests): fills outputs of every layer.
+  const Tensor& activation(size_t i) const { return acts_.at(i); }
+
+  // Guards training and parameter writes against concurrent use.
+  std::mutex& mutex() { return mutex_; }
+
+ private:
+  Dims input_shape_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  std::string loss_ = "cross_entropy";
+  std::unique_ptr<Optimizer> optimizer_;
+  uint64_t seed_ = 0, step_ = 0;
+  std::vector<Tensor> acts_;     // acts_[i] = output of layer i (training)
+  Tensor grad_a_, grad_b_;       // ping-pong gradient buffers
+  int64_t max_numel_ = 0;        // largest per-sample activation
+  std::mutex mutex_;
+};
+
+}  // namespace cpucnn

@@ -1,0 +1,226 @@
+#include "ops/conv2d.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/parallel.hpp"
+#include "ops/gemm.hpp"
+#include "ops/workspace.hpp"
+
+namespace cpucnn {
+
+namespace {
+
+constexpr int64_t kColBudget = int64_t(1) << 20;  // floats of im2col per thread (4 MiB)
+
+struct Plan {
+  int64_t cg, mg, k, p;   // in channels per group, out channels per group, GEMM depth, pixels
+  int64_t chunk;          // samples per chunk
+  int64_t chunks;
+  int threads;
+  bool batch_parallel;    // threads over chunks (else inside each GEMM)
+  bool direct;            // 1x1, stride 1, no padding: the input is its own im2col
+};
+
+Plan make_plan(const Conv2dShape& s) {
+  const ConvGeometry& g = s.geo;
+  Plan p;
+  p.cg = s.cin / s.groups;
+  p.mg = s.cout / s.groups;
+  p.k = p.cg * g.kh * g.kw;
+  p.p = g.ho * g.wo;
+  p.threads = std::max(1, get_num_threads());
+  const int64_t per_sample = std::max<int64_t>(1, p.k * p.p);
+  const int64_t cap = std::max<int64_t>(1, kColBudget / per_sample);
+  const int64_t fair = (s.n + p.threads - 1) / p.threads;
+  p.chunk = std::max<int64_t>(1, std::min(cap, fair));
+  p.chunks = (s.n + p.chunk - 1) / p.chunk;
+  p.batch_parallel = p.threads > 1 && p.chunks >= p.threads;
+  p.direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
+             g.ho == g.h && g.wo == g.w;
+  return p;
+}
+
+void run_gemm(const GemmArgs& a, const Plan& plan) {
+  if (plan.batch_parallel || plan.threads <= 1)
+    gemm(a);
+  else
+    gemm_parallel(a, plan.threads);
+}
+
+// Fills col (k x ld) for group g of samples [n0, n0+ns).
+const float* unfold(const Conv2dShape& s, const Plan& plan, const float* x, int64_t n0, int64_t ns, int64_t g,
+                    float* col) {
+  const int64_t hw = s.geo.h * s.geo.w;
+  const int64_t ld = ns * plan.p;
+  if (plan.direct && ns == 1) return x + n0 * s.cin * hw + g * plan.cg * hw;
+  for (int64_t i = 0; i < ns; ++i)
+    im2col(x + (n0 + i) * s.cin * hw + g * plan.cg * hw, s.geo, plan.cg, col + i * plan.p, ld);
+  return col;
+}
+
+void forward_chunk(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* bias,
+                   float* y, bool relu, int64_t n0, int64_t ns) {
+  Workspace& ws = thread_workspace();
+  const int64_t ld = ns * plan.p;
+  float* col = ws.get(Workspace::kCol, static_cast<size_t>(plan.k * ld));
+  float* out = ns == 1 ? y + n0 * s.cout * plan.p : ws.get(Workspace::kTmp, static_cast<size_t>(s.cout * ld));
+  for (int64_t g = 0; g < s.groups; ++g) {
+    GemmArgs a;
+    a.m = plan.mg;
+    a.n = ld;
+    a.k = plan.k;
+    a.a = w + g * plan.mg * plan.k;
+    a.lda = plan.k;
+    a.b = unfold(s, plan, x, n0, ns, g, col);
+    a.ldb = ld;
+    a.c = out + g * plan.mg * ld;
+    a.ldc = ld;
+    run_gemm(a, plan);
+  }
+  // Scatter to NCHW with bias (and ReLU).
+  for (int64_t i = 0; i < ns; ++i) {
+    for (int64_t co = 0; co < s.cout; ++co) {
+      const float* src = out + co * ld + i * plan.p;
+      float* dst = y + ((n0 + i) * s.cout + co) * plan.p;
+      const float b = bias ? bias[co] : 0.0f;
+      if (relu) {
+        for (int64_t q = 0; q < plan.p; ++q) {
+          const float v = src[q] + b;
+          dst[q] = v > 0.0f ? v : 0.0f;
+        }
+      } else if (src != dst || b != 0.0f) {
+        for (int64_t q = 0; q < plan.p; ++q) dst[q] = src[q] + b;
+      }
+    }
+  }
+}
+
+// Accumulates (or, when first, overwrites) dw/db partials for a chunk and
+// writes dx for its samples.
+void backward_chunk(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* dy,
+                    float* dx, float* dw, float* db, bool first, int64_t n0, int64_t ns) {
+  Workspace& ws = thread_workspace();
+  const int64_t ld = ns * plan.p;
+  const int64_t hw = s.geo.h * s.geo.w;
+  // dy for the chunk as (cout x ld).
+  const float* dyc;
+  if (ns == 1) {
+    dyc = dy + n0 * s.cout * plan.p;
+  } else {
+    float* t = ws.get(Workspace::kTmp, static_cast<size_t>(s.cout * ld));
+    for (int64_t i = 0; i < ns; ++i)
+      for (int64_t co = 0; co < s.cout; ++co)
+        std::memcpy(t + co * ld + i * plan.p, dy + ((n0 + i) * s.cout + co) * plan.p, plan.p * sizeof(float));
+    dyc = t;
+  }
+  if (db) {
+    for (int64_t co = 0; co < s.cout; ++co) {
+      float acc = 0.0f;
+      const float* r = dyc + co * ld;
+      for (int64_t q = 0; q < ld; ++q) acc += r[q];
+      db[co] = first ? acc : db[co] + acc;
+    }
+  }
+  if (dx)
+    for (int64_t i = 0; i < ns; ++i) std::memset(dx + (n0 + i) * s.cin * hw, 0, s.cin * hw * sizeof(float));
+  float* col = ws.get(Workspace::kCol, static_cast<size_t>(plan.k * ld));
+  float* dcol = dx ? ws.get(Workspace::kCol2, static_cast<size_t>(plan.k * ld)) : nullptr;
+  for (int64_t g = 0; g < s.groups; ++g) {
+    const float* dyg = dyc + g * plan.mg * ld;
+    const float* wg = w + g * plan.mg * plan.k;
+    GemmArgs gw;  // dw_g (mg x k) += dy_g (mg x ld) * col^T (ld x k)
+    gw.trans_b = true;
+    gw.m = plan.mg;
+    gw.n = plan.k;
+    gw.k = ld;
+    gw.a = dyg;
+    gw.lda = ld;
+    gw.b = unfold(s, plan, x, n0, ns, g, col);
+    gw.ldb = ld;
+    gw.c = dw + g * plan.mg * plan.k;
+    gw.ldc = plan.k;
+    gw.accumulate = !first;
+    run_gemm(gw, plan);
+    if (dx) {
+      GemmArgs gd;  // dcol (k x ld) = w_g^T (k x mg) * dy_g (mg x ld)
+      gd.trans_a = true;
+      gd.m = plan.k;
+      gd.n = ld;
+      gd.k = plan.mg;
+      gd.a = wg;
+      gd.lda = plan.k;
+      gd.b = dyg;
+      gd.ldb = ld;
+      gd.c = dcol;
+      gd.ldc = ld;
+      run_gemm(gd, plan);
+      for (int64_t i = 0; i < ns; ++i)
+        col2im(dcol + i * plan.p, ld, s.geo, plan.cg, dx + (n0 + i) * s.cin * hw + g * plan.cg * hw);
+    }
+  }
+}
+
+}  // namespace
+
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
+  const Plan plan = make_plan(s);
+  if (plan.batch_parallel) {
+#pragma omp parallel for num_threads(plan.threads) schedule(static, 1)
+    for (int64_t c = 0; c < plan.chunks; ++c) {
+      const int64_t n0 = c * plan.chunk;
+      forward_chunk(s, plan, x, w, bias, y, relu, n0, std::min(plan.chunk, s.n - n0));
+    }
+  } else {
+    for (int64_t c = 0; c < plan.chunks; ++c) {
+      const int64_t n0 = c * plan.chunk;
+      forward_chunk(s, plan, x, w, bias, y, relu, n0, std::min(plan.chunk, s.n - n0));
+    }
+  }
+}
+
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                     float* db, Tensor& scratch) {
+  const Plan plan = make_plan(s);
+  const int64_t wsize = s.cout * plan.k;
+  if (!plan.batch_parallel) {
+    for (int64_t c = 0; c < plan.chunks; ++c) {
+      const int64_t n0 = c * plan.chunk;
+      backward_chunk(s, plan, x, w, dy, dx, dw, db, c == 0, n0, std::min(plan.chunk, s.n - n0));
+    }
+    return;
+  }
+  // Each thread sums its chunks (t, t+T, ...) into its own partial; the
+  // partials are then added in thread order.
+  const int T = plan.threads;
+  const int64_t stride = (wsize + s.cout + 15) / 16 * 16;
+  scratch.resize({static_cast<int64_t>(T) * stride});
+  float* part = scratch.data();
+#pragma omp parallel num_threads(T)
+  {
+    const int t = thread_id();
+    const int team = team_size();  // may be fewer than asked for
+    float* pw = part + t * stride;
+    float* pb = pw + wsize;
+    bool first = true;
+    for (int64_t c = t; c < plan.chunks; c += team) {
+      const int64_t n0 = c * plan.chunk;
+      backward_chunk(s, plan, x, w, dy, dx, pw, db ? pb : nullptr, first, n0, std::min(plan.chunk, s.n - n0));
+      first = false;
+    }
+    if (first) std::memset(pw, 0, stride * sizeof(float));
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < wsize + s.cout; ++i) {
+      if (i >= wsize && !db) continue;
+      float acc = part[i];
+      for (int u = 1; u < team; ++u) acc += part[u * stride + i];
+      if (i < wsize)
+        dw[i] = acc;
+      else
+        db[i - wsize] = acc;
+    }
+  }
+}
+
+}  // namespace cpucnn

@@ -1,0 +1,28 @@
+// The convolution operator: im2col + packed GEMM, batched in chunks of
+// samples so each GEMM is wide enough to run at speed, with one OpenMP
+// region per call (over chunks when there are enough of them, else inside
+// the GEMM). Weight-gradient partial sums are reduced in a fixed order, so a
+// given thread count gives bit-identical results.
+#pragma once
+
+#include <cstdint>
+
+#include "core/tensor.hpp"
+#include "kernels/im2col.hpp"
+
+namespace cpucnn {
+
+struct Conv2dShape {
+  int64_t n = 0, cin = 0, cout = 0, groups = 1;
+  ConvGeometry geo{};
+};
+
+// y = conv(x, w) + bias (bias may be null); relu applies max(0, .) after.
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
+                    bool relu = false);
+// dw, db (db may be null) are overwritten; dx (may be null) is overwritten.
+// `scratch` holds per-thread partial sums between calls.
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx,
+                     float* dw, float* db, Tensor& scratch);
+
+}  // namespace cpucnn

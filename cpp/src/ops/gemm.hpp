@@ -1,0 +1,29 @@
+// Packed, cache-blocked single-precision GEMM over the dispatch table's
+// micro-kernel:  C = op(A) * op(B) + beta * C,  beta in {0, 1},
+// op(A) is M x K, op(B) is K x N, all row-major with leading dimensions.
+#pragma once
+
+#include <cstdint>
+
+namespace cpucnn {
+
+struct GemmArgs {
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const float* b = nullptr;
+  int64_t ldb = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  bool accumulate = false;  // beta = 1 when true, 0 otherwise
+};
+
+// Runs on the calling thread.
+void gemm(const GemmArgs& g);
+// Splits C into independent tiles across `threads` OpenMP threads (opens one
+// parallel region; the result does not depend on the thread count). Must not
+// be called from inside a parallel region.
+void gemm_parallel(const GemmArgs& g, int threads);
+
+}  // namespace cpucnn

@@ -1,0 +1,291 @@
+"""Callbacks for ``Sequential.fit`` (Keras-style), the History it returns,
+and the progress display."""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+__all__ = [
+    "Callback",
+    "History",
+    "EarlyStopping",
+    "ModelCheckpoint",
+    "LearningRateScheduler",
+    "ReduceLROnPlateau",
+]
+
+Logs = Dict[str, float]
+
+
+class Callback:
+    """Base class; override any of the hooks. ``self.model`` is set by fit."""
+
+    def __init__(self) -> None:
+        self.model = None
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs: Optional[Logs] = None) -> None: ...
+    def on_train_end(self, logs: Optional[Logs] = None) -> None: ...
+    def on_epoch_begin(self, epoch: int, logs: Optional[Logs] = None) -> None: ...
+    def on_epoch_end(self, epoch: int, logs: Optional[Logs] = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: Optional[Logs] = None) -> None: ...
+
+
+class CallbackList:
+    def __init__(self, callbacks: Sequence[Callback], model) -> None:
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be cpucnn.callbacks.Callback instances, got {type(cb).__name__}")
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            cb.set_model(model)
+
+    def on_train_begin(self) -> None:
+        for cb in self.callbacks:
+            cb.on_train_begin({})
+
+    def on_train_end(self) -> None:
+        for cb in self.callbacks:
+            cb.on_train_end({})
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, {})
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+
+    def on_batch_end(self, batch: int, logs: Logs) -> None:
+        for cb in self.callbacks:
+            cb.on_batch_end(batch, logs)
+
+
+class History(Callback):
+    """``history`` maps each logged quantity (loss, accuracy, val_loss,
+    val_accuracy, lr) to its per-epoch values; ``epoch`` lists the epochs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: Dict[str, List[float]] = {}
+        self.epoch: List[int] = []
+        self.interrupted = False
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Logs] = None) -> None:
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(float(v))
+
+    def plot(self, path: Optional[str] = None):
+        """Draws loss and accuracy curves; saves to ``path`` when given. Returns the figure."""
+        try:
+            import matplotlib
+
+            if path is not None:
+                matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install cpucnn[plot]") from None
+        has_acc = "accuracy" in self.history
+        fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 4), squeeze=False)
+        epochs = [e + 1 for e in self.epoch]
+        for ax, key in zip(axes[0], ["loss", "accuracy"] if has_acc else ["loss"]):
+            if key in self.history:
+                ax.plot(epochs, self.history[key], marker="o", label=f"train {key}")
+            if "val_" + key in self.history:
+                ax.plot(epochs, self.history["val_" + key], marker="o", label=f"validation {key}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(key)
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(os.fspath(path), dpi=100)
+            plt.close(fig)
+        return fig
+
+
+def _better(mode: str, min_delta: float):
+    if mode == "min":
+        return lambda cur, best: cur < best - min_delta
+    return lambda cur, best: cur > best + min_delta
+
+
+def _mode_for(monitor: str, mode: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode != "auto":
+        return mode
+    return "max" if ("acc" in monitor or "top5" in monitor) else "min"
+
+
+class EarlyStopping(Callback):
+    """Stops training when ``monitor`` has not improved by ``min_delta`` for
+    ``patience`` epochs; optionally restores the best epoch's weights."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
+                 restore_best_weights: bool = False, mode: str = "auto") -> None:
+        super().__init__()
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
+        self.restore_best_weights = bool(restore_best_weights)
+        self.mode = _mode_for(monitor, mode)
+        self._better = _better(self.mode, self.min_delta)
+        self.stopped_epoch: Optional[int] = None
+
+    def on_train_begin(self, logs=None) -> None:
+        self.wait = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_weights = None
+        self.best_epoch: Optional[int] = None
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not logged "
+                             f"(available: {', '.join(sorted(logs))})")
+        cur = logs[self.monitor]
+        if self._better(cur, self.best):
+            self.best, self.wait, self.best_epoch = cur, 0, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model at the end of each epoch (or only when ``monitor``
+    improves, with ``save_best_only``). ``path`` may hold ``{epoch}`` and log
+    keys, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.cnn"``."""
+
+    def __init__(self, path: str, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto",
+                 include_optimizer: bool = True) -> None:
+        super().__init__()
+        self.path, self.monitor, self.save_best_only = os.fspath(path), monitor, bool(save_best_only)
+        self.mode = _mode_for(monitor, mode)
+        self._better = _better(self.mode, 0.0)
+        self.include_optimizer = include_optimizer
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.saved: List[str] = []
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        if self.save_best_only:
+            if self.monitor not in logs:
+                raise ValueError(f"ModelCheckpoint monitors {self.monitor!r}, which is not logged "
+                                 f"(available: {', '.join(sorted(logs))})")
+            if not self._better(logs[self.monitor], self.best):
+                return
+            self.best = logs[self.monitor]
+        path = self.path.format(epoch=epoch + 1, **logs)
+        self.model.save(path, include_optimizer=self.include_optimizer)
+        self.saved.append(path)
+
+
+class LearningRateScheduler(Callback):
+    """Sets the learning rate at each epoch's start to ``schedule(epoch, lr)``
+    (or ``schedule(epoch)``)."""
+
+    def __init__(self, schedule: Callable[..., float]) -> None:
+        super().__init__()
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        lr = self.model.optimizer.lr
+        try:
+            new = self.schedule(epoch, lr)
+        except TypeError:
+            new = self.schedule(epoch)
+        self.model.optimizer.lr = float(new)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiplies the learning rate by ``factor`` when ``monitor`` has not
+    improved for ``patience`` epochs, waiting ``cooldown`` epochs after each
+    cut and never going below ``min_lr``."""
+
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, min_delta: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0, mode: str = "auto") -> None:
+        super().__init__()
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor}")
+        self.monitor, self.factor, self.patience = monitor, float(factor), int(patience)
+        self.min_delta, self.cooldown, self.min_lr = abs(float(min_delta)), int(cooldown), float(min_lr)
+        self.mode = _mode_for(monitor, mode)
+        self._better = _better(self.mode, self.min_delta)
+
+    def on_train_begin(self, logs=None) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_left = 0
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise ValueError(f"ReduceLROnPlateau monitors {self.monitor!r}, which is not logged "
+                             f"(available: {', '.join(sorted(logs))})")
+        cur = logs[self.monitor]
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if self._better(cur, self.best):
+            self.best, self.wait = cur, 0
+        elif self.cooldown_left == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                opt = self.model.optimizer
+                new = max(opt.lr * self.factor, self.min_lr)
+                if new < opt.lr:
+                    opt.lr = new
+                self.cooldown_left, self.wait = self.cooldown, 0
+
+
+# -- progress display ---------------------------------------------------------
+
+def _fmt(logs: Dict[str, float]) -> str:
+    return " - ".join(f"{k}: {v:.4g}" if k == "lr" else f"{k}: {v:.4f}" for k, v in logs.items())
+
+
+def _epoch_line(epoch: int, epochs: int, logs: Dict[str, float], seconds: float, samples: int) -> str:
+    return (f"Epoch {epoch + 1}/{epochs} - {seconds:.1f}s - {samples / max(seconds, 1e-9):,.0f} img/s - "
+            + _fmt(logs))
+
+
+class _Bar:
+    """A tqdm bar per epoch: steps, ETA, running loss/metrics, images/s."""
+
+    def __init__(self, steps: int, epoch: int, epochs: int) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="step", file=sys.stderr,
+                         dynamic_ncols=True, leave=True, mininterval=0.2)
+
+    def update(self, logs: Dict[str, float], images_per_s: float) -> None:
+        shown = {k: f"{v:.4f}" for k, v in logs.items()}
+        shown["img/s"] = f"{images_per_s:,.0f}"
+        self._bar.set_postfix(shown, refresh=False)
+        self._bar.update(1)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress(verbose: int, steps: int, epoch: int, epochs: int) -> Optional[_Bar]:
+    if verbose != 1:
+        return None
+    try:
+        return _Bar(steps, epoch, epochs)
+    except ImportError:  # tqdm is a dependency, but be robust: fall back to epoch lines
+        return None

@@ -1,0 +1,336 @@
+"""Layer specifications.
+
+A layer here is a spec: its settings, and (once its model is built) a view of
+the parameters that the C++ model owns. ``layer.weight`` / ``layer.bias``
+read and write them in PyTorch's layouts.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+__all__ = [
+    "Layer",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "GlobalAvgPool2D",
+    "Dense",
+    "Flatten",
+    "ReLU",
+    "LeakyReLU",
+    "Sigmoid",
+    "Tanh",
+    "Softmax",
+    "Dropout",
+    "BatchNorm2D",
+    "from_config",
+]
+
+IntOrPair = Union[int, Tuple[int, int], Sequence[int]]
+
+
+def _int(name: str, value: Any, layer: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{layer}: {name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _pair(name: str, value: Any, layer: str) -> Tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{layer}: {name} must be an integer or a pair, got {value!r}")
+        return (_int(name, value[0], layer), _int(name, value[1], layer))
+    v = _int(name, value, layer)
+    return (v, v)
+
+
+def _number(name: str, value: Any, layer: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{layer}: {name} must be a number, got {value!r}")
+    return float(value)
+
+
+class Layer:
+    """Base class: settings, shapes, and access to parameters once built."""
+
+    _type = "Layer"
+
+    def __init__(self) -> None:
+        self._model = None  # the C++ model, set by Sequential
+        self._index: Optional[int] = None
+
+    # -- settings ----------------------------------------------------------
+    def get_config(self) -> Dict[str, Any]:
+        """The settings as a dict (with ``type``), as stored in model files."""
+        return {"type": self._type}
+
+    @property
+    def name(self) -> str:
+        return self._type if self._index is None else f"{self._type.lower()}_{self._index}"
+
+    def __repr__(self) -> str:
+        cfg = self.get_config()
+        args = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if k != "type")
+        return f"{self._type}({args})"
+
+    # -- parameters (after the model is built) ------------------------------
+    def _bound(self):
+        if self._model is None:
+            raise ValueError(f"{self!r} is not part of a built model yet: pass it to Sequential(...) first")
+        return self._model, self._index
+
+    @property
+    def param_names(self) -> Tuple[str, ...]:
+        if self._model is None:
+            return ()
+        info = self._model.layer_info(self._index)
+        return tuple(name for name, _, _ in info["params"])
+
+    def get_param(self, name: str) -> np.ndarray:
+        model, index = self._bound()
+        return model.get_param(index, name)
+
+    def set_param(self, name: str, value: Any) -> None:
+        model, index = self._bound()
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{self.name}: {name} must be numeric, got dtype {arr.dtype}")
+        model.set_param(index, name, np.ascontiguousarray(arr, dtype=np.float32))
+
+    @property
+    def output_shape(self) -> Tuple[int, ...]:
+        model, index = self._bound()
+        return tuple(model.layer_info(index)["output_shape"])
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        model, index = self._bound()
+        return tuple(model.layer_info(index)["input_shape"])
+
+
+class _WeightedLayer(Layer):
+    @property
+    def weight(self) -> np.ndarray:
+        """The weight, a copy, in PyTorch's layout."""
+        return self.get_param("weight")
+
+    @weight.setter
+    def weight(self, value: Any) -> None:
+        self.set_param("weight", value)
+
+    @property
+    def bias(self) -> Optional[np.ndarray]:
+        """The bias (a copy), or None when the layer has none."""
+        if "bias" not in self.param_names:
+            return None
+        return self.get_param("bias")
+
+    @bias.setter
+    def bias(self, value: Any) -> None:
+        if "bias" not in self.param_names:
+            raise ValueError(f"{self.name} was built without a bias (use_bias=False)")
+        self.set_param("bias", value)
+
+
+class Conv2D(_WeightedLayer):
+    """2-D convolution over (C, H, W) inputs; weight (filters, C/groups, kh, kw)."""
+
+    _type = "Conv2D"
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: IntOrPair,
+        stride: IntOrPair = 1,
+        padding: Union[IntOrPair, str] = 0,
+        dilation: IntOrPair = 1,
+        groups: int = 1,
+        use_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        me = "Conv2D"
+        self.filters = _int("filters", filters, me)
+        self.kernel_size = _pair("kernel_size", kernel_size, me)
+        self.stride = _pair("stride", stride, me)
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"Conv2D: padding must be an integer, a pair, 'same' or 'valid', got {padding!r}")
+            self.padding: Union[str, Tuple[int, int]] = padding
+        else:
+            self.padding = _pair("padding", padding, me)
+        self.dilation = _pair("dilation", dilation, me)
+        self.groups = _int("groups", groups, me)
+        self.use_bias = bool(use_bias)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {
+            "type": self._type,
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "stride": list(self.stride),
+            "padding": self.padding if isinstance(self.padding, str) else list(self.padding),
+            "dilation": list(self.dilation),
+            "groups": self.groups,
+            "use_bias": self.use_bias,
+        }
+
+
+class Dense(_WeightedLayer):
+    """Fully connected layer over flat inputs; weight (units, features)."""
+
+    _type = "Dense"
+
+    def __init__(self, units: int, use_bias: bool = True) -> None:
+        super().__init__()
+        self.units = _int("units", units, "Dense")
+        self.use_bias = bool(use_bias)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"type": self._type, "units": self.units, "use_bias": self.use_bias}
+
+
+class _Pool2D(Layer):
+    def __init__(self, pool_size: IntOrPair = 2, stride: Optional[IntOrPair] = None, padding: IntOrPair = 0) -> None:
+        super().__init__()
+        me = self._type
+        self.pool_size = _pair("pool_size", pool_size, me)
+        self.stride = self.pool_size if stride is None else _pair("stride", stride, me)
+        self.padding = _pair("padding", padding, me)
+
+    def get_config(self) -> Dict[str, Any]:
+        return {
+            "type": self._type,
+            "pool_size": list(self.pool_size),
+            "stride": list(self.stride),
+            "padding": list(self.padding),
+        }
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling; stride defaults to the pool size."""
+
+    _type = "MaxPool2D"
+
+
+class AvgPool2D(_Pool2D):
+    """Average pooling (padding counts in the divisor, as PyTorch's default)."""
+
+    _type = "AvgPool2D"
+
+
+class GlobalAvgPool2D(Layer):
+    """(C, H, W) -> (C,): the mean of each channel."""
+
+    _type = "GlobalAvgPool2D"
+
+
+class Flatten(Layer):
+    """(C, H, W) -> (C*H*W,)."""
+
+    _type = "Flatten"
+
+
+class ReLU(Layer):
+    _type = "ReLU"
+
+
+class LeakyReLU(Layer):
+    _type = "LeakyReLU"
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        super().__init__()
+        self.alpha = _number("alpha", alpha, "LeakyReLU")
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"type": self._type, "alpha": self.alpha}
+
+
+class Sigmoid(Layer):
+    _type = "Sigmoid"
+
+
+class Tanh(Layer):
+    _type = "Tanh"
+
+
+class Softmax(Layer):
+    """Softmax over the channel axis (axis 1 of the batch)."""
+
+    _type = "Softmax"
+
+
+class Dropout(Layer):
+    """Inverted dropout: active in training only."""
+
+    _type = "Dropout"
+
+    def __init__(self, rate: float = 0.5) -> None:
+        super().__init__()
+        self.rate = _number("rate", rate, "Dropout")
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"type": self._type, "rate": self.rate}
+
+
+class BatchNorm2D(_WeightedLayer):
+    """Batch normalisation over channels, PyTorch semantics (momentum=0.1)."""
+
+    _type = "BatchNorm2D"
+
+    def __init__(self, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.momentum = _number("momentum", momentum, "BatchNorm2D")
+        self.eps = _number("eps", eps, "BatchNorm2D")
+
+    def get_config(self) -> Dict[str, Any]:
+        return {"type": self._type, "momentum": self.momentum, "eps": self.eps}
+
+    @property
+    def running_mean(self) -> np.ndarray:
+        return self.get_param("running_mean")
+
+    @running_mean.setter
+    def running_mean(self, value: Any) -> None:
+        self.set_param("running_mean", value)
+
+    @property
+    def running_var(self) -> np.ndarray:
+        return self.get_param("running_var")
+
+    @running_var.setter
+    def running_var(self, value: Any) -> None:
+        self.set_param("running_var", value)
+
+
+_TYPES = {
+    cls._type: cls
+    for cls in (Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, Dense, Flatten, ReLU, LeakyReLU, Sigmoid, Tanh,
+                Softmax, Dropout, BatchNorm2D)
+}
+
+
+def from_config(config: Dict[str, Any]) -> Layer:
+    """Builds a layer spec from ``get_config()`` output (or a model file's architecture)."""
+    cfg = dict(config)
+    kind = cfg.pop("type", None)
+    if kind not in _TYPES:
+        raise ValueError(f"unknown layer type {kind!r}")
+    cls = _TYPES[kind]
+    if kind in ("MaxPool2D", "AvgPool2D"):
+        return cls(pool_size=tuple(cfg["pool_size"]), stride=tuple(cfg["stride"]), padding=tuple(cfg["padding"]))
+    if kind == "Conv2D":
+        pad = cfg.get("padding", 0)
+        cfg["padding"] = pad if isinstance(pad, str) else tuple(pad)
+        for key in ("kernel_size", "stride", "dilation"):
+            if key in cfg:
+                cfg[key] = tuple(cfg[key])
+    return cls(**cfg)
+
+
+def _dumps(layers: Sequence[Layer], input_shape: Sequence[int]) -> str:
+    return json.dumps({"input_shape": list(input_shape), "layers": [layer.get_config() for layer in layers]})

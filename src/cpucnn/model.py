@@ -1,0 +1,386 @@
+"""The Sequential model: a thin Python view of the C++ model that owns all
+state. Training steps, inference and file I/O run in C++ with the GIL
+released; Python does argument checking, the epoch loop, callbacks and
+progress display."""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import time
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+from . import callbacks as callbacks_mod
+from . import layers as layers_mod
+from . import optimizers as optimizers_mod
+
+__all__ = ["Sequential", "load"]
+
+_LOSSES = ("cross_entropy", "mse")
+_METRICS = ("accuracy", "top5")
+_METRIC_ALIASES = {"acc": "accuracy", "top1": "accuracy", "top_5": "top5", "top5_accuracy": "top5"}
+
+
+def _as_input(x: Any, what: str = "x") -> np.ndarray:
+    """x as a C-contiguous float32 array (one conversion, no copy if already so)."""
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError) as e:  # ragged lists and the like
+            raise TypeError(f"{what} must be a numeric array: {e}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{what} must be a numeric array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _as_labels(y: Any, n: int, classes: int) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"labels y must be integers, got dtype {arr.dtype}")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"labels y must have shape ({n},), got {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"x has {n} samples but y has {arr.shape[0]} labels")
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("labels y contain NaN or Inf")
+        if not np.all(arr == np.round(arr)):
+            raise ValueError("labels y must be integers, got non-integer values")
+    elif arr.dtype.kind == "b":
+        raise TypeError("labels y must be integers, got booleans")
+    out = np.ascontiguousarray(arr, dtype=np.int64)
+    if out.size:
+        lo, hi = int(out.min()), int(out.max())
+        if lo < 0 or hi >= classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"labels y must be in [0, {classes}) for a model with {classes} outputs, got {bad}")
+    return out
+
+
+def _as_targets(y: Any, n: int, outputs: int) -> np.ndarray:
+    arr = _as_input(y, "targets y")
+    if arr.shape != (n, outputs):
+        raise ValueError(f"mse needs targets y of shape ({n}, {outputs}), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("targets y contain NaN or Inf")
+    return arr
+
+
+def _positive_int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
+
+
+class Sequential:
+    """A stack of layers, built at construction from ``input_shape`` (C, H, W).
+
+    ``seed`` fixes the initial weights and dropout masks (random when None).
+    """
+
+    def __init__(self, layers: Sequence[layers_mod.Layer], input_shape: Sequence[int], seed: Optional[int] = None,
+                 _core_model: Any = None) -> None:
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Sequential needs at least one layer")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, layers_mod.Layer):
+                raise TypeError(f"layer {i} must be a cpucnn layer, got {type(layer).__name__}")
+            if layer._model is not None:
+                raise ValueError(f"layer {i} ({layer!r}) already belongs to another model; create a new one")
+        try:
+            shape = tuple(int(d) for d in input_shape)
+        except (TypeError, ValueError):
+            raise TypeError(f"input_shape must be a tuple of integers, got {input_shape!r}") from None
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
+        elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if _core_model is None:
+            _core_model = _core.Model(layers_mod._dumps(layers, shape), int(seed))
+        self._m = _core_model
+        self.layers: List[layers_mod.Layer] = layers
+        for i, layer in enumerate(layers):
+            layer._model = self._m
+            layer._index = i
+        self.optimizer: Optional[optimizers_mod.Optimizer] = None
+        self.loss: Optional[str] = None
+        self.metrics: List[str] = []
+        self.stop_training = False
+        self.history: Optional[callbacks_mod.History] = None
+
+    # -- shapes --------------------------------------------------------------
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return tuple(self._m.input_shape)
+
+    @property
+    def output_shape(self) -> Tuple[int, ...]:
+        return tuple(self._m.output_shape)
+
+    @property
+    def seed(self) -> int:
+        return int(self._m.seed)
+
+    # -- compile -------------------------------------------------------------
+    def compile(self, optimizer: Any = "adam", loss: str = "cross_entropy",
+                metrics: Optional[Iterable[str]] = None) -> None:
+        """Chooses the optimizer, the loss ("cross_entropy" or "mse") and metrics ("accuracy", "top5")."""
+        opt = optimizers_mod.get(optimizer)
+        if not isinstance(loss, str) or loss not in _LOSSES:
+            raise ValueError(f"unknown loss {loss!r} (expected one of {', '.join(_LOSSES)})")
+        names = []
+        for m in metrics or []:
+            if not isinstance(m, str):
+                raise TypeError(f"metrics must be names, got {m!r}")
+            m = _METRIC_ALIASES.get(m.lower(), m.lower())
+            if m not in _METRICS:
+                raise ValueError(f"unknown metric {m!r} (expected one of {', '.join(_METRICS)})")
+            if m not in names:
+                names.append(m)
+        if opt._model is not None and opt._model is not self._m:
+            raise ValueError("this optimizer is already bound to another model; create a new one")
+        self._m.compile(loss, opt._json())
+        opt._model = self._m
+        self.optimizer, self.loss, self.metrics = opt, loss, names
+
+    def _require_compiled(self) -> None:
+        if self.optimizer is None:
+            raise ValueError("the model must be compiled before training or evaluation: call model.compile(...)")
+
+    def _prepare(self, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
+        x = _as_input(x)
+        self._check_x(x)
+        n = x.shape[0]
+        classes = self.output_shape[0]
+        if self.loss == "mse":
+            return x, _as_targets(y, n, classes)
+        return x, _as_labels(y, n, classes)
+
+    def _check_x(self, x: np.ndarray) -> None:
+        want = self.input_shape
+        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+            first = self._m.layer_info(0)["label"]
+            raise ValueError(f"{first}: expects input (N, {', '.join(map(str, want))}), got {tuple(x.shape)}")
+
+    # -- training and inference -----------------------------------------------
+    def train_on_batch(self, x: Any, y: Any) -> float:
+        """One optimizer step on (x, y); returns the batch's mean loss."""
+        self._require_compiled()
+        x, y = self._prepare(x, y)
+        if x.shape[0] == 0:
+            raise ValueError("train_on_batch needs at least one sample")
+        loss, _ = self._m.train_step(x, y)
+        return float(loss)
+
+    def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
+        """The last layer's output for x (N, C, H, W), computed in batches."""
+        batch_size = _positive_int("batch_size", batch_size)
+        x = _as_input(x)
+        self._check_x(x)
+        return self._m.predict(x, batch_size)
+
+    def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0) -> Dict[str, float]:
+        """Mean loss and the compiled metrics over (x, y)."""
+        self._require_compiled()
+        batch_size = _positive_int("batch_size", batch_size)
+        x, y = self._prepare(x, y)
+        return self._evaluate_arrays(x, y, batch_size)
+
+    def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> Dict[str, float]:
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("evaluate needs at least one sample")
+        loss_sum, correct, top5, count = self._m.evaluate(x, y, batch_size)
+        out = {"loss": float(loss_sum / count)}
+        if "accuracy" in self.metrics:
+            out["accuracy"] = float(correct / count)
+        if "top5" in self.metrics and self.loss == "cross_entropy":
+            out["top5"] = float(top5 / count)
+        return out
+
+    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
+            validation_data: Optional[Tuple[Any, Any]] = None, validation_split: float = 0.0,
+            shuffle: bool = True, callbacks: Optional[Sequence[callbacks_mod.Callback]] = None,
+            verbose: int = 1, seed: Optional[int] = None, initial_epoch: int = 0) -> callbacks_mod.History:
+        """Trains for ``epochs`` epochs; returns a History (see cpucnn.callbacks).
+
+        ``validation_split`` holds out the last fraction of (x, y) before
+        shuffling, as Keras does. Shuffling is drawn from (seed, epoch), so a
+        run resumed with ``initial_epoch`` sees the same batches. Ctrl-C stops
+        after the current batch and keeps the weights and history so far.
+        """
+        self._require_compiled()
+        epochs = int(epochs)
+        batch_size = _positive_int("batch_size", batch_size)
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be a non-negative integer, got {initial_epoch!r}")
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        x, y = self._prepare(x, y)
+        if not np.all(np.isfinite(x)):
+            bad = int(np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0][0])
+            raise ValueError(f"x contains NaN or Inf (sample {bad})")
+        val = None
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            val = self._prepare(*validation_data)
+        elif validation_split:
+            if not 0.0 < float(validation_split) < 1.0:
+                raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
+            cut = int(x.shape[0] * (1.0 - float(validation_split)))
+            if cut <= 0 or cut >= x.shape[0]:
+                raise ValueError(f"validation_split={validation_split} leaves no training or validation samples")
+            val = (x[cut:], y[cut:])
+            x, y = x[:cut], y[:cut]
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("fit needs at least one training sample")
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+
+        history = callbacks_mod.History()
+        cbs = callbacks_mod.CallbackList(list(callbacks or []) + [history], model=self)
+        self.history = history
+        self.stop_training = False
+        steps = (n + batch_size - 1) // batch_size
+        interrupted = False
+        cbs.on_train_begin()
+        try:
+            for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch)
+                order = (np.random.default_rng([int(seed), epoch]).permutation(n) if shuffle
+                         else np.arange(n))
+                bar = callbacks_mod._progress(verbose, steps, epoch, epochs)
+                loss_sum, hits, seen, t0 = 0.0, 0, 0, time.perf_counter()
+                try:
+                    for b in range(steps):
+                        idx = order[b * batch_size:(b + 1) * batch_size]
+                        xb, yb = x[idx], y[idx]   # one gather per batch, in numpy
+                        loss, correct = self._m.train_step(xb, yb)
+                        m = idx.shape[0]
+                        loss_sum += loss * m
+                        hits += correct
+                        seen += m
+                        logs = {"loss": loss_sum / seen}
+                        if "accuracy" in self.metrics:
+                            logs["accuracy"] = hits / seen
+                        if bar is not None:
+                            bar.update(logs, seen / max(time.perf_counter() - t0, 1e-9))
+                        cbs.on_batch_end(b, {"loss": float(loss), "size": m})
+                        if self.stop_training:
+                            break
+                except KeyboardInterrupt:
+                    interrupted = True
+                    self.stop_training = True
+                finally:
+                    if bar is not None:
+                        bar.close()
+                if interrupted:
+                    if verbose:
+                        print(f"Interrupted in epoch {epoch + 1} after {seen} samples; weights and history kept.")
+                    break
+                elapsed = time.perf_counter() - t0
+                logs = {"loss": loss_sum / seen}
+                if "accuracy" in self.metrics:
+                    logs["accuracy"] = hits / seen
+                if val is not None:
+                    for k, v in self._evaluate_arrays(val[0], val[1], 256).items():
+                        logs["val_" + k] = v
+                logs["lr"] = float(self.optimizer.lr)
+                cbs.on_epoch_end(epoch, logs)
+                if verbose == 2 or (verbose == 1 and bar is None):
+                    print(callbacks_mod._epoch_line(epoch, epochs, logs, elapsed, seen))
+                if self.stop_training:
+                    break
+        finally:
+            cbs.on_train_end()
+        history.interrupted = interrupted
+        return history
+
+    # -- weights ---------------------------------------------------------------
+    def get_weights(self) -> List[np.ndarray]:
+        """Every layer's parameters (and BatchNorm running statistics) in order."""
+        return [layer.get_param(name) for layer in self.layers for name in layer.param_names]
+
+    def set_weights(self, weights: Sequence[Any]) -> None:
+        slots = [(layer, name) for layer in self.layers for name in layer.param_names]
+        weights = list(weights)
+        if len(weights) != len(slots):
+            raise ValueError(f"set_weights needs {len(slots)} arrays, got {len(weights)}")
+        arrays = []
+        for (layer, name), w in zip(slots, weights):
+            arr = np.asarray(w)
+            want = layer.get_param(name).shape
+            if arr.shape != want:
+                raise ValueError(f"{self._m.layer_info(layer._index)['label']}: {name} must have shape {want}, "
+                                 f"got {arr.shape}")
+            arrays.append(arr)
+        for (layer, name), arr in zip(slots, arrays):
+            layer.set_param(name, arr)
+
+    def count_params(self) -> int:
+        return sum(self._m.layer_info(i)["trainable_count"] for i in range(len(self.layers)))
+
+    # -- summary ---------------------------------------------------------------
+    def summary(self, print_fn=print) -> str:
+        """Prints (and returns) layers, output shapes, parameter counts and MACs per image."""
+        rows = [("Layer (type)", "Output shape", "Params", "MACs")]
+        total_p = total_m = 0
+        for i, layer in enumerate(self.layers):
+            info = self._m.layer_info(i)
+            total_p += info["trainable_count"]
+            total_m += info["macs"]
+            rows.append((f"{layer.name} ({info['type']})", str(tuple(info["output_shape"])),
+                         f"{info['trainable_count']:,}", f"{info['macs']:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = "-" * (sum(widths) + 6)
+        fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}"
+        out = [f"Sequential, input {self.input_shape}", line, fmt(rows[0]), line]
+        out += [fmt(r) for r in rows[1:]]
+        out += [line, f"Total params: {total_p:,}", f"MACs per image: {total_m:,}"]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    # -- files -----------------------------------------------------------------
+    def save(self, path: Union[str, os.PathLike], include_optimizer: bool = True) -> None:
+        """Writes one .cnn file (safetensors) atomically; see DESIGN.md."""
+        meta = {"metrics": json.dumps(self.metrics)}
+        self._m.save(os.fspath(path), bool(include_optimizer), meta)
+
+    def export_onnx(self, path: Union[str, os.PathLike], opset: int = 17) -> None:
+        """Writes an ONNX graph of the model (needs ``pip install cpucnn[onnx]``)."""
+        from . import onnx_export
+
+        onnx_export.export(self, os.fspath(path), opset=opset)
+
+    def __repr__(self) -> str:
+        return f"Sequential({len(self.layers)} layers, input {self.input_shape} -> output {self.output_shape})"
+
+
+def load(path: Union[str, os.PathLike]) -> Sequential:
+    """Loads a model saved by ``Sequential.save`` (with its optimizer state when saved)."""
+    core, meta = _core.Model.load(os.fspath(path))
+    arch = json.loads(core.architecture())
+    layers = [layers_mod.from_config(cfg) for cfg in arch["layers"]]
+    model = Sequential(layers, arch["input_shape"], seed=int(core.seed), _core_model=core)
+    if core.compiled:
+        opt = optimizers_mod.get(json.loads(core.optimizer_config()))
+        opt._model = core
+        model.optimizer, model.loss = opt, core.loss
+        try:
+            model.metrics = [m for m in json.loads(meta.get("metrics", "[]")) if m in _METRICS]
+        except ValueError:
+            model.metrics = []
+    return model
