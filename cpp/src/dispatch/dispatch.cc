@@ -16,14 +16,16 @@ KernelTable make_scalar() {
   t.isa = "scalar";
   t.gemm_mr = kGemmMrScalar;
   t.gemm_nr = kGemmNrScalar;
-  t.gemm_ukernel = gemm_ukernel_scalar;
+  t.gemm_tile = gemm_tile_scalar;
+  t.im2col = im2col_scalar;
+  t.col2im = col2im_scalar;
   t.relu_fwd = relu_fwd_scalar;
   t.relu_bwd = relu_bwd_scalar;
   t.maxpool2d_fwd = maxpool2d_fwd_scalar;
   t.maxpool2d_bwd = maxpool2d_bwd_scalar;
   t.sgd_update = sgd_update_scalar;
   t.adam_update = adam_update_scalar;
-  t.impl = {{"gemm", "scalar"}, {"relu", "scalar"}, {"maxpool2d", "scalar"}, {"sgd", "scalar"}, {"adam", "scalar"}};
+  t.impl = {{"gemm", "scalar"}, {"im2col", "scalar"}, {"relu", "scalar"}, {"maxpool2d", "scalar"}, {"sgd", "scalar"}, {"adam", "scalar"}};
   return t;
 }
 
@@ -37,10 +39,13 @@ KernelTable make_avx2() {
   t.isa = "avx2";
   t.gemm_mr = kGemmMrAvx2;
   t.gemm_nr = kGemmNrAvx2;
-  t.gemm_ukernel = gemm_ukernel_avx2;
+  t.gemm_tile = gemm_tile_avx2;
+  t.im2col = im2col_avx2;
+  t.col2im = col2im_avx2;
   t.relu_fwd = relu_fwd_avx2;
   t.relu_bwd = relu_bwd_avx2;
   mark(t, "gemm", "avx2");
+  mark(t, "im2col", "avx2");
   mark(t, "relu", "avx2");
   return t;
 }
@@ -50,12 +55,15 @@ KernelTable make_avx512() {
   t.isa = "avx512";
   t.gemm_mr = kGemmMrAvx512;
   t.gemm_nr = kGemmNrAvx512;
-  t.gemm_ukernel = gemm_ukernel_avx512;
+  t.gemm_tile = gemm_tile_avx512;
+  t.im2col = im2col_avx512;
+  t.col2im = col2im_avx512;
   t.relu_fwd = relu_fwd_avx512;
   t.relu_bwd = relu_bwd_avx512;
   t.sgd_update = sgd_update_avx512;
   t.adam_update = adam_update_avx512;
   mark(t, "gemm", "avx512");
+  mark(t, "im2col", "avx512");
   mark(t, "relu", "avx512");
   mark(t, "sgd", "avx512");
   mark(t, "adam", "avx512");

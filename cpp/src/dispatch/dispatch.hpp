@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/im2col.hpp"
 #include "kernels/kernels.hpp"
 
 namespace cpucnn {
@@ -18,7 +19,10 @@ struct KernelTable {
   const char* isa = "scalar";
   // GEMM
   int gemm_mr = 0, gemm_nr = 0;
-  GemmUkernelFn gemm_ukernel = nullptr;
+  GemmTileFn gemm_tile = nullptr;
+  // convolution data movement
+  Im2colFn im2col = nullptr;
+  Col2imFn col2im = nullptr;
   // element-wise
   UnaryFn relu_fwd = nullptr;
   UnaryBwdFn relu_bwd = nullptr;

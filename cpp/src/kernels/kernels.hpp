@@ -9,20 +9,40 @@
 
 namespace cpucnn {
 
-// GEMM micro-kernel over packed panels:
-//   C[i*ldc + j] (+)= sum_p a[p*MR + i] * b[p*NR + j],  0 <= i < MR, 0 <= j < NR.
-// `accumulate` false overwrites C.
-using GemmUkernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                               bool accumulate);
-#define CPUCNN_DECLARE_GEMM(isa) \
-  void gemm_ukernel_##isa(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate);
-CPUCNN_DECLARE_GEMM(scalar)
-CPUCNN_DECLARE_GEMM(avx2)
-CPUCNN_DECLARE_GEMM(avx512)
-#undef CPUCNN_DECLARE_GEMM
+// GEMM: C (+)= op(A) * op(B), all row-major with leading dimensions.
+struct GemmTile {
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  const float* a = nullptr;
+  int64_t lda = 0;
+  const float* b = nullptr;
+  int64_t ldb = 0;
+  float* c = nullptr;
+  int64_t ldc = 0;
+  bool accumulate = false;  // beta = 1 (else 0)
+};
+constexpr int64_t kGemmKc = 256;  // depth of a packed block (a B micro-panel stays in L1)
+// One C tile [i0, i0+mc) x [j0, j0+nc) over all of K. `ap` and `bp` are
+// packing buffers of at least min(k, kGemmKc) * round_up(mc, MR) and
+// min(k, kGemmKc) * round_up(nc, NR) floats.
+using GemmTileFn = void (*)(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
+void gemm_tile_scalar(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
+void gemm_tile_avx2(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
+void gemm_tile_avx512(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
 constexpr int kGemmMrScalar = 4, kGemmNrScalar = 16;
 constexpr int kGemmMrAvx2 = 6, kGemmNrAvx2 = 16;
 constexpr int kGemmMrAvx512 = 8, kGemmNrAvx512 = 32;
+
+// im2col / col2im for one image (see kernels/im2col.hpp for the layout).
+struct ConvGeometry;
+using Im2colFn = void (*)(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);
+using Col2imFn = void (*)(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t channels, float* x);
+void im2col_scalar(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);
+void col2im_scalar(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t channels, float* x);
+void im2col_avx2(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);
+void col2im_avx2(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t channels, float* x);
+void im2col_avx512(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);
+void col2im_avx512(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t channels, float* x);
 
 // Element-wise activations. Forward may run in place (x == y).
 using UnaryFn = void (*)(const float* x, float* y, int64_t n);

@@ -1,6 +1,7 @@
 #include "model/model_file.hpp"
 
 #include <cctype>
+#include <cstdint>
 #include <cstring>
 
 #include "core/errors.hpp"
@@ -70,11 +71,21 @@ void copy_tensor(const safetensors::File& f, const std::string& key, Tensor& dst
   std::memcpy(dst.data(), t->data, t->nbytes);
 }
 
+// A decimal uint64 (absent: 0). Parsed by hand: std::stoull throws std::out_of_range for
+// "99999999999999999999", which would reach Python as IndexError instead of ValueError.
 uint64_t parse_u64(const std::string* s, const char* what, const std::string& path) {
   if (!s) return 0;
-  if (s->empty() || s->size() > 20 || s->find_first_not_of("0123456789") != std::string::npos)
-    throw ValueError("model file '" + path + "': metadata '" + what + "' is not a number");
-  return std::stoull(*s);
+  const auto bad = [&](const char* why) {
+    return ValueError("model file '" + path + "': metadata '" + what + "' " + why + ", got '" + s->substr(0, 40) + "'");
+  };
+  if (s->empty() || s->find_first_not_of("0123456789") != std::string::npos) throw bad("is not a non-negative integer");
+  uint64_t v = 0;
+  for (char c : *s) {
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) throw bad("is out of the uint64 range");
+    v = v * 10 + d;
+  }
+  return v;
 }
 
 }  // namespace
@@ -90,9 +101,11 @@ LoadedModel load_model(const std::string& path) {
                      "'; this cpucnn reads version " + std::to_string(kModelFormatVersion));
   const std::string* arch_text = f.meta("architecture");
   if (!arch_text) throw ValueError("model file '" + path + "' has no architecture");
+  const uint64_t seed = parse_u64(f.meta("seed"), "seed", path);
+  const uint64_t step = parse_u64(f.meta("step"), "step", path);
   LoadedModel out;
   try {
-    out.model = std::make_unique<Sequential>(json::parse(*arch_text), parse_u64(f.meta("seed"), "seed", path));
+    out.model = std::make_unique<Sequential>(json::parse(*arch_text), seed);
   } catch (const ValueError& e) {
     throw ValueError("model file '" + path + "' has an invalid architecture: " + e.what());
   }
@@ -103,7 +116,7 @@ LoadedModel load_model(const std::string& path) {
       copy_tensor(f, param_key(m.layer(i), p.name), p.value, path);
       ++expected;
     }
-  m.set_step_count(parse_u64(f.meta("step"), "step", path));
+  m.set_step_count(step);
   const std::string* opt_text = f.meta("optimizer");
   if (opt_text) {
     const std::string* loss = f.meta("loss");
@@ -116,7 +129,12 @@ LoadedModel load_model(const std::string& path) {
     }
     Optimizer* opt = m.optimizer();
     const json::Value* steps = cfg.find("steps");
-    const int64_t st = steps ? steps->as_int() : 0;
+    int64_t st = 0;
+    try {
+      st = steps ? steps->as_int() : 0;
+    } catch (const ValueError& e) {
+      throw ValueError("model file '" + path + "' has invalid optimizer steps: " + e.what());
+    }
     if (st < 0) throw ValueError("model file '" + path + "': optimizer steps must not be negative");
     opt->set_steps(st);
     std::vector<std::string> keys;

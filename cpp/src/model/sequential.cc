@@ -6,6 +6,7 @@
 
 #include "core/errors.hpp"
 #include "core/parallel.hpp"
+#include "layers/conv2d.hpp"
 #include "model/loss.hpp"
 
 namespace cpucnn {
@@ -39,7 +40,40 @@ Sequential::Sequential(const json::Value& arch, uint64_t seed) : seed_(seed) {
     layers_.push_back(std::move(layer));
   }
   max_numel_ = std::max(max_numel_, checked_numel(input_shape_));
-  acts_.resize(layers_.size());
+  plan_storage();
+}
+
+namespace {
+// Layers whose backward reads their own output, which must then survive.
+bool backward_reads_output(const Layer& l) {
+  const std::string t = l.type();
+  return t == "ReLU" || t == "LeakyReLU" || t == "Sigmoid" || t == "Tanh" || t == "Softmax";
+}
+}  // namespace
+
+void Sequential::plan_storage() {
+  const size_t L = layers_.size();
+  storage_.assign(L, kOwn);
+  skip_forward_.assign(L, 0);
+  std::vector<size_t> owner(L);
+  for (size_t i = 0; i < L; ++i) {
+    owner[i] = i;
+    const std::string t = layers_[i]->type();
+    if (i == 0) continue;
+    if (t == "Flatten") {
+      storage_[i] = kView;
+      owner[i] = owner[i - 1];
+    } else if (t == "ReLU" && !backward_reads_output(*layers_[owner[i - 1]])) {
+      storage_[i] = kInPlace;
+      owner[i] = owner[i - 1];
+      if (auto* conv = dynamic_cast<Conv2D*>(layers_[i - 1].get())) {
+        conv->fused_relu = true;
+        skip_forward_[i] = 1;
+      }
+    }
+  }
+  acts_.resize(L);
+  out_.assign(L, nullptr);
 }
 
 json::Value Sequential::architecture() const {
@@ -125,16 +159,22 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
   ForwardContext ctx{true, seed_, step_};
   const float* in = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
-    Dims s = {n};
-    s.insert(s.end(), layers_[i]->out_shape.begin(), layers_[i]->out_shape.end());
-    acts_[i].resize(s);
-    layers_[i]->forward(in, acts_[i].data(), n, ctx);
-    in = acts_[i].data();
+    if (storage_[i] == kOwn) {
+      Dims s = {n};
+      s.insert(s.end(), layers_[i]->out_shape.begin(), layers_[i]->out_shape.end());
+      acts_[i].resize(s);
+      out_[i] = acts_[i].data();
+      layers_[i]->forward(in, out_[i], n, ctx);
+    } else {
+      out_[i] = out_[i - 1];
+      if (storage_[i] == kInPlace && !skip_forward_[i]) layers_[i]->forward(out_[i], out_[i], n, ctx);
+    }
+    in = out_[i];
   }
   grad_a_.resize({n * max_numel_});
   grad_b_.resize({n * max_numel_});
   StepResult r;
-  const float* out = acts_.back().data();
+  const float* out = out_.back();
   for (int64_t i = 0; i < n * classes; ++i)
     if (!std::isfinite(out[i]))
       throw ValueError("the model's output became NaN or Inf in training (step " + std::to_string(step_) +
@@ -147,8 +187,9 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
   float* dy = grad_a_.data();
   float* dx = grad_b_.data();
   for (size_t i = layers_.size(); i-- > 0;) {
-    const float* xin = i == 0 ? x : acts_[i - 1].data();
-    layers_[i]->backward(xin, acts_[i].data(), dy, i == 0 ? nullptr : dx, n);
+    if (storage_[i] == kView) continue;  // the gradient passes through unchanged
+    const float* xin = i == 0 ? x : out_[i - 1];
+    layers_[i]->backward(xin, out_[i], dy, i == 0 ? nullptr : dx, n);
     std::swap(dy, dx);
   }
   optimizer_->step();
@@ -166,10 +207,20 @@ void Sequential::predict(const float* x, int64_t n, float* out, int64_t batch_si
   for (int64_t s = 0; s < n; s += bs) {
     const int64_t m = std::min(bs, n - s);
     const float* cur = x + s * in_size;
+    float* dst_out = out + s * out_size;
     float* bufs[2] = {a.data(), b.data()};
     for (size_t i = 0; i < layers_.size(); ++i) {
-      float* dst = i + 1 == layers_.size() ? out + s * out_size : bufs[i % 2];
-      layers_[i]->forward(cur, dst, m, ctx);
+      const bool last = i + 1 == layers_.size();
+      if (storage_[i] == kView && !last) continue;
+      if (storage_[i] == kInPlace && !last) {
+        if (!skip_forward_[i]) layers_[i]->forward(cur, const_cast<float*>(cur), m, ctx);
+        continue;
+      }
+      float* dst = last ? dst_out : (cur == bufs[0] ? bufs[1] : bufs[0]);
+      if (last && skip_forward_[i])
+        std::memcpy(dst, cur, m * out_size * sizeof(float));  // ReLU already applied
+      else
+        layers_[i]->forward(cur, dst, m, ctx);
       cur = dst;
     }
   }

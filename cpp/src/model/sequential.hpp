@@ -61,19 +61,26 @@ class Sequential {
   void predict(const float* x, int64_t n, float* out, int64_t batch_size) const;
   EvalResult evaluate(const float* x, int64_t n, const int64_t* labels, const float* targets,
                       int64_t batch_size) const;
-  // Forward in training mode without updating (for tests): fills outputs of every layer.
-  const Tensor& activation(size_t i) const { return acts_.at(i); }
 
   // Guards training and parameter writes against concurrent use.
   std::mutex& mutex() { return mutex_; }
 
  private:
+  void plan_storage();
+
   Dims input_shape_;
   std::vector<std::unique_ptr<Layer>> layers_;
   std::string loss_ = "cross_entropy";
   std::unique_ptr<Optimizer> optimizer_;
   uint64_t seed_ = 0, step_ = 0;
-  std::vector<Tensor> acts_;     // acts_[i] = output of layer i (training)
+  // How each layer's output is stored. kOwn: its own buffer; kInPlace: it
+  // overwrites its input (a ReLU after a layer whose backward does not need
+  // its own output); kView: the same data as its input (Flatten).
+  enum Storage { kOwn, kInPlace, kView };
+  std::vector<Storage> storage_;
+  std::vector<char> skip_forward_;   // a ReLU already applied by the Conv2D before it
+  std::vector<Tensor> acts_;         // storage of kOwn outputs (training)
+  std::vector<float*> out_;          // out_[i] = where layer i's output is (training)
   Tensor grad_a_, grad_b_;       // ping-pong gradient buffers
   int64_t max_numel_ = 0;        // largest per-sample activation
   std::mutex mutex_;

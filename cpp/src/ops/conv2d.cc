@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/parallel.hpp"
+#include "dispatch/dispatch.hpp"
 #include "ops/gemm.hpp"
 #include "ops/workspace.hpp"
 
@@ -12,6 +13,7 @@ namespace cpucnn {
 namespace {
 
 constexpr int64_t kColBudget = int64_t(1) << 20;  // floats of im2col per thread (4 MiB)
+constexpr int64_t kMinCols = 512;                 // GEMM width worth batching samples for
 
 struct Plan {
   int64_t cg, mg, k, p;   // in channels per group, out channels per group, GEMM depth, pixels
@@ -33,7 +35,10 @@ Plan make_plan(const Conv2dShape& s) {
   const int64_t per_sample = std::max<int64_t>(1, p.k * p.p);
   const int64_t cap = std::max<int64_t>(1, kColBudget / per_sample);
   const int64_t fair = (s.n + p.threads - 1) / p.threads;
-  p.chunk = std::max<int64_t>(1, std::min(cap, fair));
+  // Enough samples per chunk for a GEMM about kMinCols wide; a single sample
+  // needs no gather/scatter at all.
+  const int64_t wide = (kMinCols + p.p - 1) / p.p;
+  p.chunk = std::max<int64_t>(1, std::min({cap, fair, wide}));
   p.chunks = (s.n + p.chunk - 1) / p.chunk;
   p.batch_parallel = p.threads > 1 && p.chunks >= p.threads;
   p.direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
@@ -55,7 +60,7 @@ const float* unfold(const Conv2dShape& s, const Plan& plan, const float* x, int6
   const int64_t ld = ns * plan.p;
   if (plan.direct && ns == 1) return x + n0 * s.cin * hw + g * plan.cg * hw;
   for (int64_t i = 0; i < ns; ++i)
-    im2col(x + (n0 + i) * s.cin * hw + g * plan.cg * hw, s.geo, plan.cg, col + i * plan.p, ld);
+    kernels().im2col(x + (n0 + i) * s.cin * hw + g * plan.cg * hw, s.geo, plan.cg, col + i * plan.p, ld);
   return col;
 }
 
@@ -156,7 +161,7 @@ void backward_chunk(const Conv2dShape& s, const Plan& plan, const float* x, cons
       gd.ldc = ld;
       run_gemm(gd, plan);
       for (int64_t i = 0; i < ns; ++i)
-        col2im(dcol + i * plan.p, ld, s.geo, plan.cg, dx + (n0 + i) * s.cin * hw + g * plan.cg * hw);
+        kernels().col2im(dcol + i * plan.p, ld, s.geo, plan.cg, dx + (n0 + i) * s.cin * hw + g * plan.cg * hw);
     }
   }
 }

@@ -5,19 +5,11 @@
 
 #include <cstdint>
 
+#include "kernels/kernels.hpp"
+
 namespace cpucnn {
 
-struct GemmArgs {
-  bool trans_a = false, trans_b = false;
-  int64_t m = 0, n = 0, k = 0;
-  const float* a = nullptr;
-  int64_t lda = 0;
-  const float* b = nullptr;
-  int64_t ldb = 0;
-  float* c = nullptr;
-  int64_t ldc = 0;
-  bool accumulate = false;  // beta = 1 when true, 0 otherwise
-};
+using GemmArgs = GemmTile;
 
 // Runs on the calling thread.
 void gemm(const GemmArgs& g);

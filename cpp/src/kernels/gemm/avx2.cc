@@ -5,9 +5,12 @@
 
 namespace cpucnn {
 
-void gemm_ukernel_avx2(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+namespace {
+
+constexpr int MR = kGemmMrAvx2, NR = kGemmNrAvx2;
+
+inline void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                        bool accumulate) {
-  constexpr int MR = kGemmMrAvx2;
   static_assert(kGemmNrAvx2 == 16, "the tile is two ymm wide");
   __m256 vacc0[MR], vacc1[MR];
   for (int i = 0; i < MR; ++i) vacc0[i] = vacc1[i] = _mm256_setzero_ps();
@@ -30,6 +33,14 @@ void gemm_ukernel_avx2(int64_t kc, const float* a, const float* b, float* c, int
     _mm256_storeu_ps(ci, vacc0[i]);
     _mm256_storeu_ps(ci + 8, vacc1[i]);
   }
+}
+
+}  // namespace
+
+#include "kernels/gemm/driver.inc"
+
+void gemm_tile_avx2(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp) {
+  gemm_tile_impl(t, i0, mc, j0, nc, ap, bp);
 }
 
 }  // namespace cpucnn

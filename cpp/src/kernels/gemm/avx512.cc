@@ -5,9 +5,12 @@
 
 namespace cpucnn {
 
-void gemm_ukernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+namespace {
+
+constexpr int MR = kGemmMrAvx512, NR = kGemmNrAvx512;
+
+inline void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                          bool accumulate) {
-  constexpr int MR = kGemmMrAvx512;
   static_assert(kGemmNrAvx512 == 32, "the tile is two zmm wide");
   __m512 vacc0[MR], vacc1[MR];
   for (int i = 0; i < MR; ++i) vacc0[i] = vacc1[i] = _mm512_setzero_ps();
@@ -30,6 +33,14 @@ void gemm_ukernel_avx512(int64_t kc, const float* a, const float* b, float* c, i
     _mm512_storeu_ps(ci, vacc0[i]);
     _mm512_storeu_ps(ci + 16, vacc1[i]);
   }
+}
+
+}  // namespace
+
+#include "kernels/gemm/driver.inc"
+
+void gemm_tile_avx512(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp) {
+  gemm_tile_impl(t, i0, mc, j0, nc, ap, bp);
 }
 
 }  // namespace cpucnn

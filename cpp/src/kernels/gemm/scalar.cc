@@ -4,9 +4,12 @@
 
 namespace cpucnn {
 
-void gemm_ukernel_scalar(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+namespace {
+
+constexpr int MR = kGemmMrScalar, NR = kGemmNrScalar;
+
+inline void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                          bool accumulate) {
-  constexpr int MR = kGemmMrScalar, NR = kGemmNrScalar;
   float acc[MR][NR] = {};
   for (int64_t p = 0; p < kc; ++p) {
     const float* ap = a + p * MR;
@@ -24,6 +27,14 @@ void gemm_ukernel_scalar(int64_t kc, const float* a, const float* b, float* c, i
       for (int j = 0; j < NR; ++j) ci[j] = acc[i][j];
     }
   }
+}
+
+}  // namespace
+
+#include "kernels/gemm/driver.inc"
+
+void gemm_tile_scalar(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp) {
+  gemm_tile_impl(t, i0, mc, j0, nc, ap, bp);
 }
 
 }  // namespace cpucnn

@@ -1,0 +1,105 @@
+"""GFLOP/s of every conv layer of the benchmark models, per ISA: forward,
+backward-data and backward-weight, beside the machine's measured sgemm peak
+(our GEMM, and numpy's BLAS for reference). Speed is measured here, never
+asserted in tests.
+
+    python benchmarks/bench_kernels.py [--threads 1] [--batch 64] [--isa avx512 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cpucnn as cc  # noqa: E402
+from cpucnn import _core  # noqa: E402
+from models import SPECS  # noqa: E402
+
+K = _core.kernels
+
+
+def conv_layers(name):
+    """(label, cin, h, w, cout, k, pad) of each conv layer of a model."""
+    (c, h, w), spec = SPECS[name]
+    out = []
+    for s in spec:
+        if s[0] == "conv":
+            out.append((f"{name}.conv{len(out) + 1}", c, h, w, s[1], s[2], s[3]))
+            c, h, w = s[1], h + 2 * s[3] - s[2] + 1, w + 2 * s[3] - s[2] + 1
+        elif s[0] == "pool":
+            h, w = h // 2, w // 2
+    return out
+
+
+def timed(fn, seconds):
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        el = time.perf_counter() - t0
+        if el >= seconds and n >= 3:
+            return el / n
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--isa", nargs="+", default=cc.available_isas())
+    ap.add_argument("--seconds", type=float, default=0.3)
+    ap.add_argument("--json", default="bench_out/kernels.json")
+    args = ap.parse_args()
+    cc.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    default_isa = cc.cpu_info()["isa"]
+    rows = []
+
+    n = 1024
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    flops = 2.0 * n ** 3
+    peak = {"numpy_blas_1024": flops / timed(lambda: a @ b, args.seconds) / 1e9}
+    for isa in args.isa:
+        cc.set_isa(isa)
+        peak[f"cpucnn_gemm_{isa}_1024"] = flops / timed(lambda: K.gemm(a, b, threads=args.threads), args.seconds) / 1e9
+    print(f"sgemm 1024^3 ({args.threads} thread(s)): " + ", ".join(f"{k} {v:.1f} GF/s" for k, v in peak.items()))
+
+    print(f"\n{'layer':18s} {'shape':>22s} {'isa':>7s} | {'fwd GF/s':>8s} {'bwd-data':>8s} {'bwd-w':>8s}")
+    for name in SPECS:
+        for label, cin, h, w, cout, k, pad in conv_layers(name):
+            x = rng.random((args.batch, cin, h, w), dtype=np.float32)
+            wt = rng.random((cout, cin, k, k), dtype=np.float32) - 0.5
+            bias = rng.random(cout, dtype=np.float32)
+            ho, wo = h + 2 * pad - k + 1, w + 2 * pad - k + 1
+            dy = rng.random((args.batch, cout, ho, wo), dtype=np.float32)
+            fl = 2.0 * args.batch * cout * ho * wo * cin * k * k
+            for isa in args.isa:
+                cc.set_isa(isa)
+                tf = timed(lambda: K.conv2d_forward(x, wt, bias, padding=(pad, pad)), args.seconds)
+                tw = timed(lambda: K.conv2d_backward(x, wt, dy, padding=(pad, pad), need_dx=False), args.seconds)
+                tb = timed(lambda: K.conv2d_backward(x, wt, dy, padding=(pad, pad), need_dx=True), args.seconds)
+                td = max(tb - tw, 1e-9)
+                r = {"layer": label, "cin": cin, "h": h, "w": w, "cout": cout, "k": k, "pad": pad, "isa": isa,
+                     "batch": args.batch, "threads": args.threads, "fwd_gflops": fl / tf / 1e9,
+                     "bwd_data_gflops": fl / td / 1e9, "bwd_weight_gflops": fl / tw / 1e9}
+                rows.append(r)
+                shape = f"{cin}x{h}x{w}->{cout}@{k}x{k}"
+                print(f"{label:18s} {shape:>22s} {isa:>7s} | {r['fwd_gflops']:8.1f} {r['bwd_data_gflops']:8.1f} "
+                      f"{r['bwd_weight_gflops']:8.1f}", flush=True)
+    cc.set_isa(default_isa)
+    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump({"peak": peak, "layers": rows}, f, indent=2)
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
