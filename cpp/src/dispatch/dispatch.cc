@@ -17,6 +17,7 @@ KernelTable make_scalar() {
   t.gemm_mr = kGemmMrScalar;
   t.gemm_nr = kGemmNrScalar;
   t.gemm_tile = gemm_tile_scalar;
+  t.gemv_rows = gemv_rows_scalar;
   t.im2col = im2col_scalar;
   t.col2im = col2im_scalar;
   t.relu_fwd = relu_fwd_scalar;
@@ -40,6 +41,7 @@ KernelTable make_avx2() {
   t.gemm_mr = kGemmMrAvx2;
   t.gemm_nr = kGemmNrAvx2;
   t.gemm_tile = gemm_tile_avx2;
+  t.gemv_rows = gemv_rows_avx2;
   t.im2col = im2col_avx2;
   t.col2im = col2im_avx2;
   t.relu_fwd = relu_fwd_avx2;
@@ -56,6 +58,7 @@ KernelTable make_avx512() {
   t.gemm_mr = kGemmMrAvx512;
   t.gemm_nr = kGemmNrAvx512;
   t.gemm_tile = gemm_tile_avx512;
+  t.gemv_rows = gemv_rows_avx512;
   t.im2col = im2col_avx512;
   t.col2im = col2im_avx512;
   t.relu_fwd = relu_fwd_avx512;

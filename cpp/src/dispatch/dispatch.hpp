@@ -20,6 +20,7 @@ struct KernelTable {
   // GEMM
   int gemm_mr = 0, gemm_nr = 0;
   GemmTileFn gemm_tile = nullptr;
+  GemvRowsFn gemv_rows = nullptr;
   // convolution data movement
   Im2colFn im2col = nullptr;
   Col2imFn col2im = nullptr;

@@ -29,6 +29,11 @@ using GemmTileFn = void (*)(const GemmTile& t, int64_t i0, int64_t mc, int64_t j
 void gemm_tile_scalar(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
 void gemm_tile_avx2(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
 void gemm_tile_avx512(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
+// y[j] (+)= dot(w row j, x), j < n (rows ldw apart, k long).
+using GemvRowsFn = void (*)(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
+void gemv_rows_scalar(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
+void gemv_rows_avx2(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
+void gemv_rows_avx512(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
 constexpr int kGemmMrScalar = 4, kGemmNrScalar = 16;
 constexpr int kGemmMrAvx2 = 6, kGemmNrAvx2 = 16;
 constexpr int kGemmMrAvx512 = 8, kGemmNrAvx512 = 32;

@@ -25,6 +25,18 @@ void run_tile(const GemmTile& t, const KernelTable& kt, int64_t i0, int64_t mc, 
   kt.gemm_tile(t, i0, mc, j0, nc, ap, bp);
 }
 
+// A few rows of A against B^T (Dense at small batch): dot products over
+// contiguous rows of B^T, split over columns. Each element is computed the
+// same way whatever the split, so results do not depend on the thread count.
+constexpr int64_t kGemvMaxRows = 4;
+
+bool use_gemv(const GemmArgs& g) { return g.trans_b && !g.trans_a && g.m <= kGemvMaxRows; }
+
+void gemv_range(const GemmArgs& g, const KernelTable& kt, int64_t j0, int64_t j1) {
+  for (int64_t i = 0; i < g.m; ++i)
+    kt.gemv_rows(g.b + j0 * g.ldb, g.ldb, g.a + i * g.lda, g.k, g.c + i * g.ldc + j0, j1 - j0, g.accumulate);
+}
+
 void gemm_empty_k(const GemmArgs& g) {
   if (g.accumulate) return;
   for (int64_t i = 0; i < g.m; ++i) std::memset(g.c + i * g.ldc, 0, g.n * sizeof(float));
@@ -36,6 +48,7 @@ void gemm(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
   if (g.k <= 0) return gemm_empty_k(g);
   const KernelTable& kt = kernels();
+  if (use_gemv(g)) return gemv_range(g, kt, 0, g.n);
   const GemmTile& t = g;
   for (int64_t j0 = 0; j0 < g.n; j0 += kNc)
     for (int64_t i0 = 0; i0 < g.m; i0 += kMc) run_tile(t, kt, i0, std::min(kMc, g.m - i0), j0, std::min(kNc, g.n - j0));
@@ -45,6 +58,14 @@ void gemm_parallel(const GemmArgs& g, int threads) {
   if (g.m <= 0 || g.n <= 0) return;
   if (g.k <= 0) return gemm_empty_k(g);
   const KernelTable& kt = kernels();
+  if (use_gemv(g)) {
+    const int64_t work = g.m * g.n * g.k;
+    const int use = static_cast<int>(std::min<int64_t>(threads, std::max<int64_t>(1, work >> 16)));
+    if (use <= 1 || g.n < use) return gemv_range(g, kt, 0, g.n);
+#pragma omp parallel for num_threads(use) schedule(static)
+    for (int t = 0; t < use; ++t) gemv_range(g, kt, g.n * t / use, g.n * (t + 1) / use);
+    return;
+  }
   // Tiles small enough that every thread gets work, but no smaller than a
   // few micro-tiles (tiny GEMMs stay on one thread).
   const int64_t flops = g.m * g.n * g.k;

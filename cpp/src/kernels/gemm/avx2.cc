@@ -38,9 +38,14 @@ inline void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_
 }  // namespace
 
 #include "kernels/gemm/driver.inc"
+#include "kernels/gemm/gemv.inc"
 
 void gemm_tile_avx2(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp) {
   gemm_tile_impl(t, i0, mc, j0, nc, ap, bp);
+}
+
+void gemv_rows_avx2(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate) {
+  gemv_rows_impl(w, ldw, x, k, y, n, accumulate);
 }
 
 }  // namespace cpucnn
