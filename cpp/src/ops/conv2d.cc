@@ -168,6 +168,55 @@ void backward_chunk(const Conv2dShape& s, const Plan& plan, const float* x, cons
 
 }  // namespace
 
+namespace {
+
+// Few samples, several threads: each thread takes a slab of output rows of a
+// sample and runs its own im2col + GEMM + bias/ReLU on it (no barrier, and
+// the result does not depend on the split).
+void forward_spatial(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* bias,
+                     float* y, bool relu) {
+  const ConvGeometry& geo = s.geo;
+  const int64_t hw = geo.h * geo.w;
+  const int64_t slabs = std::min<int64_t>(plan.threads, geo.ho);
+#pragma omp parallel for num_threads(static_cast<int>(slabs)) schedule(static) collapse(2)
+  for (int64_t n = 0; n < s.n; ++n) {
+    for (int64_t t = 0; t < slabs; ++t) {
+      const int64_t oh0 = geo.ho * t / slabs, oh1 = geo.ho * (t + 1) / slabs;
+      if (oh1 <= oh0) continue;
+      ConvGeometry part = geo;  // output rows [oh0, oh1) only
+      part.ho = oh1 - oh0;
+      part.ph = geo.ph - oh0 * geo.sh;
+      const int64_t cols = part.ho * geo.wo;
+      float* col = thread_workspace().get(Workspace::kCol, static_cast<size_t>(plan.k * cols));
+      for (int64_t g = 0; g < s.groups; ++g) {
+        kernels().im2col(x + n * s.cin * hw + g * plan.cg * hw, part, plan.cg, col, cols);
+        GemmArgs a;
+        a.m = plan.mg;
+        a.n = cols;
+        a.k = plan.k;
+        a.a = w + g * plan.mg * plan.k;
+        a.lda = plan.k;
+        a.b = col;
+        a.ldb = cols;
+        a.c = y + (n * s.cout + g * plan.mg) * plan.p + oh0 * geo.wo;
+        a.ldc = plan.p;
+        gemm(a);
+      }
+      for (int64_t co = 0; co < s.cout; ++co) {
+        float* d = y + (n * s.cout + co) * plan.p + oh0 * geo.wo;
+        const float b = bias ? bias[co] : 0.0f;
+        if (relu) {
+          for (int64_t q = 0; q < cols; ++q) d[q] = d[q] + b > 0.0f ? d[q] + b : 0.0f;
+        } else if (b != 0.0f) {
+          for (int64_t q = 0; q < cols; ++q) d[q] += b;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
   const Plan plan = make_plan(s);
   if (plan.batch_parallel) {
@@ -176,6 +225,8 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
       const int64_t n0 = c * plan.chunk;
       forward_chunk(s, plan, x, w, bias, y, relu, n0, std::min(plan.chunk, s.n - n0));
     }
+  } else if (plan.threads > 1 && s.geo.ho > 1 && s.cout * plan.k * plan.p * s.n >= (int64_t(1) << 18)) {
+    forward_spatial(s, plan, x, w, bias, y, relu);
   } else {
     for (int64_t c = 0; c < plan.chunks; ++c) {
       const int64_t n0 = c * plan.chunk;
