@@ -63,11 +63,13 @@ KernelTable make_avx512() {
   t.col2im = col2im_avx512;
   t.relu_fwd = relu_fwd_avx512;
   t.relu_bwd = relu_bwd_avx512;
+  t.maxpool2d_fwd = maxpool2d_fwd_avx512;
   t.sgd_update = sgd_update_avx512;
   t.adam_update = adam_update_avx512;
   mark(t, "gemm", "avx512");
   mark(t, "im2col", "avx512");
   mark(t, "relu", "avx512");
+  mark(t, "maxpool2d", "avx512 (2x2 stride 2; scalar otherwise)");
   mark(t, "sgd", "avx512");
   mark(t, "adam", "avx512");
   return t;

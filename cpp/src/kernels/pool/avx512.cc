@@ -1,0 +1,71 @@
+// AVX-512 max pooling for the common 2x2 / stride 2 / no padding case, 16
+// outputs per step; other shapes use the scalar kernel. Same tie-breaking as
+// the scalar reference: the first maximum in window order, NaN wins.
+#include <immintrin.h>
+
+#include "kernels/kernels.hpp"
+
+namespace cpucnn {
+
+namespace {
+
+inline __mmask16 tail_mask(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+}
+
+// Takes v when it beats best: larger, or NaN while best is not.
+inline void pick(__m512 v, int k, __m512& best, __m512i& arg) {
+  const __mmask16 nan_best = _mm512_cmp_ps_mask(best, best, _CMP_UNORD_Q);
+  const __mmask16 take = static_cast<__mmask16>(
+      (_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q)) & ~nan_best);
+  best = _mm512_mask_mov_ps(best, take, v);
+  arg = _mm512_mask_mov_epi32(arg, take, _mm512_set1_epi32(k));
+}
+
+void maxpool2x2_avx512(const float* x, float* y, int32_t* argmax, int64_t planes, const Pool2dParams& p) {
+  const int64_t in_plane = p.h * p.w, out_plane = p.ho * p.wo;
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
+  for (int64_t c = 0; c < planes; ++c) {
+    const float* xc = x + c * in_plane;
+    float* yc = y + c * out_plane;
+    int32_t* ac = argmax ? argmax + c * out_plane : nullptr;
+    for (int64_t oh = 0; oh < p.ho; ++oh) {
+      const float* r0 = xc + 2 * oh * p.w;
+      const float* r1 = r0 + p.w;
+      for (int64_t ow = 0; ow < p.wo; ow += 16) {
+        const int64_t m = p.wo - ow;
+        const __mmask16 mo = tail_mask(m);
+        const __mmask16 mlo = tail_mask(2 * m), mhi = tail_mask(2 * m - 16 > 0 ? 2 * m - 16 : 0);
+        const __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * ow), a1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * ow + 16);
+        const __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * ow), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * ow + 16);
+        __m512 best = _mm512_permutex2var_ps(a0, even, a1);
+        __m512i arg = _mm512_setzero_si512();
+        pick(_mm512_permutex2var_ps(a0, odd, a1), 1, best, arg);
+        pick(_mm512_permutex2var_ps(b0, even, b1), 2, best, arg);
+        pick(_mm512_permutex2var_ps(b0, odd, b1), 3, best, arg);
+        _mm512_mask_storeu_ps(yc + oh * p.wo + ow, mo, best);
+        if (ac) {
+          // index = (2*oh + k/2) * w + 2*ow + 2*lane + k%2
+          const __m512i row = _mm512_srli_epi32(arg, 1), colbit = _mm512_and_si512(arg, _mm512_set1_epi32(1));
+          __m512i idx = _mm512_mullo_epi32(_mm512_add_epi32(row, _mm512_set1_epi32(static_cast<int>(2 * oh))),
+                                           _mm512_set1_epi32(static_cast<int>(p.w)));
+          idx = _mm512_add_epi32(idx, _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(2 * ow)), lane2));
+          idx = _mm512_add_epi32(idx, colbit);
+          _mm512_mask_storeu_epi32(ac + oh * p.wo + ow, mo, idx);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void maxpool2d_fwd_avx512(const float* x, float* y, int32_t* argmax, int64_t planes, const Pool2dParams& p) {
+  if (p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0)
+    return maxpool2x2_avx512(x, y, argmax, planes, p);
+  maxpool2d_fwd_scalar(x, y, argmax, planes, p);
+}
+
+}  // namespace cpucnn
