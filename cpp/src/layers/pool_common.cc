@@ -4,13 +4,18 @@ namespace cpucnn {
 
 Pool2DBase::Pool2DBase(const json::Value& cfg, const char* type_name) : type_(type_name) {
   cfg_pair(cfg, "pool_size", 2, &kh_, &kw_);
+  // A missing (or null) stride defaults to the pool size; a given one must
+  // be positive (0 used to be read silently as "the pool size").
+  const json::Value* stride = cfg.find("stride");
+  const bool given = stride && !stride->is_null();
   int64_t sh, sw;
-  cfg_pair(cfg, "stride", 0, &sh, &sw);  // default: the pool size
-  sh_ = sh > 0 ? sh : kh_;
-  sw_ = sw > 0 ? sw : kw_;
+  cfg_pair(cfg, "stride", 0, &sh, &sw);
+  sh_ = given ? sh : kh_;
+  sw_ = given ? sw : kw_;
   cfg_pair(cfg, "padding", 0, &ph_, &pw_);
   if (kh_ <= 0 || kw_ <= 0) fail("pool_size must be positive");
-  if (sh < 0 || sw < 0) fail("stride must be positive");
+  if (sh_ <= 0 || sw_ <= 0)
+    fail("stride must be positive, got " + std::to_string(sh) + "x" + std::to_string(sw));
   if (ph_ < 0 || pw_ < 0) fail("padding must not be negative");
   if (2 * ph_ > kh_ || 2 * pw_ > kw_) fail("padding must be at most half the pool size (as in PyTorch)");
 }

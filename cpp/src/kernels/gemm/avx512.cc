@@ -35,6 +35,55 @@ inline void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_
   }
 }
 
+// out[i][j] = r[j][i] for a 16x16 block held in 16 registers.
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int k = 0; k < 8; ++k) {
+    t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  for (int k = 0; k < 4; ++k) {  // rows 4k..4k+3
+    const __m512d a = _mm512_castps_pd(t[4 * k]), b = _mm512_castps_pd(t[4 * k + 2]);
+    const __m512d c = _mm512_castps_pd(t[4 * k + 1]), d = _mm512_castps_pd(t[4 * k + 3]);
+    u[4 * k + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));  // column 4L+0 of rows 4k..4k+3, lane L
+    u[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));  // column 4L+1
+    u[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));  // column 4L+2
+    u[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));  // column 4L+3
+  }
+  for (int q = 0; q < 4; ++q) {  // columns q, q+4, q+8, q+12
+    const __m512 v0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
+    const __m512 v1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xdd);
+    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
+    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xdd);
+    r[q] = _mm512_shuffle_f32x4(v0, w0, 0x88);
+    r[q + 8] = _mm512_shuffle_f32x4(v0, w0, 0xdd);
+    r[q + 4] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+    r[q + 12] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
+  }
+}
+
+inline __mmask16 first_lanes(int64_t n) {
+  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u);
+}
+
+// One 32-wide panel of B from `cols` rows of B^T (each kc long, ldb apart),
+// 16x16 blocks at a time through registers.
+#define CPUCNN_HAVE_PACK_B_TRANS_PANEL 1
+void pack_b_trans_panel(const float* bt, int64_t ldb, int64_t kc, int64_t cols, float* dst) {
+  for (int half = 0; half < 2; ++half) {
+    const int64_t j0 = 16 * half;
+    for (int64_t p = 0; p < kc; p += 16) {
+      const __mmask16 mp = first_lanes(kc - p);
+      __m512 r[16];
+      for (int j = 0; j < 16; ++j)
+        r[j] = j0 + j < cols ? _mm512_maskz_loadu_ps(mp, bt + (j0 + j) * ldb + p) : _mm512_setzero_ps();
+      transpose16(r);
+      const int64_t rows = kc - p < 16 ? kc - p : 16;
+      for (int64_t i = 0; i < rows; ++i) _mm512_storeu_ps(dst + (p + i) * NR + j0, r[i]);
+    }
+  }
+}
+
 }  // namespace
 
 #include "kernels/gemm/driver.inc"
