@@ -61,6 +61,7 @@ KernelTable make_avx512() {
   t.gemv_rows = gemv_rows_avx512;
   t.im2col = im2col_avx512;
   t.col2im = col2im_avx512;
+  t.im2col_pack = im2col_pack_avx512;
   t.relu_fwd = relu_fwd_avx512;
   t.relu_bwd = relu_bwd_avx512;
   t.maxpool2d_fwd = maxpool2d_fwd_avx512;

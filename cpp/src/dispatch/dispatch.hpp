@@ -24,6 +24,7 @@ struct KernelTable {
   // convolution data movement
   Im2colFn im2col = nullptr;
   Col2imFn col2im = nullptr;
+  Im2colPackFn im2col_pack = nullptr;  // optional: stride-1 implicit im2col into GEMM panels
   // element-wise
   UnaryFn relu_fwd = nullptr;
   UnaryBwdFn relu_bwd = nullptr;

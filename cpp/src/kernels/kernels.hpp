@@ -20,6 +20,10 @@ struct GemmTile {
   float* c = nullptr;
   int64_t ldc = 0;
   bool accumulate = false;  // beta = 1 (else 0)
+  // When set, B is never read directly: packed panels of rows [p0, p0+kc)
+  // and columns [j0, j0+nc) come from this instead (implicit im2col).
+  void (*pack_b_fn)(const void* ctx, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) = nullptr;
+  const void* pack_b_ctx = nullptr;
 };
 constexpr int64_t kGemmKc = 256;  // depth of a packed block (a B micro-panel stays in L1)
 // One C tile [i0, i0+mc) x [j0, j0+nc) over all of K. `ap` and `bp` are
@@ -40,6 +44,16 @@ constexpr int kGemmMrAvx512 = 8, kGemmNrAvx512 = 32;
 
 // im2col / col2im for one image (see kernels/im2col.hpp for the layout).
 struct ConvGeometry;
+// Implicit im2col straight into GEMM B panels (NR columns wide) for
+// `samples` images whose unfolded columns sit side by side (sample-major).
+struct Im2colPackArgs {
+  const float* x;            // first image's first channel of the group
+  int64_t sample_stride;     // floats between images
+  int64_t channels;          // channels of the group
+  const ConvGeometry* geo;
+};
+using Im2colPackFn = void (*)(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
+void im2col_pack_avx512(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 using Im2colFn = void (*)(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);
 using Col2imFn = void (*)(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t channels, float* x);
 void im2col_scalar(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);

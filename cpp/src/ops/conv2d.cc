@@ -64,11 +64,18 @@ const float* unfold(const Conv2dShape& s, const Plan& plan, const float* x, int6
   return col;
 }
 
+// Whether the forward GEMM can unfold its input while packing (no im2col
+// buffer): the ISA has the kernel and the stride along W is 1.
+bool use_implicit(const Conv2dShape& s, const Plan& plan, int64_t ns) {
+  return kernels().im2col_pack != nullptr && s.geo.sw == 1 && !(plan.direct && ns == 1);
+}
+
 void forward_chunk(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* bias,
                    float* y, bool relu, int64_t n0, int64_t ns) {
   Workspace& ws = thread_workspace();
   const int64_t ld = ns * plan.p;
-  float* col = ws.get(Workspace::kCol, static_cast<size_t>(plan.k * ld));
+  const int64_t hw = s.geo.h * s.geo.w;
+  float* col = use_implicit(s, plan, ns) ? nullptr : ws.get(Workspace::kCol, static_cast<size_t>(plan.k * ld));
   float* out = ns == 1 ? y + n0 * s.cout * plan.p : ws.get(Workspace::kTmp, static_cast<size_t>(s.cout * ld));
   for (int64_t g = 0; g < s.groups; ++g) {
     GemmArgs a;
@@ -77,7 +84,13 @@ void forward_chunk(const Conv2dShape& s, const Plan& plan, const float* x, const
     a.k = plan.k;
     a.a = w + g * plan.mg * plan.k;
     a.lda = plan.k;
-    a.b = unfold(s, plan, x, n0, ns, g, col);
+    Im2colPackArgs pack{x + n0 * s.cin * hw + g * plan.cg * hw, s.cin * hw, plan.cg, &s.geo};
+    if (use_implicit(s, plan, ns)) {
+      a.pack_b_fn = kernels().im2col_pack;
+      a.pack_b_ctx = &pack;
+    } else {
+      a.b = unfold(s, plan, x, n0, ns, g, col);
+    }
     a.ldb = ld;
     a.c = out + g * plan.mg * ld;
     a.ldc = ld;
@@ -187,16 +200,24 @@ void forward_spatial(const Conv2dShape& s, const Plan& plan, const float* x, con
       part.ho = oh1 - oh0;
       part.ph = geo.ph - oh0 * geo.sh;
       const int64_t cols = part.ho * geo.wo;
-      float* col = thread_workspace().get(Workspace::kCol, static_cast<size_t>(plan.k * cols));
+      const bool implicit = use_implicit(s, plan, 1) && !plan.direct;
+      float* col = implicit ? nullptr : thread_workspace().get(Workspace::kCol, static_cast<size_t>(plan.k * cols));
       for (int64_t g = 0; g < s.groups; ++g) {
-        kernels().im2col(x + n * s.cin * hw + g * plan.cg * hw, part, plan.cg, col, cols);
+        const float* xg = x + n * s.cin * hw + g * plan.cg * hw;
+        Im2colPackArgs pack{xg, s.cin * hw, plan.cg, &part};
         GemmArgs a;
+        if (implicit) {
+          a.pack_b_fn = kernels().im2col_pack;
+          a.pack_b_ctx = &pack;
+        } else {
+          kernels().im2col(xg, part, plan.cg, col, cols);
+          a.b = col;
+        }
         a.m = plan.mg;
         a.n = cols;
         a.k = plan.k;
         a.a = w + g * plan.mg * plan.k;
         a.lda = plan.k;
-        a.b = col;
         a.ldb = cols;
         a.c = y + (n * s.cout + g * plan.mg) * plan.p + oh0 * geo.wo;
         a.ldc = plan.p;
