@@ -8,6 +8,7 @@ read and write them in PyTorch's layouts.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
@@ -37,6 +38,8 @@ IntOrPair = Union[int, Tuple[int, int], Sequence[int]]
 def _int(name: str, value: Any, layer: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{layer}: {name} must be an integer, got {value!r}")
+    if not -(2**63) <= int(value) < 2**63:
+        raise ValueError(f"{layer}: {name} is out of the int64 range, got {value!r}")
     return int(value)
 
 
@@ -52,6 +55,8 @@ def _pair(name: str, value: Any, layer: str) -> Tuple[int, int]:
 def _number(name: str, value: Any, layer: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{layer}: {name} must be a number, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{layer}: {name} must be finite, got {value!r}")
     return float(value)
 
 
@@ -97,7 +102,10 @@ class Layer:
 
     def set_param(self, name: str, value: Any) -> None:
         model, index = self._bound()
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as e:  # ragged nested lists and the like
+            raise TypeError(f"{self.name}: {name} must be a numeric array: {e}") from None
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{self.name}: {name} must be numeric, got dtype {arr.dtype}")
         model.set_param(index, name, np.ascontiguousarray(arr, dtype=np.float32))

@@ -91,6 +91,8 @@ class Adam(Optimizer):
     def __init__(self, lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
         super().__init__(lr)
+        if not hasattr(betas, "__len__"):
+            raise TypeError(f"Adam: betas must be a pair of numbers, got {betas!r}")
         if len(betas) != 2:
             raise ValueError("Adam: betas must be a pair")
         self.betas = (_num("beta1", betas[0], "Adam"), _num("beta2", betas[1], "Adam"))

@@ -27,8 +27,8 @@ int64_t checked_numel(const Dims& dims, const char* what) {
   int64_t n = 1;
   for (int64_t d : dims) {
     if (d < 0) throw ValueError(std::string(what) + " " + shape_str(dims) + " has a negative size");
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d)
-      throw ValueError(std::string(what) + " " + shape_str(dims) + " is too large (its size overflows)");
+    if (d != 0 && n > kMaxNumel / d)
+      throw ValueError(std::string(what) + " " + shape_str(dims) + " is too large (more than 2^40 elements)");
     n *= d;
   }
   return n;
@@ -36,6 +36,7 @@ int64_t checked_numel(const Dims& dims, const char* what) {
 
 float* aligned_alloc_floats(size_t n) {
   if (n == 0) n = 1;
+  if (n > static_cast<size_t>(kMaxNumel)) throw std::bad_alloc();
   size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw std::bad_alloc();

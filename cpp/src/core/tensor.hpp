@@ -14,7 +14,11 @@ using Dims = std::vector<int64_t>;
 
 // "(8, 3, 32, 32)"
 std::string shape_str(const Dims& dims);
-// Product of dims; throws ValueError when it overflows int64 or a dim is negative.
+// The largest tensor (and the largest size setting) accepted: 2^40 elements
+// (4 TiB of floats). Keeps every size product far from int64 overflow.
+constexpr int64_t kMaxNumel = int64_t(1) << 40;
+
+// Product of dims; throws ValueError when a dim is negative or it exceeds kMaxNumel.
 int64_t checked_numel(const Dims& dims, const char* what = "shape");
 
 // 64-byte aligned float storage.

@@ -22,6 +22,8 @@ Conv2D::Conv2D(const json::Value& cfg) {
   } else {
     cfg_pair(cfg, "padding", 0, &ph_, &pw_);
   }
+  for (int64_t v : {filters_, kh_, kw_, sh_, sw_, dh_, dw_, ph_, pw_, groups_})
+    if (v > kMaxSetting) fail("settings must be at most 2^24, got " + std::to_string(v));
   if (filters_ <= 0) fail("filters must be positive, got " + std::to_string(filters_));
   if (kh_ <= 0 || kw_ <= 0) fail("kernel_size must be positive");
   if (sh_ <= 0 || sw_ <= 0) fail("stride must be positive");

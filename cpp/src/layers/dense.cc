@@ -16,6 +16,7 @@ class Dense : public Layer {
     units_ = cfg_int(cfg, "units", 0);
     use_bias_ = cfg_bool(cfg, "use_bias", true);
     if (units_ <= 0) fail("units must be positive, got " + std::to_string(units_));
+    if (units_ > kMaxNumel) fail("units must be at most 2^40, got " + std::to_string(units_));
   }
   const char* type() const override { return "Dense"; }
   std::string describe() const override { return "Dense(" + std::to_string(units_) + ")"; }

@@ -77,6 +77,10 @@ class Layer {
   std::vector<Param> params_;
 };
 
+// Kernel sizes, strides, paddings, dilations and groups are at most this, so
+// shape arithmetic on them cannot overflow.
+constexpr int64_t kMaxSetting = int64_t(1) << 24;
+
 // Builds a layer from its config (as produced by Layer::config()).
 std::unique_ptr<Layer> make_layer(const json::Value& config);
 

@@ -13,6 +13,8 @@ Pool2DBase::Pool2DBase(const json::Value& cfg, const char* type_name) : type_(ty
   sh_ = given ? sh : kh_;
   sw_ = given ? sw : kw_;
   cfg_pair(cfg, "padding", 0, &ph_, &pw_);
+  for (int64_t v : {kh_, kw_, sh_, sw_, ph_, pw_})
+    if (v > kMaxSetting) fail("settings must be at most 2^24, got " + std::to_string(v));
   if (kh_ <= 0 || kw_ <= 0) fail("pool_size must be positive");
   if (sh_ <= 0 || sw_ <= 0)
     fail("stride must be positive, got " + std::to_string(sh) + "x" + std::to_string(sw));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <new>
 
 #include "core/errors.hpp"
 #include "core/parallel.hpp"
@@ -34,8 +35,16 @@ Sequential::Sequential(const json::Value& arch, uint64_t seed) : seed_(seed) {
       throw ValueError("layer " + std::to_string(layers_.size()) + " " + e.what());
     }
     layer->index = static_cast<int>(layers_.size());
-    shape_now = layer->build(shape_now);
-    layer->reset_parameters(rng);
+    try {
+      shape_now = layer->build(shape_now);
+      layer->reset_parameters(rng);
+    } catch (const ValueError& e) {
+      const std::string msg = e.what();
+      if (msg.rfind("layer ", 0) == 0) throw;
+      throw ValueError(layer->label() + ": " + msg);
+    } catch (const std::bad_alloc&) {
+      throw ValueError(layer->label() + ": cannot allocate its parameters for input " + shape_str(shape_now));
+    }
     max_numel_ = std::max(max_numel_, checked_numel(shape_now));
     layers_.push_back(std::move(layer));
   }

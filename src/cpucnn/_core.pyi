@@ -1,0 +1,140 @@
+"""Type stub of cpucnn._core, the pybind11 module built from cpp/bindings/*.cc.
+
+Kept in step with the bindings by tests/api/test_stub.py (names, kinds,
+parameter names, defaults and the keys of the returned dicts). Arguments the
+bindings leave unnamed (pybind11's ``arg0``, ``arg1``) are positional-only.
+"""
+
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__version__: str
+
+class _CpuFeatures(TypedDict):
+    avx2: bool
+    fma: bool
+    avx512f: bool
+    avx512bw: bool
+    avx512dq: bool
+    avx512vl: bool
+    avx512_vnni: bool
+    avx512_bf16: bool
+    amx: bool
+
+class _CpuInfo(TypedDict):
+    isa: str
+    available_isas: list[str]
+    kernels: dict[str, str]
+    brand: str
+    features: _CpuFeatures
+    num_threads: int
+    openmp: bool
+    version: str
+
+class _LayerInfo(TypedDict):
+    type: str
+    label: str
+    config: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    params: list[tuple[str, tuple[int, ...], bool]]
+    trainable_count: int
+    macs: int
+
+def set_num_threads(n: int) -> None:
+    """Threads used by every op (n <= 0: all cores)."""
+
+def get_num_threads() -> int: ...
+def available_isas() -> list[str]:
+    """ISAs this CPU can run, best first."""
+
+def set_isa(name: str) -> None:
+    """Force a kernel path (scalar, avx2, avx512)."""
+
+def cpu_info() -> _CpuInfo: ...
+
+class Model:
+    """A built Sequential model; owns parameters, gradients, optimizer state and buffers."""
+
+    def __init__(self, architecture: str, seed: int) -> None: ...
+    def architecture(self) -> str:
+        """The architecture as JSON text: input_shape and the layer configs."""
+
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+    @property
+    def output_shape(self) -> tuple[int, ...]: ...
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def step_count(self) -> int: ...
+    @step_count.setter
+    def step_count(self, value: int, /) -> None: ...
+    def layer_info(self, index: int, /) -> _LayerInfo: ...
+    def get_param(self, index: int, name: str, /) -> NDArray[np.float32]: ...
+    def set_param(self, index: int, name: str, value: ArrayLike, /) -> None: ...
+    def compile(self, loss: str, optimizer: str, /) -> None:
+        """loss: "cross_entropy" or "mse"; optimizer: its config as JSON text."""
+
+    @property
+    def compiled(self) -> bool: ...
+    @property
+    def loss(self) -> str: ...
+    def optimizer_config(self) -> str: ...
+    @property
+    def lr(self) -> float: ...
+    @lr.setter
+    def lr(self, value: float, /) -> None: ...
+    @property
+    def optimizer_steps(self) -> int: ...
+    def train_step(self, x: ArrayLike, y: ArrayLike) -> tuple[float, int]:
+        """One training step; returns (mean loss, top-1 hits)."""
+
+    def predict(self, x: ArrayLike, batch_size: int = 256) -> NDArray[np.float32]: ...
+    def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256) -> tuple[float, int, int, int]:
+        """Returns (loss sum, top-1 hits, top-5 hits, count)."""
+
+    def save(self, path: str, include_optimizer: bool = True, metadata: Sequence[tuple[str, str]] = ...) -> None: ...
+    @staticmethod
+    def load(path: str, /) -> tuple[Model, dict[str, Any]]:
+        """(model, metadata) from a .cnn file."""
+
+class _Kernels:
+    """cpucnn._core.kernels: the operators, for kernel tests and benchmarks."""
+
+    @staticmethod
+    def gemm(
+        a: ArrayLike, b: ArrayLike, trans_a: bool = False, trans_b: bool = False, threads: int = 1
+    ) -> NDArray[np.float32]:
+        """C = op(A) op(B) through the packed GEMM."""
+
+    @staticmethod
+    def conv2d_forward(
+        x: ArrayLike,
+        w: ArrayLike,
+        bias: ArrayLike | None = None,
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        dilation: tuple[int, int] = (1, 1),
+        groups: int = 1,
+        relu: bool = False,
+    ) -> NDArray[np.float32]: ...
+    @staticmethod
+    def conv2d_backward(
+        x: ArrayLike,
+        w: ArrayLike,
+        dy: ArrayLike,
+        stride: tuple[int, int] = (1, 1),
+        padding: tuple[int, int] = (0, 0),
+        dilation: tuple[int, int] = (1, 1),
+        groups: int = 1,
+        need_dx: bool = True,
+    ) -> tuple[NDArray[np.float32] | None, NDArray[np.float32], NDArray[np.float32]]:
+        """(dx or None, dw, db)."""
+
+kernels: _Kernels
