@@ -120,16 +120,9 @@ void set_isa(const std::string& name) {
 const KernelTable& kernels() {
   const KernelTable* t = g_table.load(std::memory_order_acquire);
   if (t) return *t;
-  std::call_once(g_init, [] {
-    try {
-      init_table();
-    } catch (...) {
-      // A bad CPUCNN_ISA must not crash the import: run the best path and let
-      // cpu_info() / the bindings report the problem.
-      g_table.store(&table_for(available_isas().front()));
-      throw;
-    }
-  });
+  // A bad CPUCNN_ISA throws here, and again on every later call: there is
+  // no silent fallback. Models and ops call this before any parallel region.
+  std::call_once(g_init, init_table);
   return *g_table.load(std::memory_order_acquire);
 }
 

@@ -7,12 +7,14 @@
 
 #include "core/errors.hpp"
 #include "core/parallel.hpp"
+#include "dispatch/dispatch.hpp"
 #include "layers/conv2d.hpp"
 #include "model/loss.hpp"
 
 namespace cpucnn {
 
 Sequential::Sequential(const json::Value& arch, uint64_t seed) : seed_(seed) {
+  kernels();  // resolves the ISA (and reports a bad CPUCNN_ISA) before any kernel runs
   if (!arch.is_object()) throw ValueError("architecture must be a JSON object");
   const json::Value& shape = arch.at("input_shape");
   if (!shape.is_array() || shape.size() == 0 || shape.size() > 3)

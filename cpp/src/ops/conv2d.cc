@@ -25,6 +25,7 @@ struct Plan {
 };
 
 Plan make_plan(const Conv2dShape& s) {
+  kernels();  // resolve the table before any parallel region (it may throw)
   const ConvGeometry& g = s.geo;
   Plan p;
   p.cg = s.cin / s.groups;
@@ -40,6 +41,9 @@ Plan make_plan(const Conv2dShape& s) {
   const int64_t wide = (kMinCols + p.p - 1) / p.p;
   p.chunk = std::max<int64_t>(1, std::min({cap, fair, wide}));
   p.chunks = (s.n + p.chunk - 1) / p.chunk;
+  // Threads only pay for work well above an OpenMP fork/join.
+  const int64_t macs = s.n * s.cout * p.k * p.p;
+  if (macs < (int64_t(1) << 17)) p.threads = 1;
   p.batch_parallel = p.threads > 1 && p.chunks >= p.threads;
   p.direct = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.ph == 0 && g.pw == 0 &&
              g.ho == g.h && g.wo == g.w;

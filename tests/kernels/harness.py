@@ -1,0 +1,229 @@
+"""Helpers shared by the kernel tests: building small models, reading the
+gradients a training step computes, losses for finite differences, and the
+float64 reference model for a cpucnn model.
+
+Gradients: there is no backward binding, so a training step with plain SGD
+(momentum 0, weight decay 0) and a power-of-two learning rate ``lr`` is run
+and the gradient read back as ``(w_before - w_after) / lr``. With lr = 1024
+the update dominates the weight, so this loses only ~1 ulp of the gradient.
+Every helper restores the parameters (and BatchNorm's running statistics)
+and the step counter it changed.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+import cpucnn as cc
+import reference as ref
+
+GRAD_LR = 1024.0
+
+
+def seeded_rng(*key) -> np.random.Generator:
+    """A generator seeded from the test parameters, so every ISA / thread
+    count of one case sees the same data."""
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def build(layers, input_shape, loss: Optional[str] = "mse", seed: int = 0) -> cc.Sequential:
+    model = cc.Sequential(list(layers), input_shape=tuple(input_shape), seed=seed)
+    if loss is not None:
+        model.compile(optimizer=cc.optimizers.SGD(lr=0.0), loss=loss)
+    return model
+
+
+def slots(model) -> List[Tuple[int, str, bool]]:
+    """(layer index, parameter name, trainable) for every parameter, in order."""
+    out = []
+    for i in range(len(model.layers)):
+        for name, _, trainable in model._m.layer_info(i)["params"]:
+            out.append((i, name, bool(trainable)))
+    return out
+
+
+def get_params(model) -> Dict[Tuple[int, str], np.ndarray]:
+    return {(i, n): model._m.get_param(i, n) for i, n, _ in slots(model)}
+
+
+def set_params(model, params: Dict[Tuple[int, str], np.ndarray]) -> None:
+    for (i, n), v in params.items():
+        model._m.set_param(i, n, np.ascontiguousarray(v, dtype=np.float32))
+
+
+def randomize(model, rng, scale: float = 1.0) -> None:
+    """Random weights ~ U(-1, 1) / sqrt(fan_in); BatchNorm gets gamma around 1,
+    random beta and plausible running statistics."""
+    for layer in model.layers:
+        names = layer.param_names
+        if not names:
+            continue
+        if layer._type == "BatchNorm2D":
+            c = layer.weight.shape[0]
+            layer.weight = rng.uniform(0.5, 1.5, c)
+            layer.bias = rng.uniform(-0.5, 0.5, c)
+            layer.running_mean = rng.uniform(-0.5, 0.5, c)
+            layer.running_var = rng.uniform(0.5, 2.0, c)
+            continue
+        w = layer.weight
+        fan_in = int(np.prod(w.shape[1:]))
+        layer.weight = rng.uniform(-1.0, 1.0, w.shape) * scale / np.sqrt(fan_in)
+        if "bias" in names:
+            layer.bias = rng.uniform(-0.5, 0.5, w.shape[0]) * scale
+
+
+def analytic_grads(model, x, y, step: int = 0) -> Dict[Tuple[int, str], np.ndarray]:
+    """The gradient of the mean loss w.r.t. every trainable parameter, as the
+    C++ training step computes it (float64 copies)."""
+    m = model._m
+    before = get_params(model)
+    saved_lr, saved_step = m.lr, m.step_count
+    m.lr = GRAD_LR
+    m.step_count = step
+    try:
+        m.train_step(x, y)
+        after = get_params(model)
+    finally:
+        set_params(model, before)
+        m.lr = saved_lr
+        m.step_count = saved_step
+    return {k: (before[k].astype(np.float64) - after[k].astype(np.float64)) / GRAD_LR
+            for i, n, t in slots(model) if t for k in [(i, n)]}
+
+
+def eval_loss(model, x, y) -> float:
+    """Mean loss in inference mode."""
+    loss_sum, _, _, count = model._m.evaluate(x, y, 1 << 20)
+    return loss_sum / count
+
+
+def train_loss(model, x, y, step: int = 0) -> float:
+    """Mean loss of a training-mode forward (BatchNorm batch statistics, the
+    dropout mask of `step`), leaving the parameters as they were."""
+    m = model._m
+    saved = {k: v for k, v in get_params(model).items() if k[1].startswith("running_")}
+    saved_lr, saved_step = m.lr, m.step_count
+    m.lr = 0.0
+    m.step_count = step
+    try:
+        loss, _ = m.train_step(x, y)
+    finally:
+        set_params(model, saved)
+        m.lr = saved_lr
+        m.step_count = saved_step
+    return float(loss)
+
+
+def numeric_grad(model, key, index, loss_fn, h: float) -> Tuple[float, float]:
+    """Central difference of loss_fn() w.r.t. parameter `key` element `index`,
+    and the gap between the one-sided differences (large near a kink, where
+    the central difference means nothing)."""
+    i, name = key
+    w = model._m.get_param(i, name)
+    base = loss_fn()
+    vals = []
+    for sign in (+1, -1):
+        wp = w.copy()
+        wp[index] += sign * h
+        model._m.set_param(i, name, wp)
+        actual_h = float(np.float64(wp[index]) - np.float64(w[index]))  # the step float32 really took
+        vals.append((loss_fn(), actual_h))
+    model._m.set_param(i, name, w)
+    (lp, hp), (lm, hm) = vals
+    central = (lp - lm) / (hp - hm)
+    gap = abs((lp - base) / hp - (base - lm) / (-hm))
+    return central, gap
+
+
+def check_fd(model, grads, loss_fn, rng, what: str, h: float = 1e-2, per_param: int = 6, rtol: float = 1e-2,
+             atol_frac: float = 2e-3, kinks: bool = False, max_kinks: float = 0.34) -> None:
+    """Compares the analytic gradient with central differences at `per_param`
+    random elements of every trainable parameter (all when fewer).
+    With `kinks` (a non-smooth model: ReLU, max pooling), elements whose
+    one-sided differences disagree (a kink within h) are skipped, but at most
+    a fraction `max_kinks` of them."""
+    failures, skipped, checked = [], 0, 0
+    overall = max(float(np.abs(g).max()) for g in grads.values())
+    for key, g in grads.items():
+        flat = np.arange(g.size)
+        pick = flat if g.size <= per_param else rng.choice(flat, per_param, replace=False)
+        gmax = max(float(np.abs(g).max()), 0.1 * overall)  # rounding noise scales with the loss
+        for f in pick:
+            idx = np.unravel_index(int(f), g.shape)
+            num, gap = numeric_grad(model, key, idx, loss_fn, h)
+            ana = float(g[idx])
+            tol = rtol * abs(ana) + atol_frac * max(gmax, 1e-3)
+            checked += 1
+            if kinks and gap > 4 * tol + 1e-3 * abs(ana):  # a kink inside [w - h, w + h]
+                skipped += 1
+                continue
+            if abs(num - ana) > tol:
+                failures.append(f"{key}{tuple(int(v) for v in idx)}: numeric {num:.6g} analytic {ana:.6g}")
+    assert not failures, f"{what}: finite differences disagree:\n  " + "\n  ".join(failures)
+    assert skipped <= max_kinks * checked, f"{what}: {skipped} of {checked} elements sit on kinks; pick other data"
+
+
+def ref_model(model) -> ref.RefModel:
+    configs = [layer.get_config() for layer in model.layers]
+    params = [{n: model._m.get_param(i, n) for n, _, _ in model._m.layer_info(i)["params"]}
+              for i in range(len(model.layers))]
+    return ref.RefModel(configs, params)
+
+
+def ref_loss_grads(model, x, y, loss: str, training: bool = True, dropout_masks=None):
+    """(loss, {key: grad}) of the float64 reference for the model's current parameters."""
+    r = ref_model(model)
+    out = r.forward(x, training=training, dropout_masks=dropout_masks)
+    if loss == "mse":
+        value, d = ref.mse(out, y)
+    else:
+        value, d = ref.cross_entropy(out, y)
+    g = r.backward(d)
+    return value, {(i, n): g[i][n] for i, n, t in slots(model) if t}
+
+
+def assert_grads_close(ana, expected, what: str, rtol: float = 1e-4, atol_frac: float = 1e-5,
+                       floor: float = 1e-2) -> None:
+    """Every gradient within rtol of the reference, plus atol_frac of that
+    parameter's largest gradient (float32 sums of many terms). Gradients that
+    are zero in exact arithmetic (a bias in front of BatchNorm) come out as
+    rounding noise: the scale is at least `floor` times the model's largest gradient."""
+    assert set(ana) == set(expected), f"{what}: parameters {sorted(ana)} vs reference {sorted(expected)}"
+    overall = max(float(np.abs(e).max()) for e in expected.values())
+    for key in expected:
+        a, e = ana[key], expected[key]
+        assert a.shape == e.shape, f"{what} {key}: shape {a.shape} vs reference {e.shape}"
+        atol = atol_frac * max(float(np.abs(e).max()), floor * overall, 1e-6)
+        np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"{what}: gradient of {key}")
+
+
+def assert_close(actual, expected, what: str, rtol: float = 1e-4, atol_frac: float = 1e-5) -> None:
+    actual = np.asarray(actual)
+    expected = np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape}, reference {expected.shape}"
+    atol = atol_frac * max(float(np.abs(expected).max()) if expected.size else 0.0, 1.0)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def probe_outputs(layers: Sequence, input_shape, x, seed: int = 0, params=None, step: int = 0) -> np.ndarray:
+    """The training-mode output of `layers` for batch x, read through a probe:
+    the layers are followed by Flatten and Dense(N, no bias) with zero
+    weights, trained one step on mse targets -N*N/2 * I, so that dL/dout is
+    the identity and the Dense weight gradient's row m is sample m's
+    flattened training-mode output. N must be a power of two (exact scale).
+    `params` ({(i, name): value}) sets the probed layers' parameters."""
+    n = x.shape[0]
+    assert n & (n - 1) == 0, "probe batch must be a power of two"
+    model = build(list(layers) + [cc.layers.Flatten(), cc.layers.Dense(n, use_bias=False)], input_shape, "mse", seed)
+    if params:
+        set_params(model, params)
+    last = len(model.layers) - 1
+    model._m.set_param(last, "weight", np.zeros_like(model._m.get_param(last, "weight")))
+    target = (-(n * n) / 2.0 * np.eye(n)).astype(np.float32)
+    model._m.lr = 1.0
+    model._m.step_count = step
+    model._m.train_step(np.ascontiguousarray(x, dtype=np.float32), target)
+    return -model._m.get_param(last, "weight").astype(np.float64)
