@@ -48,7 +48,7 @@ CpuFeatures detect() {
     f.avx512vl = os_zmm && (b & (1u << 31));
     f.avx512_vnni = os_zmm && (c & (1u << 11));
     f.amx = os_amx && (d & (1u << 24));
-    unsigned a1, b1, c1, d1;
+    unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
     __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1);
     f.avx512_bf16 = os_zmm && (a1 & (1u << 5));
   }

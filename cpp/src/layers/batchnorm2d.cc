@@ -32,8 +32,6 @@ class BatchNorm2D : public Layer {
     add_param("bias", {c});
     add_param("running_mean", {c}, false);
     add_param("running_var", {c}, false);
-    params_[0].value.fill(1.0f);
-    params_[3].value.fill(1.0f);
     mean_.assign(c, 0.0f);
     invstd_.assign(c, 0.0f);
     return out_shape;

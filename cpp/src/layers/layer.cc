@@ -13,15 +13,21 @@ void Layer::fail(const std::string& msg) const { throw ValueError(label() + ": "
 Param& Layer::add_param(const std::string& name, const Dims& shape, bool trainable) {
   Param p;
   p.name = name;
-  p.value.resize(shape);
-  p.value.zero();
+  p.shape = shape;
   p.trainable = trainable;
-  if (trainable) {
-    p.grad.resize(shape);
-    p.grad.zero();
-  }
   params_.push_back(std::move(p));
   return params_.back();
+}
+
+void Layer::allocate() {
+  for (Param& p : params_) {
+    p.value.resize(p.shape);
+    p.value.zero();
+    if (p.trainable) {
+      p.grad.resize(p.shape);
+      p.grad.zero();
+    }
+  }
 }
 
 Param* Layer::find_param(const std::string& name) {

@@ -18,6 +18,7 @@ namespace cpucnn {
 
 struct Param {
   std::string name;      // "weight", "bias", "running_mean", ...
+  Dims shape;            // PyTorch's layout; known after build, allocated by allocate()
   Tensor value;          // PyTorch's layout
   Tensor grad;           // same shape; unused when !trainable
   bool trainable = true;
@@ -43,6 +44,9 @@ class Layer {
   // Checks the input shape against the settings, creates the parameters and
   // returns the output shape. Throws ValueError naming the layer and shapes.
   virtual Dims build(const Dims& in) = 0;
+  // Allocates the parameters build() declared (zeroed), once their shapes
+  // have been checked (a model file is validated before anything is allocated).
+  void allocate();
   // PyTorch's default initialisation, from the model's generator.
   virtual void reset_parameters(Rng&) {}
 
@@ -67,7 +71,7 @@ class Layer {
   Dims in_shape, out_shape;
 
  protected:
-  // Creates a parameter (value and, when trainable, grad) of the given shape.
+  // Declares a parameter (value and, when trainable, grad) of the given shape.
   Param& add_param(const std::string& name, const Dims& shape, bool trainable = true);
   // "layer 2 Conv2D(16, 3x3): " + msg
   [[noreturn]] void fail(const std::string& msg) const;

@@ -104,8 +104,26 @@ LoadedModel load_model(const std::string& path) {
   const uint64_t seed = parse_u64(f.meta("seed"), "seed", path);
   const uint64_t step = parse_u64(f.meta("step"), "step", path);
   LoadedModel out;
+  // Every parameter's tensor is checked against the architecture before the
+  // model allocates anything, so a doctored header cannot make it allocate
+  // gigabytes first.
+  struct TensorMismatch : ValueError {
+    using ValueError::ValueError;
+  };
+  auto check = [&](const Layer& layer, const Param& p) {
+    const std::string key = param_key(layer, p.name);
+    const safetensors::TensorInfo* t = f.find(key);
+    if (!t) throw TensorMismatch("model file '" + path + "' has no tensor '" + key + "'");
+    if (t->dtype != "F32")
+      throw TensorMismatch("model file '" + path + "': tensor '" + key + "' has dtype " + t->dtype + ", expected F32");
+    if (t->shape != p.shape)
+      throw TensorMismatch("model file '" + path + "': tensor '" + key + "' has shape " + shape_str(t->shape) +
+                           ", the architecture needs " + shape_str(p.shape));
+  };
   try {
-    out.model = std::make_unique<Sequential>(json::parse(*arch_text), seed);
+    out.model = std::make_unique<Sequential>(json::parse(*arch_text), seed, check);
+  } catch (const TensorMismatch&) {
+    throw;
   } catch (const ValueError& e) {
     throw ValueError("model file '" + path + "' has an invalid architecture: " + e.what());
   }

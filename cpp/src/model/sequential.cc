@@ -13,7 +13,7 @@
 
 namespace cpucnn {
 
-Sequential::Sequential(const json::Value& arch, uint64_t seed) : seed_(seed) {
+Sequential::Sequential(const json::Value& arch, uint64_t seed, const ParamCheck& check) : seed_(seed) {
   kernels();  // resolves the ISA (and reports a bad CPUCNN_ISA) before any kernel runs
   if (!arch.is_object()) throw ValueError("architecture must be a JSON object");
   const json::Value& shape = arch.at("input_shape");
@@ -37,9 +37,14 @@ Sequential::Sequential(const json::Value& arch, uint64_t seed) : seed_(seed) {
       throw ValueError("layer " + std::to_string(layers_.size()) + " " + e.what());
     }
     layer->index = static_cast<int>(layers_.size());
+    if (check) {
+      shape_now = layer->build(shape_now);  // errors from the layer already carry its label
+      for (const Param& p : layer->params()) check(*layer, p);
+    }
     try {
-      shape_now = layer->build(shape_now);
-      layer->reset_parameters(rng);
+      if (!check) shape_now = layer->build(shape_now);
+      layer->allocate();
+      if (!check) layer->reset_parameters(rng);
     } catch (const ValueError& e) {
       const std::string msg = e.what();
       if (msg.rfind("layer ", 0) == 0) throw;

@@ -3,6 +3,7 @@
 // the C API are thin views of it.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,8 +29,14 @@ struct EvalResult {
 
 class Sequential {
  public:
+  // Called for each parameter after its layer's shapes are known and before
+  // anything is allocated (the model-file loader checks the file with it).
+  using ParamCheck = std::function<void(const Layer&, const Param&)>;
+
   // arch: {"input_shape": [C, H, W], "layers": [{"type": ...}, ...]}.
-  Sequential(const json::Value& arch, uint64_t seed);
+  // Without `check` the parameters get PyTorch's default initialisation from
+  // `seed`; with it they are left zeroed for the caller to fill.
+  Sequential(const json::Value& arch, uint64_t seed, const ParamCheck& check = nullptr);
 
   json::Value architecture() const;
   const Dims& input_shape() const { return input_shape_; }
