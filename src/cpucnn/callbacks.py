@@ -3,10 +3,11 @@ and the progress display."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -83,18 +84,31 @@ class History(Callback):
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(float(v))
 
-    def plot(self, path: Optional[str] = None):
-        """Draws loss and accuracy curves; saves to ``path`` when given. Returns the figure."""
+    def plot(self, path: Optional[Union[str, "os.PathLike[str]"]] = None):
+        """Draws loss and accuracy curves (validation too, when logged) and
+        returns the matplotlib figure. With ``path`` the figure is written
+        there (format from the extension) without touching pyplot's global
+        state or backend, so it works headless; without ``path`` it is a
+        pyplot figure, for notebooks and ``plt.show()``."""
         try:
-            import matplotlib
+            from matplotlib.ticker import MaxNLocator
 
             if path is not None:
-                matplotlib.use("Agg", force=False)
-            import matplotlib.pyplot as plt
+                from matplotlib.figure import Figure
+
+                plt = None
+            else:
+                import matplotlib.pyplot as plt
         except ImportError:
             raise ImportError("History.plot needs matplotlib: pip install cpucnn[plot]") from None
         has_acc = "accuracy" in self.history
-        fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(10 if has_acc else 5, 4), squeeze=False)
+        ncols = 2 if has_acc else 1
+        size = (10 if has_acc else 5, 4)
+        if plt is None:
+            fig = Figure(figsize=size)
+            axes = fig.subplots(1, ncols, squeeze=False)
+        else:
+            fig, axes = plt.subplots(1, ncols, figsize=size, squeeze=False)
         epochs = [e + 1 for e in self.epoch]
         for ax, key in zip(axes[0], ["loss", "accuracy"] if has_acc else ["loss"]):
             if key in self.history:
@@ -102,13 +116,14 @@ class History(Callback):
             if "val_" + key in self.history:
                 ax.plot(epochs, self.history["val_" + key], marker="o", label=f"validation {key}")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(key)
             ax.grid(True, alpha=0.3)
-            ax.legend()
+            if ax.get_lines():   # nothing to label before the first epoch
+                ax.legend()
         fig.tight_layout()
         if path is not None:
             fig.savefig(os.fspath(path), dpi=100)
-            plt.close(fig)
         return fig
 
 
@@ -127,8 +142,11 @@ def _mode_for(monitor: str, mode: str) -> str:
 
 
 class EarlyStopping(Callback):
-    """Stops training when ``monitor`` has not improved by ``min_delta`` for
-    ``patience`` epochs; optionally restores the best epoch's weights."""
+    """Stops training when ``monitor`` has not improved by more than
+    ``min_delta`` for ``patience`` epochs in a row (as Keras: patience=3 and a
+    flat loss run 4 epochs). With ``restore_best_weights`` the model ends
+    with the weights of the best epoch, when training stops early and when it
+    runs to the end (as Keras 3)."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
                  restore_best_weights: bool = False, mode: str = "auto") -> None:
@@ -158,11 +176,14 @@ class EarlyStopping(Callback):
                 self.best_weights = self.model.get_weights()
             return
         self.wait += 1
-        if self.wait > self.patience:
+        if self.wait >= self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
-            if self.restore_best_weights and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs=None) -> None:
+        # Also after an interruption: the caller asked for the best epoch's weights.
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
 
 class ModelCheckpoint(Callback):
@@ -200,15 +221,30 @@ class LearningRateScheduler(Callback):
 
     def __init__(self, schedule: Callable[..., float]) -> None:
         super().__init__()
+        if not callable(schedule):
+            raise TypeError(f"LearningRateScheduler needs a callable, got {type(schedule).__name__}")
         self.schedule = schedule
+        self._two_args = _accepts_two_args(schedule)
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         lr = self.model.optimizer.lr
-        try:
-            new = self.schedule(epoch, lr)
-        except TypeError:
-            new = self.schedule(epoch)
+        new = self.schedule(epoch, lr) if self._two_args else self.schedule(epoch)
         self.model.optimizer.lr = float(new)
+
+
+def _accepts_two_args(fn: Callable[..., Any]) -> bool:
+    """Whether fn can be called as fn(epoch, lr). Decided once from the
+    signature, so a TypeError raised inside the schedule is not mistaken for
+    a one-argument schedule."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # some builtins have no signature: try the Keras form
+        return True
+    try:
+        sig.bind(0, 0.0)
+        return True
+    except TypeError:
+        return False
 
 
 class ReduceLROnPlateau(Callback):
@@ -277,6 +313,13 @@ class _Bar:
         shown["img/s"] = f"{images_per_s:,.0f}"
         self._bar.set_postfix(shown, refresh=False)
         self._bar.update(1)
+
+    def finish(self, logs: Dict[str, float], images_per_s: float) -> None:
+        """Shows the epoch's final logs (validation included) and closes the bar."""
+        shown = {k: (f"{v:.4g}" if k == "lr" else f"{v:.4f}") for k, v in logs.items()}
+        shown["img/s"] = f"{images_per_s:,.0f}"
+        self._bar.set_postfix(shown, refresh=False)
+        self._bar.close()
 
     def close(self) -> None:
         self._bar.close()

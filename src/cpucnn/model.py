@@ -36,7 +36,8 @@ def _as_input(x: Any, what: str = "x") -> np.ndarray:
             raise TypeError(f"{what} must be a numeric array: {e}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{what} must be a numeric array, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range -> inf, which training rejects by name
+        return np.ascontiguousarray(arr, dtype=np.float32)
 
 
 def _as_labels(y: Any, n: int, classes: int) -> np.ndarray:
@@ -56,13 +57,13 @@ def _as_labels(y: Any, n: int, classes: int) -> np.ndarray:
             raise ValueError("labels y must be integers, got non-integer values")
     elif arr.dtype.kind == "b":
         raise TypeError("labels y must be integers, got booleans")
-    out = np.ascontiguousarray(arr, dtype=np.int64)
-    if out.size:
-        lo, hi = int(out.min()), int(out.max())
+    if arr.size:  # range-checked before the cast, which would wrap huge values
+        lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= classes:
             bad = lo if lo < 0 else hi
+            bad = int(bad) if arr.dtype.kind != "f" else float(bad)
             raise ValueError(f"labels y must be in [0, {classes}) for a model with {classes} outputs, got {bad}")
-    return out
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def _as_targets(y: Any, n: int, outputs: int) -> np.ndarray:
@@ -102,8 +103,8 @@ class Sequential:
             raise TypeError(f"input_shape must be a tuple of integers, got {input_shape!r}") from None
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
-        elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be a non-negative 64-bit integer, got {seed!r}")
         if _core_model is None:
             _core_model = _core.Model(layers_mod._dumps(layers, shape), int(seed))
         self._m = _core_model
@@ -215,17 +216,25 @@ class Sequential:
 
         ``validation_split`` holds out the last fraction of (x, y) before
         shuffling, as Keras does. Shuffling is drawn from (seed, epoch), so a
-        run resumed with ``initial_epoch`` sees the same batches. Ctrl-C stops
-        after the current batch and keeps the weights and history so far.
+        run resumed with ``initial_epoch`` sees the same batches. The last
+        partial batch is trained. Ctrl-C stops after the current batch and
+        keeps the weights and the history of the completed epochs
+        (``history.interrupted`` is then True).
         """
         self._require_compiled()
+        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
         epochs = int(epochs)
         batch_size = _positive_int("batch_size", batch_size)
         if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
             raise ValueError(f"initial_epoch must be a non-negative integer, got {initial_epoch!r}")
         if verbose not in (0, 1, 2):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        x, y = self._prepare(x, y)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        if isinstance(callbacks, callbacks_mod.Callback):
+            callbacks = [callbacks]
+        x, y = self._prepare(x, y)   # the one float32 conversion; batches are gathered from these arrays
         if not np.all(np.isfinite(x)):
             bad = int(np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0][0])
             raise ValueError(f"x contains NaN or Inf (sample {bad})")
@@ -234,6 +243,8 @@ class Sequential:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")
             val = self._prepare(*validation_data)
+            if val[0].shape[0] == 0:
+                raise ValueError("validation_data holds no samples")
         elif validation_split:
             if not 0.0 < float(validation_split) < 1.0:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
@@ -257,17 +268,23 @@ class Sequential:
         cbs.on_train_begin()
         try:
             for epoch in range(initial_epoch, epochs):
-                cbs.on_epoch_begin(epoch)
-                order = (np.random.default_rng([int(seed), epoch]).permutation(n) if shuffle
-                         else np.arange(n))
-                bar = callbacks_mod._progress(verbose, steps, epoch, epochs)
-                loss_sum, hits, seen, t0 = 0.0, 0, 0, time.perf_counter()
+                bar = None
+                seen = 0
                 try:
+                    cbs.on_epoch_begin(epoch)
+                    order = (np.random.default_rng([int(seed), epoch]).permutation(n) if shuffle else None)
+                    bar = callbacks_mod._progress(verbose, steps, epoch, epochs)
+                    line = verbose == 2 or (verbose == 1 and bar is None)   # no tqdm: epoch lines
+                    loss_sum, hits, t0 = 0.0, 0, time.perf_counter()
                     for b in range(steps):
-                        idx = order[b * batch_size:(b + 1) * batch_size]
-                        xb, yb = x[idx], y[idx]   # one gather per batch, in numpy
+                        lo, hi = b * batch_size, min((b + 1) * batch_size, n)
+                        if order is None:
+                            xb, yb = x[lo:hi], y[lo:hi]      # contiguous views, no copy
+                        else:
+                            idx = order[lo:hi]
+                            xb, yb = x[idx], y[idx]           # one gather per batch, in numpy
                         loss, correct = self._m.train_step(xb, yb)
-                        m = idx.shape[0]
+                        m = hi - lo
                         loss_sum += loss * m
                         hits += correct
                         seen += m
@@ -279,32 +296,38 @@ class Sequential:
                         cbs.on_batch_end(b, {"loss": float(loss), "size": m})
                         if self.stop_training:
                             break
+                    elapsed = time.perf_counter() - t0
+                    logs = {"loss": loss_sum / seen}
+                    if "accuracy" in self.metrics:
+                        logs["accuracy"] = hits / seen
+                    if val is not None:
+                        for k, v in self._evaluate_arrays(val[0], val[1], 256).items():
+                            logs["val_" + k] = v
+                    logs["lr"] = float(self.optimizer.lr)
+                    if bar is not None:
+                        bar.finish(logs, seen / max(elapsed, 1e-9))   # final numbers, validation included
+                        bar = None
+                    cbs.on_epoch_end(epoch, logs)
+                    if line:
+                        print(callbacks_mod._epoch_line(epoch, epochs, logs, elapsed, seen))
                 except KeyboardInterrupt:
+                    # Ctrl-C (or a callback raising KeyboardInterrupt): the step in flight has
+                    # finished in C++; keep its weights and the completed epochs' history.
                     interrupted = True
                     self.stop_training = True
+                    if bar is not None:
+                        bar.close()
+                        bar = None
+                    if verbose:
+                        print(f"Interrupted in epoch {epoch + 1} after {seen} samples; weights and history kept.")
                 finally:
                     if bar is not None:
                         bar.close()
-                if interrupted:
-                    if verbose:
-                        print(f"Interrupted in epoch {epoch + 1} after {seen} samples; weights and history kept.")
-                    break
-                elapsed = time.perf_counter() - t0
-                logs = {"loss": loss_sum / seen}
-                if "accuracy" in self.metrics:
-                    logs["accuracy"] = hits / seen
-                if val is not None:
-                    for k, v in self._evaluate_arrays(val[0], val[1], 256).items():
-                        logs["val_" + k] = v
-                logs["lr"] = float(self.optimizer.lr)
-                cbs.on_epoch_end(epoch, logs)
-                if verbose == 2 or (verbose == 1 and bar is None):
-                    print(callbacks_mod._epoch_line(epoch, epochs, logs, elapsed, seen))
                 if self.stop_training:
                     break
         finally:
+            history.interrupted = interrupted
             cbs.on_train_end()
-        history.interrupted = interrupted
         return history
 
     # -- weights ---------------------------------------------------------------
@@ -319,7 +342,11 @@ class Sequential:
             raise ValueError(f"set_weights needs {len(slots)} arrays, got {len(weights)}")
         arrays = []
         for (layer, name), w in zip(slots, weights):
-            arr = np.asarray(w)
+            try:
+                arr = np.asarray(w)
+            except (ValueError, TypeError) as e:  # ragged nested lists and the like
+                raise TypeError(f"{self._m.layer_info(layer._index)['label']}: {name} must be a numeric array: "
+                                f"{e}") from None
             want = layer.get_param(name).shape
             if arr.shape != want:
                 raise ValueError(f"{self._m.layer_info(layer._index)['label']}: {name} must have shape {want}, "
@@ -357,7 +384,7 @@ class Sequential:
     def save(self, path: Union[str, os.PathLike], include_optimizer: bool = True) -> None:
         """Writes one .cnn file (safetensors) atomically; see DESIGN.md."""
         meta = {"metrics": json.dumps(self.metrics)}
-        self._m.save(os.fspath(path), bool(include_optimizer), meta)
+        self._m.save(os.fspath(path), bool(include_optimizer), list(meta.items()))
 
     def export_onnx(self, path: Union[str, os.PathLike], opset: int = 17) -> None:
         """Writes an ONNX graph of the model (needs ``pip install cpucnn[onnx]``)."""
@@ -369,18 +396,33 @@ class Sequential:
         return f"Sequential({len(self.layers)} layers, input {self.input_shape} -> output {self.output_shape})"
 
 
+def _tidy_floats(cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The core keeps settings as float32 and reports them as doubles (0.2 -> 0.20000000298023224);
+    show the shortest decimal of that float32 instead (0.2), as the user wrote it."""
+    def tidy(v: Any) -> Any:
+        if isinstance(v, float):
+            return float(str(np.float32(v)))
+        if isinstance(v, list):
+            return [tidy(u) for u in v]
+        return v
+
+    return {k: tidy(v) for k, v in cfg.items()}
+
+
 def load(path: Union[str, os.PathLike]) -> Sequential:
     """Loads a model saved by ``Sequential.save`` (with its optimizer state when saved)."""
     core, meta = _core.Model.load(os.fspath(path))
     arch = json.loads(core.architecture())
-    layers = [layers_mod.from_config(cfg) for cfg in arch["layers"]]
+    layers = [layers_mod.from_config(_tidy_floats(cfg)) for cfg in arch["layers"]]
     model = Sequential(layers, arch["input_shape"], seed=int(core.seed), _core_model=core)
     if core.compiled:
-        opt = optimizers_mod.get(json.loads(core.optimizer_config()))
+        opt = optimizers_mod.get(_tidy_floats(json.loads(core.optimizer_config())))
         opt._model = core
         model.optimizer, model.loss = opt, core.loss
         try:
-            model.metrics = [m for m in json.loads(meta.get("metrics", "[]")) if m in _METRICS]
+            saved = json.loads(meta.get("metrics", "[]"))
         except ValueError:
-            model.metrics = []
+            saved = []
+        # Caller metadata, not validated by the core: keep only the names we know.
+        model.metrics = [m for m in saved if isinstance(m, str) and m in _METRICS] if isinstance(saved, list) else []
     return model

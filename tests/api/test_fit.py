@@ -1,0 +1,456 @@
+"""Sequential.fit end to end on small synthetic data: learning, History,
+validation, seeded shuffling, batching, progress output, Ctrl-C, dtypes and
+initial_epoch."""
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+cc = pytest.importorskip("cpucnn")
+
+L = cc.layers
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is fastest and keeps timings stable on shared CI cores.
+    (Thread-count independence of the semantics is checked in test_seed_reproducible_across_threads.)"""
+    before = cc.get_num_threads()
+    cc.set_num_threads(1)
+    yield
+    cc.set_num_threads(before)
+
+
+def two_blobs(n=64, seed=0, hw=8):
+    """Two separable classes of 1 x hw x hw images: class 0 bright on top, class 1 bright at the bottom."""
+    r = np.random.default_rng(seed)
+    y = r.integers(0, 2, n)
+    x = r.normal(0.0, 0.3, (n, 1, hw, hw)).astype(np.float32)
+    x[y == 0, :, : hw // 2, :] += 1.0
+    x[y == 1, :, hw // 2:, :] += 1.0
+    return x, y
+
+
+def small_model(seed=0, optimizer=None, dropout=False, hw=8):
+    layers = [L.Conv2D(4, 3, padding="same"), L.ReLU(), L.MaxPool2D(2), L.Flatten()]
+    if dropout:
+        layers.append(L.Dropout(0.25))
+    layers.append(L.Dense(2))
+    m = cc.Sequential(layers, input_shape=(1, hw, hw), seed=seed)
+    m.compile(optimizer=optimizer or cc.optimizers.SGD(lr=0.1, momentum=0.5), loss="cross_entropy",
+              metrics=["accuracy"])
+    return m
+
+
+def weights_equal(a, b):
+    return len(a) == len(b) and all(np.array_equal(u, v) for u, v in zip(a, b))
+
+
+class Recorder(cc.callbacks.Callback):
+    def __init__(self, action=None):
+        super().__init__()
+        self.action = action
+        self.batches = []  # (epoch, batch, size)
+        self.epoch = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        self.batches.append((self.epoch, batch, logs["size"]))
+        if self.action is not None:
+            self.action(self.epoch, batch)
+
+
+# -- learning and History ---------------------------------------------------------------------
+
+def test_fit_learns_and_fills_history():
+    x, y = two_blobs(96)
+    xv, yv = two_blobs(32, seed=1)
+    m = small_model()
+    h = m.fit(x, y, epochs=4, batch_size=16, validation_data=(xv, yv), seed=0, verbose=0)
+    assert isinstance(h, cc.callbacks.History)
+    assert m.history is h
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+    assert all(len(v) == 4 for v in h.history.values()), {k: len(v) for k, v in h.history.items()}
+    assert h.epoch == [0, 1, 2, 3]
+    assert all(isinstance(v, float) for vals in h.history.values() for v in vals)
+    loss = h.history["loss"]
+    assert loss[-1] < 0.5 * loss[0], loss
+    assert h.history["accuracy"][-1] > 0.95
+    assert h.history["val_accuracy"][-1] > 0.95
+    assert h.history["lr"] == pytest.approx([0.1] * 4)
+    assert not h.interrupted
+    # The last epoch's validation numbers are those of the final weights.
+    ev = m.evaluate(xv, yv)
+    assert h.history["val_loss"][-1] == ev["loss"]
+    assert h.history["val_accuracy"][-1] == ev["accuracy"]
+
+
+def test_history_without_validation_or_metrics():
+    x, y = two_blobs(32)
+    m = cc.Sequential([L.Flatten(), L.Dense(2)], input_shape=(1, 8, 8), seed=0)
+    m.compile(cc.optimizers.SGD(lr=0.1))
+    h = m.fit(x, y, epochs=2, batch_size=8, verbose=0, seed=0)
+    assert set(h.history) == {"loss", "lr"}
+    assert len(h.history["loss"]) == 2
+
+
+def test_training_loss_is_the_epoch_mean_of_batch_losses():
+    x, y = two_blobs(10)
+    m = small_model()
+    sizes_losses = []
+
+    class Batches(cc.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            sizes_losses.append((logs["size"], logs["loss"]))
+
+    h = m.fit(x, y, epochs=1, batch_size=4, verbose=0, seed=0, callbacks=[Batches()])
+    assert [s for s, _ in sizes_losses] == [4, 4, 2]
+    want = sum(s * l for s, l in sizes_losses) / 10
+    assert h.history["loss"][0] == pytest.approx(want, rel=1e-12)
+
+
+# -- validation_split ---------------------------------------------------------------------------
+
+def test_validation_split_takes_the_last_fraction_before_shuffling():
+    x, y = two_blobs(40)
+    # Make the held-out tail distinguishable: a different class balance and brightness.
+    x[30:] *= 3.0
+    y[30:] = 1
+    a = small_model(seed=3)
+    h = a.fit(x, y, epochs=2, batch_size=8, validation_split=0.25, seed=7, verbose=0)
+    # Validation is exactly the last 10 samples, evaluated with the final weights ...
+    ev = a.evaluate(x[30:], y[30:])
+    assert h.history["val_loss"][-1] == ev["loss"]
+    assert h.history["val_accuracy"][-1] == ev["accuracy"]
+    # ... and training saw exactly the first 30, shuffled the same way.
+    b = small_model(seed=3)
+    b.fit(x[:30], y[:30], epochs=2, batch_size=8, seed=7, verbose=0)
+    assert weights_equal(a.get_weights(), b.get_weights())
+    # Sanity: training on a different 30 samples gives different weights.
+    c = small_model(seed=3)
+    c.fit(x[10:], y[10:], epochs=2, batch_size=8, seed=7, verbose=0)
+    assert not weights_equal(a.get_weights(), c.get_weights())
+
+
+def test_validation_data_overrides_split_and_bad_splits_are_rejected():
+    x, y = two_blobs(20)
+    m = small_model()
+    h = m.fit(x, y, epochs=1, batch_size=8, validation_data=(x[:4], y[:4]), validation_split=0.5,
+              seed=0, verbose=0)
+    assert m.optimizer.iterations == 3   # all 20 samples trained: the split was ignored
+    assert h.history["val_loss"][0] == m.evaluate(x[:4], y[:4])["loss"]
+    for bad in (1.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match="validation_split"):
+            m.fit(x, y, validation_split=bad, verbose=0)
+    with pytest.raises(ValueError, match="validation_split"):
+        m.fit(x[:2], y[:2], validation_split=0.6, verbose=0)   # leaves no training sample
+    h = m.fit(x[:2], y[:2], validation_split=0.1, verbose=0)   # one each, as Keras
+    assert len(h.history["val_loss"]) == 1
+
+
+# -- shuffling and batching -------------------------------------------------------------------
+
+def test_seeded_shuffling_is_reproducible():
+    x, y = two_blobs(48)
+
+    def run(seed, shuffle=True):
+        m = small_model(seed=1, dropout=True)
+        m.fit(x, y, epochs=2, batch_size=8, seed=seed, shuffle=shuffle, verbose=0)
+        return m.get_weights()
+
+    w5 = run(5)
+    assert weights_equal(w5, run(5))
+    assert not weights_equal(w5, run(6))
+    assert not weights_equal(w5, run(5, shuffle=False))
+    assert weights_equal(run(5, shuffle=False), run(6, shuffle=False))   # no shuffling: seed only affects order
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_seed_reproducible_across_threads(nthreads):
+    cc.set_num_threads(nthreads)
+    x, y = two_blobs(24)
+    runs = []
+    for _ in range(2):
+        m = small_model(seed=2)
+        m.fit(x, y, epochs=1, batch_size=8, seed=11, verbose=0)
+        runs.append(m.get_weights())
+    assert weights_equal(*runs)
+
+
+def test_last_partial_batch_is_trained():
+    x, y = two_blobs(10)
+    m = small_model(seed=4)
+    rec = Recorder()
+    m.fit(x, y, epochs=2, batch_size=4, shuffle=False, seed=0, verbose=0, callbacks=[rec])
+    assert m.optimizer.iterations == 6
+    assert m._m.step_count == 6
+    assert rec.batches == [(0, 0, 4), (0, 1, 4), (0, 2, 2), (1, 0, 4), (1, 1, 4), (1, 2, 2)]
+    # Same as three train_on_batch calls per epoch over slices [0:4], [4:8], [8:10].
+    ref = small_model(seed=4)
+    for _ in range(2):
+        for lo, hi in ((0, 4), (4, 8), (8, 10)):
+            ref.train_on_batch(x[lo:hi], y[lo:hi])
+    assert weights_equal(m.get_weights(), ref.get_weights())
+
+
+def test_shuffled_batches_cover_every_sample_once_per_epoch():
+    n = 13
+    x, y = two_blobs(n)
+    x[:, 0, 0, 0] = np.arange(n)          # tag each sample in a pixel
+    seen = []
+    m = small_model()
+    real_m = m._m
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real_m, name)
+
+        def train_step(self, xb, yb):
+            assert isinstance(xb, np.ndarray) and xb.dtype == np.float32 and xb.flags.c_contiguous
+            assert yb.dtype == np.int64
+            seen.append(xb[:, 0, 0, 0].astype(int).tolist())
+            return real_m.train_step(xb, yb)
+
+    m._m = Spy()
+    try:
+        m.fit(x, y, epochs=2, batch_size=5, seed=3, verbose=0)
+    finally:
+        m._m = real_m
+    assert [len(b) for b in seen] == [5, 5, 3, 5, 5, 3]
+    e0, e1 = sum(seen[:3], []), sum(seen[3:], [])
+    assert sorted(e0) == list(range(n)) and sorted(e1) == list(range(n))
+    assert e0 != list(range(n)) and e0 != e1   # shuffled, differently each epoch
+
+
+# -- input conversion ---------------------------------------------------------------------------
+
+def test_float64_and_list_inputs_match_float32():
+    x, y = two_blobs(24)
+
+    def run(xx, yy):
+        m = small_model(seed=5)
+        h = m.fit(xx, yy, epochs=2, batch_size=8, seed=1, verbose=0)
+        return m.get_weights(), h.history["loss"]
+
+    w32, l32 = run(x, y)
+    w64, l64 = run(x.astype(np.float64), y.astype(np.int32))
+    assert weights_equal(w32, w64) and l32 == l64
+    wl, ll = run(x.tolist(), y.tolist())
+    assert weights_equal(w32, wl) and l32 == ll
+
+
+def test_inputs_converted_once_not_per_batch(monkeypatch):
+    """x (float64 here) is converted to float32 once; every batch handed to the core is already
+    a float32 C-contiguous array (so the binding converts nothing per batch)."""
+    import cpucnn.model as model_mod
+
+    x, y = two_blobs(30)
+    x64 = np.asfortranarray(x.astype(np.float64))
+    calls = []
+    real_as_input = model_mod._as_input
+
+    def counting_as_input(arr, what="x"):
+        calls.append(what)
+        return real_as_input(arr, what)
+
+    monkeypatch.setattr(model_mod, "_as_input", counting_as_input)
+    m = small_model()
+    batches = []
+    real_m = m._m
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real_m, name)
+
+        def train_step(self, xb, yb):
+            batches.append((xb.dtype, xb.flags.c_contiguous))
+            return real_m.train_step(xb, yb)
+
+    m._m = Spy()
+    try:
+        m.fit(x64, y, epochs=3, batch_size=4, seed=0, verbose=0)
+    finally:
+        m._m = real_m
+    assert calls == ["x"]
+    assert len(batches) == 3 * 8 and set(batches) == {(np.dtype(np.float32), True)}
+
+
+def test_fit_rejects_bad_arguments():
+    x, y = two_blobs(8)
+    m = small_model()
+    with pytest.raises(ValueError, match="batch_size"):
+        m.fit(x, y, batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match="epochs"):
+        m.fit(x, y, epochs=-1, verbose=0)
+    with pytest.raises(ValueError, match="verbose"):
+        m.fit(x, y, verbose=3)
+    with pytest.raises(ValueError, match="initial_epoch"):
+        m.fit(x, y, initial_epoch=-1, verbose=0)
+    x[3, 0, 2, 2] = np.nan
+    with pytest.raises(ValueError, match="sample 3"):
+        m.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match="compiled"):
+        cc.Sequential([L.Flatten(), L.Dense(2)], input_shape=(1, 8, 8)).fit(x, y, verbose=0)
+    with pytest.raises(TypeError):
+        m.fit(two_blobs(8)[0], y, callbacks=[object()], verbose=0)
+
+
+# -- progress output ----------------------------------------------------------------------------
+
+def test_verbose_0_prints_nothing(capsys):
+    x, y = two_blobs(16)
+    small_model().fit(x, y, epochs=2, batch_size=8, validation_split=0.25, verbose=0, seed=0)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
+def test_verbose_2_prints_one_line_per_epoch(capsys):
+    x, y = two_blobs(16)
+    small_model().fit(x, y, epochs=3, batch_size=8, validation_split=0.25, verbose=2, seed=0)
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 3, out
+    for i, line in enumerate(lines):
+        assert line.startswith(f"Epoch {i + 1}/3"), line
+        for key in ("loss:", "accuracy:", "val_loss:", "val_accuracy:", "img/s"):
+            assert key in line, line
+    assert err == ""
+
+
+def test_verbose_1_shows_a_progress_bar(capsys):
+    x, y = two_blobs(16)
+    small_model().fit(x, y, epochs=2, batch_size=4, validation_split=0.25, verbose=1, seed=0)
+    out, err = capsys.readouterr()
+    assert "Epoch 1/2" in err and "Epoch 2/2" in err
+    assert "3/3" in err                       # steps
+    assert "loss=" in err and "img/s=" in err  # running metrics and throughput
+    assert "val_loss=" in err                 # the epoch's validation result on the finished bar
+    assert out == ""
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------
+
+def test_keyboard_interrupt_stops_cleanly_after_the_current_batch(capsys):
+    x, y = two_blobs(40)
+    m = small_model(seed=6)
+    initial = m.get_weights()
+
+    def interrupt(epoch, batch):
+        if (epoch, batch) == (1, 2):
+            raise KeyboardInterrupt
+
+    ends = []
+
+    class End(cc.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            ends.append(True)
+
+    rec = Recorder(interrupt)
+    h = m.fit(x, y, epochs=5, batch_size=8, seed=0, verbose=1, callbacks=[rec, End()])   # must not raise
+    out, _ = capsys.readouterr()
+    assert "Interrupted in epoch 2" in out
+    assert h.interrupted and m.history is h
+    assert h.epoch == [0] and len(h.history["loss"]) == 1   # only completed epochs
+    assert m.optimizer.iterations == 5 + 3                  # epoch 0, then batches 0..2 of epoch 1
+    assert rec.batches[-1] == (1, 2, 8)
+    assert ends == [True]
+    assert not weights_equal(m.get_weights(), initial)
+    # The kept weights are exactly those after 8 steps of uninterrupted training.
+    ref = small_model(seed=6)
+    stop_ref = Recorder(lambda e, b: setattr(ref, "stop_training", (e, b) == (1, 2)))
+    ref.fit(x, y, epochs=2, batch_size=8, seed=0, verbose=0, callbacks=[stop_ref])
+    assert ref.optimizer.iterations == 8
+    assert weights_equal(m.get_weights(), ref.get_weights())
+    # The model stays usable: training continues.
+    m.fit(x, y, epochs=1, batch_size=8, seed=0, verbose=0)
+    assert m.optimizer.iterations == 13
+
+
+def test_keyboard_interrupt_during_validation_is_also_clean():
+    x, y = two_blobs(16)
+    m = small_model()
+
+    class InterruptAtEpochEnd(cc.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    h = m.fit(x, y, epochs=4, batch_size=8, seed=0, verbose=0, callbacks=[InterruptAtEpochEnd()])
+    assert h.interrupted and h.epoch == [0]
+    assert m.optimizer.iterations == 4
+
+
+REAL_CTRL_C = textwrap.dedent(r"""
+    import json, sys
+    import numpy as np
+    import cpucnn as cc
+
+    cc.set_num_threads(1)
+    r = np.random.default_rng(0)
+    x, y = r.normal(size=(64, 1, 8, 8)), r.integers(0, 2, 64)
+    m = cc.Sequential([cc.layers.Conv2D(4, 3), cc.layers.ReLU(), cc.layers.Flatten(), cc.layers.Dense(2)],
+                      input_shape=(1, 8, 8), seed=0)
+    m.compile("sgd")
+    before = m.get_weights()
+
+    class Ready(cc.callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            if batch == 0 and not hasattr(self, "said"):
+                self.said = True
+                print("training", flush=True)
+
+    h = m.fit(x, y, epochs=100000, batch_size=8, verbose=0, callbacks=[Ready()], seed=0)
+    changed = any(not np.array_equal(a, b) for a, b in zip(before, m.get_weights()))
+    print(json.dumps({"interrupted": h.interrupted, "epochs": len(h.epoch), "steps": m.optimizer.iterations,
+                      "changed": changed}), flush=True)
+""")
+
+
+def test_real_sigint_during_training_stops_cleanly():
+    """A real Ctrl-C (SIGINT from outside, arriving at any point of a step) ends fit normally."""
+    proc = subprocess.Popen([sys.executable, "-c", REAL_CTRL_C], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout.readline().strip() == "training"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    res = json.loads(out.strip().splitlines()[-1])
+    assert res["interrupted"] and res["changed"] and res["steps"] >= 1
+    assert res["steps"] // 8 - 1 <= res["epochs"] <= res["steps"] // 8   # completed epochs only
+
+
+# -- initial_epoch ------------------------------------------------------------------------------
+
+def test_initial_epoch(capsys):
+    x, y = two_blobs(16)
+    m = small_model()
+    h = m.fit(x, y, epochs=3, batch_size=8, initial_epoch=1, seed=0, verbose=2)
+    out, _ = capsys.readouterr()
+    assert h.epoch == [1, 2] and len(h.history["loss"]) == 2
+    assert m.optimizer.iterations == 4
+    assert [line.split(" - ")[0] for line in out.splitlines()] == ["Epoch 2/3", "Epoch 3/3"]
+    h = m.fit(x, y, epochs=3, initial_epoch=3, seed=0, verbose=0)   # nothing left to do
+    assert h.epoch == [] and h.history == {} and m.optimizer.iterations == 4
+
+
+def test_split_fit_equals_one_fit():
+    """fit(epochs=1) then fit(initial_epoch=1, epochs=3) equals fit(epochs=3), dropout included."""
+    x, y = two_blobs(24)
+    a = small_model(seed=8, dropout=True, optimizer=cc.optimizers.Adam(lr=0.01))
+    a.fit(x, y, epochs=3, batch_size=8, seed=9, verbose=0)
+    b = small_model(seed=8, dropout=True, optimizer=cc.optimizers.Adam(lr=0.01))
+    b.fit(x, y, epochs=1, batch_size=8, seed=9, verbose=0)
+    b.fit(x, y, epochs=3, initial_epoch=1, batch_size=8, seed=9, verbose=0)
+    assert weights_equal(a.get_weights(), b.get_weights())
