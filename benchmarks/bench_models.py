@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -142,18 +141,34 @@ def bench(name, threads, batch, seconds, rounds, do_infer):
 
 
 _RSS_CHILD = r"""
-import sys, resource, os
+import sys, os
 sys.path.insert(0, {bench_dir!r})
 import numpy as np
+
+def hwm_kib():
+    # VmHWM (peak resident set) of this process; unlike ru_maxrss it is not
+    # inherited from the parent across fork + exec.
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+def rss_kib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
 fw, name, batch, threads, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if fw == "cpucnn":
     import cpucnn as cc
     from models import cpucnn_model, SPECS
     cc.set_num_threads(threads)
     m = cpucnn_model(name); m.compile(cc.optimizers.SGD(lr=0.01, momentum=0.9))
     x = np.random.rand(batch, *SPECS[name][0]).astype(np.float32); y = np.random.randint(0, 10, batch)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = rss_kib()
     for _ in range(steps): m._m.train_step(x, y)
 else:
     import torch, torch.nn.functional as F
@@ -161,16 +176,16 @@ else:
     torch.set_num_threads(threads)
     m = torch_model(name); opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
     x = torch.rand(batch, *SPECS[name][0]); y = torch.randint(0, 10, (batch,))
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = rss_kib()
     for _ in range(steps):
         opt.zero_grad(); F.cross_entropy(m(x), y).backward(); opt.step()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = hwm_kib()
 print(peak, peak - base)
 """
 
 
 def peak_rss(fw, name, batch, threads, steps=5):
-    """(peak RSS, growth during training) in MiB, from a fresh process."""
+    """(peak RSS of the process, its growth over the RSS before training) in MiB, from a fresh process."""
     code = _RSS_CHILD.format(bench_dir=os.path.dirname(os.path.abspath(__file__)))
     p = subprocess.run([sys.executable, "-c", code, fw, name, str(batch), str(threads), str(steps)],
                        capture_output=True, text=True, timeout=600)

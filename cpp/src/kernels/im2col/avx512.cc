@@ -5,7 +5,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <vector>
 
 #include "kernels/im2col.hpp"
 #include "kernels/kernels.hpp"
@@ -84,59 +83,64 @@ namespace {
 
 // A run of panel columns that are consecutive pixels of one output row.
 struct Segment {
-  int32_t dst;      // first column within the panel
-  int32_t len;      // columns (<= 32)
-  int64_t src;      // offset of the row's first pixel's input row base: sample*stride + oh*sh*w + ow0*sw
-  int64_t oh, ow0;  // output row and column of the first pixel
+  int64_t dst;      // first column within the panel
+  int64_t len;      // columns (<= 32)
+  int64_t src;      // sample offset + the input column of ow0 (before the tap's shift)
+  int64_t oh;       // output row
+  int64_t ow0;      // output column of the first pixel
 };
+
+constexpr int64_t kMaxPackRows = kGemmKc;
 
 }  // namespace
 
 // Panels are kGemmNrAvx512 (32) columns wide. Rows p are taps (c, i, j);
-// columns are pixels (sample, oh, ow). Stride 1 along W only.
+// columns are pixels (sample, oh, ow). Stride 1 along W only. The taps of
+// the block are resolved once, each panel's segments once, then every
+// (tap, segment) is one or two masked moves.
 void im2col_pack_avx512(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
   constexpr int64_t NR = kGemmNrAvx512;
   const Im2colPackArgs& a = *static_cast<const Im2colPackArgs*>(args);
   const ConvGeometry& g = *a.geo;
   const int64_t P = g.ho * g.wo, taps = g.kh * g.kw, hw = g.h * g.w;
-  const int64_t panels = (nc + NR - 1) / NR;
-  thread_local std::vector<Segment> segs;
-  thread_local std::vector<int32_t> first;  // index of each panel's first segment, plus an end marker
-  segs.clear();
-  first.assign(panels + 1, 0);
-  for (int64_t pn = 0; pn < panels; ++pn) {
-    first[pn] = static_cast<int32_t>(segs.size());
+  Tap tap[kMaxPackRows];
+  int64_t chan[kMaxPackRows];
+  for (int64_t r = 0; r < kc; ++r) {
+    const int64_t p = p0 + r;
+    tap[r] = make_tap(g, (p / g.kw) % g.kh, p % g.kw);
+    chan[r] = (p / taps) * hw;
+  }
+  const __m512 vzero = _mm512_setzero_ps();
+  for (int64_t pn = 0; pn * NR < nc; ++pn) {
+    Segment seg[NR];
+    int nseg = 0;
     const int64_t cols = std::min(NR, nc - pn * NR);
-    int64_t col = 0;
-    while (col < cols) {
+    for (int64_t col = 0; col < cols;) {
       const int64_t j = j0 + pn * NR + col;
       const int64_t sidx = j / P, q = j % P, oh = q / g.wo, ow = q % g.wo;
       const int64_t len = std::min(cols - col, g.wo - ow);
-      segs.push_back(Segment{static_cast<int32_t>(col), static_cast<int32_t>(len), sidx * a.sample_stride, oh, ow});
+      seg[nseg++] = Segment{col, len, sidx * a.sample_stride, oh, ow};
       col += len;
     }
-  }
-  first[panels] = static_cast<int32_t>(segs.size());
-  const __m512 vzero = _mm512_setzero_ps();
-  for (int64_t p = p0; p < p0 + kc; ++p) {
-    const int64_t c = p / taps, i = (p / g.kw) % g.kh, jj = p % g.kw;
-    const Tap t = make_tap(g, i, jj);
-    const float* xc = a.x + c * hw;
-    for (int64_t pn = 0; pn < panels; ++pn) {
-      float* d = dst + pn * kc * NR + (p - p0) * NR;
-      // Columns beyond the last segment (a ragged last panel) are zero.
-      _mm512_storeu_ps(d, vzero);
-      _mm512_storeu_ps(d + 16, vzero);
-      for (int32_t sg = first[pn]; sg < first[pn + 1]; ++sg) {
-        const Segment& s = segs[sg];
-        const int64_t ih = s.oh * g.sh + t.row0;
-        if (ih < 0 || ih >= g.h) continue;  // stays zero
-        const float* src = xc + s.src + ih * g.w + t.off;
-        for (int64_t k = 0; k < s.len; k += 16) {
-          const int64_t ow = s.ow0 + k;
-          const __mmask16 store = range_mask(0, s.len - k);
-          const __mmask16 load = static_cast<__mmask16>(store & range_mask(t.lo - ow, t.hi - ow));
-          _mm512_mask_storeu_ps(d + s.dst + k, store, _mm512_mask_loadu_ps(vzero, load, src + ow));
+    float* panel = dst + pn * kc * NR;
+    for (int64_t r = 0; r < kc; ++r) {
+      const Tap& t = tap[r];
+      float* d = panel + r * NR;
+      if (cols < NR) {  // ragged last panel: zero columns past the data
+        _mm512_storeu_ps(d, vzero);
+        _mm512_storeu_ps(d + 16, vzero);
+      }
+      const float* xc = a.x + chan[r];
+      for (int s = 0; s < nseg; ++s) {
+        const Segment& sg = seg[s];
+        const int64_t ih = sg.oh * g.sh + t.row0;
+        const bool row_in = ih >= 0 && ih < g.h;
+        const float* src = xc + sg.src + ih * g.w + t.off;
+        for (int64_t k = 0; k < sg.len; k += 16) {
+          const int64_t ow = sg.ow0 + k;
+          const __mmask16 store = range_mask(0, sg.len - k);
+          const __mmask16 load = row_in ? static_cast<__mmask16>(store & range_mask(t.lo - ow, t.hi - ow)) : 0;
+          _mm512_mask_storeu_ps(d + sg.dst + k, store, _mm512_maskz_loadu_ps(load, src + ow));
         }
       }
     }
