@@ -561,3 +561,14 @@ def test_the_model_is_still_usable_after_errors(model, data):
             bad()
     losses = [model.train_on_batch(x, y) for _ in range(5)]
     assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_unknown_layer_setting_in_an_architecture_is_an_error():
+    """A config key no layer reads (a typo, or a file from a newer version) is rejected, not ignored."""
+    import json
+
+    arch = {"input_shape": [1, 4, 4], "layers": [{"type": "Flatten"}, {"type": "Dense", "units": 2, "bogus": 1}]}
+    with pytest.raises(ValueError, match=r"layer 1 Dense: unknown setting 'bogus'"):
+        cc._core.Model(json.dumps(arch), 0)
+    arch["layers"][1].pop("bogus")
+    cc._core.Model(json.dumps(arch), 0)  # the same architecture without it builds

@@ -1,5 +1,8 @@
 #include "layers/factory.hpp"
 
+#include <map>
+#include <set>
+
 #include "core/errors.hpp"
 #include "layers/conv2d.hpp"
 
@@ -7,10 +10,40 @@ namespace cpucnn {
 
 std::unique_ptr<Layer> make_conv2d(const json::Value& cfg) { return std::make_unique<Conv2D>(cfg); }
 
+namespace {
+
+// The settings each layer type reads; anything else in a config (a typo, a
+// file from a newer version) is an error rather than silently ignored.
+void check_settings(const std::string& type, const json::Value& cfg) {
+  static const std::map<std::string, std::set<std::string>> known = {
+      {"Conv2D", {"filters", "kernel_size", "stride", "padding", "dilation", "groups", "use_bias"}},
+      {"Dense", {"units", "use_bias"}},
+      {"MaxPool2D", {"pool_size", "stride", "padding"}},
+      {"AvgPool2D", {"pool_size", "stride", "padding"}},
+      {"GlobalAvgPool2D", {}},
+      {"Flatten", {}},
+      {"ReLU", {}},
+      {"LeakyReLU", {"alpha"}},
+      {"Sigmoid", {}},
+      {"Tanh", {}},
+      {"Softmax", {}},
+      {"Dropout", {"rate"}},
+      {"BatchNorm2D", {"momentum", "eps"}},
+  };
+  auto it = known.find(type);
+  if (it == known.end()) throw ValueError("unknown layer type '" + type + "'");
+  for (const auto& kv : cfg.as_object())
+    if (kv.first != "type" && !it->second.count(kv.first))
+      throw ValueError(type + ": unknown setting '" + kv.first + "'");
+}
+
+}  // namespace
+
 std::unique_ptr<Layer> make_layer(const json::Value& cfg) {
   if (!cfg.is_object() || !cfg.has("type") || !cfg.at("type").is_string())
     throw ValueError("a layer config must be an object with a \"type\"");
   const std::string& t = cfg.at("type").as_string();
+  check_settings(t, cfg);
   if (t == "Conv2D") return make_conv2d(cfg);
   if (t == "Dense") return make_dense(cfg);
   if (t == "MaxPool2D") return make_maxpool2d(cfg);
