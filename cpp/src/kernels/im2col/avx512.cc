@@ -15,11 +15,11 @@ namespace cpucnn {
 
 namespace {
 
-inline __mmask16 range_mask(int64_t lo, int64_t hi) {  // lanes [lo, hi) of 0..15, clipped
-  if (lo < 0) lo = 0;
-  if (hi > 16) hi = 16;
-  if (hi <= lo) return 0;
-  return static_cast<__mmask16>(((1u << (hi - lo)) - 1u) << lo);
+// Lanes [lo, hi) of 0..15, clipped; branch-free (clamps become cmovs).
+inline __mmask16 range_mask(int64_t lo, int64_t hi) {
+  const unsigned l = static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(lo, 0), 16));
+  const unsigned h = static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(hi, 0), 16));
+  return static_cast<__mmask16>(((1u << h) - 1u) & ~((1u << l) - 1u));
 }
 
 }  // namespace
