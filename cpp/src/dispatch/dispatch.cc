@@ -62,6 +62,7 @@ KernelTable make_avx512() {
   t.im2col = im2col_avx512;
   t.col2im = col2im_avx512;
   t.im2col_pack = im2col_pack_avx512;
+  t.conv_direct_fwd = conv2d_direct_fwd_avx512;
   t.relu_fwd = relu_fwd_avx512;
   t.relu_bwd = relu_bwd_avx512;
   t.maxpool2d_fwd = maxpool2d_fwd_avx512;
@@ -69,6 +70,7 @@ KernelTable make_avx512() {
   t.adam_update = adam_update_avx512;
   mark(t, "gemm", "avx512");
   mark(t, "im2col", "avx512");
+  t.impl.push_back({"conv2d_direct", "avx512 (thin conv layers; im2col + GEMM otherwise)"});
   mark(t, "relu", "avx512");
   mark(t, "maxpool2d", "avx512 (2x2 stride 2; scalar otherwise)");
   mark(t, "sgd", "avx512");

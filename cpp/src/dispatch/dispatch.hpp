@@ -25,6 +25,7 @@ struct KernelTable {
   Im2colFn im2col = nullptr;
   Col2imFn col2im = nullptr;
   Im2colPackFn im2col_pack = nullptr;  // optional: stride-1 implicit im2col into GEMM panels
+  ConvDirectFwdFn conv_direct_fwd = nullptr;  // optional: direct conv for thin layers
   // element-wise
   UnaryFn relu_fwd = nullptr;
   UnaryBwdFn relu_bwd = nullptr;

@@ -52,6 +52,13 @@ struct Im2colPackArgs {
   int64_t channels;          // channels of the group
   const ConvGeometry* geo;
 };
+// Direct convolution forward of one image, output rows [oh0, oh1), all
+// output channels; bias may be null; relu applies max(0, .). Stride 1 and
+// dilation 1 along W, groups 1.
+using ConvDirectFwdFn = void (*)(const float* x, const float* w, const float* bias, float* y, int64_t cin,
+                                 int64_t cout, const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu);
+void conv2d_direct_fwd_avx512(const float* x, const float* w, const float* bias, float* y, int64_t cin,
+                              int64_t cout, const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu);
 using Im2colPackFn = void (*)(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 void im2col_pack_avx512(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 using Im2colFn = void (*)(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);

@@ -242,8 +242,36 @@ void forward_spatial(const Conv2dShape& s, const Plan& plan, const float* x, con
 
 }  // namespace
 
+namespace {
+
+// Thin layers (few output channels, or a short reduction) are faster as a
+// direct convolution than as a GEMM that must unfold and pack its input.
+bool use_direct(const Conv2dShape& s, const Plan& plan) {
+  return kernels().conv_direct_fwd != nullptr && s.groups == 1 && s.geo.sw == 1 && s.geo.dw == 1 &&
+         (s.cout <= 16 || plan.k <= 32);
+}
+
+// Work items are (sample, slab of output rows); each writes its own outputs.
+void forward_direct(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* bias,
+                    float* y, bool relu) {
+  const ConvDirectFwdFn fn = kernels().conv_direct_fwd;
+  const int64_t in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * plan.p;
+  const int64_t slabs = plan.threads > 1 && s.n < plan.threads ? std::min<int64_t>(plan.threads, s.geo.ho) : 1;
+  const int64_t items = s.n * slabs;
+  const int use = static_cast<int>(std::min<int64_t>(plan.threads, items));
+#pragma omp parallel for num_threads(use) schedule(static) if (use > 1)
+  for (int64_t t = 0; t < items; ++t) {
+    const int64_t n = t / slabs, k = t % slabs;
+    fn(x + n * in_size, w, bias, y + n * out_size, s.cin, s.cout, s.geo, s.geo.ho * k / slabs,
+       s.geo.ho * (k + 1) / slabs, relu);
+  }
+}
+
+}  // namespace
+
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
   const Plan plan = make_plan(s);
+  if (use_direct(s, plan)) return forward_direct(s, plan, x, w, bias, y, relu);
   if (plan.batch_parallel) {
 #pragma omp parallel for num_threads(plan.threads) schedule(static, 1)
     for (int64_t c = 0; c < plan.chunks; ++c) {
