@@ -288,9 +288,45 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
   }
 }
 
+namespace {
+
+// With stride 1 and dilation 1, dx is the "full" convolution of dy with the
+// kernel flipped and its channel axes swapped. When that convolution is thin
+// it runs on the direct kernel instead of a GEMM followed by col2im.
+bool direct_dx(const Conv2dShape& s) {
+  const ConvGeometry& g = s.geo;
+  return kernels().conv_direct_fwd != nullptr && s.groups == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 &&
+         g.dw == 1 && g.ph <= g.kh - 1 && g.pw <= g.kw - 1 && (s.cin <= 16 || s.cout * g.kh * g.kw <= 32);
+}
+
+void backward_data_direct(const Conv2dShape& s, const Plan& plan, const float* w, const float* dy, float* dx) {
+  const ConvGeometry& g = s.geo;
+  const int64_t taps = g.kh * g.kw;
+  // w'[ci][co][i][j] = w[co][ci][kh-1-i][kw-1-j]
+  float* wt = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(s.cout * s.cin * taps));
+  for (int64_t co = 0; co < s.cout; ++co)
+    for (int64_t ci = 0; ci < s.cin; ++ci)
+      for (int64_t t = 0; t < taps; ++t) wt[(ci * s.cout + co) * taps + (taps - 1 - t)] = w[(co * s.cin + ci) * taps + t];
+  Conv2dShape t;
+  t.n = s.n;
+  t.cin = s.cout;
+  t.cout = s.cin;
+  t.groups = 1;
+  t.geo = ConvGeometry{g.ho, g.wo, g.h, g.w, g.kh, g.kw, 1, 1, g.kh - 1 - g.ph, g.kw - 1 - g.pw, 1, 1};
+  Plan tp = plan;
+  tp.p = g.h * g.w;
+  forward_direct(t, tp, dy, wt, nullptr, dx, false);
+}
+
+}  // namespace
+
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
                      float* db, Tensor& scratch) {
   const Plan plan = make_plan(s);
+  if (dx && direct_dx(s)) {
+    backward_data_direct(s, plan, w, dy, dx);
+    dx = nullptr;  // the GEMM path below computes only dw and db
+  }
   const int64_t wsize = s.cout * plan.k;
   if (!plan.batch_parallel) {
     for (int64_t c = 0; c < plan.chunks; ++c) {
