@@ -70,7 +70,7 @@ KernelTable make_avx512() {
   t.adam_update = adam_update_avx512;
   mark(t, "gemm", "avx512");
   mark(t, "im2col", "avx512");
-  t.impl.push_back({"conv2d_direct", "avx512 (thin conv layers; im2col + GEMM otherwise)"});
+  t.impl.push_back({"conv2d_direct", "avx512 (convs with <= 16 output channels; im2col + GEMM otherwise)"});
   mark(t, "relu", "avx512");
   mark(t, "maxpool2d", "avx512 (2x2 stride 2; scalar otherwise)");
   mark(t, "sgd", "avx512");
