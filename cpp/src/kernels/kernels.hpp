@@ -38,7 +38,7 @@ using GemvRowsFn = void (*)(const float* w, int64_t ldw, const float* x, int64_t
 void gemv_rows_scalar(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
 void gemv_rows_avx2(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
 void gemv_rows_avx512(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
-constexpr int kGemmMrScalar = 4, kGemmNrScalar = 16;
+constexpr int kGemmMrScalar = 4, kGemmNrScalar = 8;
 constexpr int kGemmMrAvx2 = 6, kGemmNrAvx2 = 16;
 constexpr int kGemmMrAvx512 = 8, kGemmNrAvx512 = 32;
 

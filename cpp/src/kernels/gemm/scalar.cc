@@ -1,4 +1,4 @@
-// Reference GEMM micro-kernel: a 4x16 tile, plain C++ (the compiler may use
+// Reference GEMM micro-kernel: a 4x8 tile, plain C++ (the compiler may use
 // the baseline SSE2 of x86-64 for the inner loop).
 #include "kernels/kernels.hpp"
 
