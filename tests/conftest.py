@@ -30,6 +30,15 @@ def threads():
 
 
 @pytest.fixture
+def one_thread():
+    """Runs a test on one thread (tiny models: fastest, and stable timings on shared CI cores)."""
+    before = cc.get_num_threads()
+    cc.set_num_threads(1)
+    yield
+    cc.set_num_threads(before)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

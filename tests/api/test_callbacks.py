@@ -14,12 +14,7 @@ L = cc.layers
 C = cc.callbacks
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = cc.get_num_threads()
-    cc.set_num_threads(1)
-    yield
-    cc.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def two_blobs(n=32, seed=0):

@@ -16,14 +16,7 @@ cc = pytest.importorskip("cpucnn")
 L = cc.layers
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread is fastest and keeps timings stable on shared CI cores.
-    (Thread-count independence of the semantics is checked in test_seed_reproducible_across_threads.)"""
-    before = cc.get_num_threads()
-    cc.set_num_threads(1)
-    yield
-    cc.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def two_blobs(n=64, seed=0, hw=8):

@@ -16,12 +16,7 @@ cc = pytest.importorskip("cpucnn")
 L = cc.layers
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = cc.get_num_threads()
-    cc.set_num_threads(1)
-    yield
-    cc.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def weights_equal(a, b):

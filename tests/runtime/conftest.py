@@ -7,25 +7,11 @@ it once and runs ctest itself); otherwise the runtime is configured and built in
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(cmd, check=True, **kwargs):
-    """subprocess.run with text output; on failure the assertion shows the command and its output."""
-    kwargs.setdefault("capture_output", True)
-    kwargs.setdefault("text", True)
-    kwargs.setdefault("timeout", 900)
-    proc = subprocess.run([str(c) for c in cmd], **kwargs)
-    if check:
-        assert proc.returncode == 0, (
-            f"{' '.join(map(str, cmd))} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-        )
-    return proc
+from runtime_util import ROOT, run  # noqa: E402,F401  (tests/runtime is on sys.path under pytest)
 
 
 def _jobs():

@@ -12,19 +12,7 @@ import pytest
 
 import cpucnn as cc
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(cmd, check=True, **kwargs):
-    kwargs.setdefault("capture_output", True)
-    kwargs.setdefault("text", True)
-    kwargs.setdefault("timeout", 900)
-    proc = subprocess.run([str(c) for c in cmd], **kwargs)
-    if check:
-        assert proc.returncode == 0, (
-            f"{' '.join(map(str, cmd))} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-        )
-    return proc
+from runtime_util import ROOT, run  # tests/runtime is on sys.path under pytest
 
 
 L = cc.layers
