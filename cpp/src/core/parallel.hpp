@@ -48,7 +48,9 @@ void parallel_for(int64_t n, int64_t grain, F&& f) {
     if (n > 0) f(int64_t(0), n);
     return;
   }
+#ifdef _OPENMP
 #pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static)
+#endif
   for (int64_t c = 0; c < chunks; ++c) f(c * n / chunks, (c + 1) * n / chunks);
 }
 

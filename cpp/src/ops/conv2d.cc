@@ -259,7 +259,7 @@ void forward_direct(const Conv2dShape& s, const Plan& plan, const float* x, cons
   const int64_t in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * plan.p;
   const int64_t slabs = plan.threads > 1 && s.n < plan.threads ? std::min<int64_t>(plan.threads, s.geo.ho) : 1;
   const int64_t items = s.n * slabs;
-  const int use = static_cast<int>(std::min<int64_t>(plan.threads, items));
+  [[maybe_unused]] const int use = static_cast<int>(std::min<int64_t>(plan.threads, items));
 #pragma omp parallel for num_threads(use) schedule(static) if (use > 1)
   for (int64_t t = 0; t < items; ++t) {
     const int64_t n = t / slabs, k = t % slabs;
