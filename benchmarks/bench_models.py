@@ -145,19 +145,12 @@ import sys, os
 sys.path.insert(0, {bench_dir!r})
 import numpy as np
 
-def hwm_kib():
-    # VmHWM (peak resident set) of this process; unlike ru_maxrss it is not
-    # inherited from the parent across fork + exec.
+def status_kib(key):
+    # VmRSS (now) or VmHWM (peak) of this process, in KiB; unlike ru_maxrss
+    # the peak is not inherited from the parent across fork + exec.
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-def rss_kib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
 
@@ -168,7 +161,7 @@ if fw == "cpucnn":
     cc.set_num_threads(threads)
     m = cpucnn_model(name); m.compile(cc.optimizers.SGD(lr=0.01, momentum=0.9))
     x = np.random.rand(batch, *SPECS[name][0]).astype(np.float32); y = np.random.randint(0, 10, batch)
-    base = rss_kib()
+    base = status_kib("VmRSS")
     for _ in range(steps): m._m.train_step(x, y)
 else:
     import torch, torch.nn.functional as F
@@ -176,10 +169,10 @@ else:
     torch.set_num_threads(threads)
     m = torch_model(name); opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
     x = torch.rand(batch, *SPECS[name][0]); y = torch.randint(0, 10, (batch,))
-    base = rss_kib()
+    base = status_kib("VmRSS")
     for _ in range(steps):
         opt.zero_grad(); F.cross_entropy(m(x), y).backward(); opt.step()
-peak = hwm_kib()
+peak = status_kib("VmHWM")
 print(peak, peak - base)
 """
 
