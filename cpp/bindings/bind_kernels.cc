@@ -120,6 +120,9 @@ void register_kernels(py::module_& m) {
       py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("stride") = std::make_pair(1, 1),
       py::arg("padding") = std::make_pair(0, 0), py::arg("dilation") = std::make_pair(1, 1), py::arg("groups") = 1,
       py::arg("need_dx") = true);
+  k.def("set_conv2d_winograd", &set_conv2d_winograd, py::arg("enabled"),
+        "Run eligible 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (the default) or all as im2col + GEMM.");
+  k.def("conv2d_winograd", &conv2d_winograd, "Whether eligible convolutions run as Winograd.");
 }
 
 }  // namespace cpucnn::bindings

@@ -136,5 +136,11 @@ class _Kernels:
         need_dx: bool = True,
     ) -> tuple[NDArray[np.float32] | None, NDArray[np.float32], NDArray[np.float32]]:
         """(dx or None, dw, db)."""
+    @staticmethod
+    def set_conv2d_winograd(enabled: bool) -> None:
+        """Run eligible 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (the default) or all as im2col + GEMM."""
+    @staticmethod
+    def conv2d_winograd() -> bool:
+        """Whether eligible convolutions run as Winograd."""
 
 kernels: _Kernels

@@ -44,10 +44,14 @@ KernelTable make_avx2() {
   t.gemv_rows = gemv_rows_avx2;
   t.im2col = im2col_avx2;
   t.col2im = col2im_avx2;
+  t.winograd_input = winograd_input_avx2;
+  t.winograd_output = winograd_output_avx2;
+  t.winograd_grad_output = winograd_grad_output_avx2;
   t.relu_fwd = relu_fwd_avx2;
   t.relu_bwd = relu_bwd_avx2;
   mark(t, "gemm", "avx2");
   mark(t, "im2col", "avx2");
+  t.impl.push_back({"conv2d_winograd", "avx2 (3x3 stride-1 convs with >= 8 channels in and out)"});
   mark(t, "relu", "avx2");
   return t;
 }
@@ -63,6 +67,9 @@ KernelTable make_avx512() {
   t.col2im = col2im_avx512;
   t.im2col_pack = im2col_pack_avx512;
   t.conv_direct_fwd = conv2d_direct_fwd_avx512;
+  t.winograd_input = winograd_input_avx512;
+  t.winograd_output = winograd_output_avx512;
+  t.winograd_grad_output = winograd_grad_output_avx512;
   t.relu_fwd = relu_fwd_avx512;
   t.relu_bwd = relu_bwd_avx512;
   t.maxpool2d_fwd = maxpool2d_fwd_avx512;
@@ -71,6 +78,7 @@ KernelTable make_avx512() {
   mark(t, "gemm", "avx512");
   mark(t, "im2col", "avx512");
   t.impl.push_back({"conv2d_direct", "avx512 (convs with <= 16 output channels; im2col + GEMM otherwise)"});
+  t.impl.push_back({"conv2d_winograd", "avx512 (3x3 stride-1 convs with >= 8 channels in and out)"});
   mark(t, "relu", "avx512");
   mark(t, "maxpool2d", "avx512 (2x2 stride 2; scalar otherwise)");
   mark(t, "sgd", "avx512");

@@ -70,6 +70,28 @@ void col2im_avx2(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t
 void im2col_avx512(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);
 void col2im_avx512(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t channels, float* x);
 
+// Winograd F(2x2, 3x3) transforms over units [u0, u1) of tile rows (layout:
+// kernels/winograd.hpp). input: V = B^T d B of `channels` planes of x.
+// output: planes of y from M = A^T m A (+ bias, may be null; ReLU). grad_output:
+// dM = A e A^T of `channels` planes of dy. image_stride: floats between images.
+struct WinogradGeometry;
+using WinogradInputFn = void (*)(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                                 int64_t u0, int64_t u1, float* v, int64_t ldv);
+using WinogradOutputFn = void (*)(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
+                                  const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride);
+using WinogradGradOutputFn = void (*)(const float* dy, int64_t channels, int64_t image_stride,
+                                      const WinogradGeometry& g, int64_t u0, int64_t u1, float* dm, int64_t ldm);
+#define CPUCNN_DECLARE_WINOGRAD(isa)                                                                              \
+  void winograd_input_##isa(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,   \
+                            int64_t u0, int64_t u1, float* v, int64_t ldv);                                       \
+  void winograd_output_##isa(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,        \
+                             const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride); \
+  void winograd_grad_output_##isa(const float* dy, int64_t channels, int64_t image_stride,                        \
+                                  const WinogradGeometry& g, int64_t u0, int64_t u1, float* dm, int64_t ldm);
+CPUCNN_DECLARE_WINOGRAD(avx2)
+CPUCNN_DECLARE_WINOGRAD(avx512)
+#undef CPUCNN_DECLARE_WINOGRAD
+
 // Element-wise activations. Forward may run in place (x == y).
 using UnaryFn = void (*)(const float* x, float* y, int64_t n);
 // Backward from the forward output y: dx = dy * f'(.)

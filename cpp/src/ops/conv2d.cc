@@ -1,11 +1,13 @@
 #include "ops/conv2d.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "core/parallel.hpp"
 #include "dispatch/dispatch.hpp"
 #include "ops/gemm.hpp"
+#include "ops/winograd.hpp"
 #include "ops/workspace.hpp"
 
 namespace cpucnn {
@@ -270,8 +272,20 @@ void forward_direct(const Conv2dShape& s, const Plan& plan, const float* x, cons
 
 }  // namespace
 
+namespace {
+
+std::atomic<bool> g_winograd{true};
+
+bool use_winograd(const Conv2dShape& s) { return g_winograd.load(std::memory_order_relaxed) && winograd_applicable(s); }
+
+}  // namespace
+
+void set_conv2d_winograd(bool enabled) { g_winograd.store(enabled); }
+bool conv2d_winograd() { return g_winograd.load(); }
+
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
   const Plan plan = make_plan(s);
+  if (use_winograd(s)) return winograd_forward(s, x, w, bias, y, relu, plan.threads);
   if (use_direct(s, plan)) return forward_direct(s, plan, x, w, bias, y, relu);
   if (plan.batch_parallel) {
 #pragma omp parallel for num_threads(plan.threads) schedule(static, 1)
@@ -324,6 +338,10 @@ void backward_data_direct(const Conv2dShape& s, const Plan& plan, const float* w
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
                      float* db, Tensor& scratch) {
   const Plan plan = make_plan(s);
+  if (use_winograd(s)) {
+    if (dx) winograd_backward_data(s, w, dy, dx, plan.threads);
+    return winograd_backward_weight(s, x, dy, dw, db, plan.threads, scratch);
+  }
   if (dx && direct_dx(s)) {
     backward_data_direct(s, plan, w, dy, dx);
     dx = nullptr;  // the GEMM path below computes only dw and db

@@ -25,4 +25,10 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx,
                      float* dw, float* db, Tensor& scratch);
 
+// Winograd F(2x2, 3x3) for the 3x3 stride-1 layers it applies to (on by
+// default; ops/winograd.hpp). Off: every layer runs as im2col + GEMM (tests
+// compare the two; not to be switched while convolutions run).
+void set_conv2d_winograd(bool enabled);
+bool conv2d_winograd();
+
 }  // namespace cpucnn

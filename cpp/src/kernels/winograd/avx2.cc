@@ -1,0 +1,27 @@
+// Winograd F(2x2, 3x3) transforms compiled for avx2 (bodies: winograd.inc).
+#include <cstddef>
+#include <vector>
+
+#include "kernels/kernels.hpp"
+#include "kernels/winograd.hpp"
+
+namespace cpucnn {
+
+#include "kernels/winograd/winograd.inc"
+
+void winograd_input_avx2(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                          int64_t u0, int64_t u1, float* v, int64_t ldv) {
+  winograd_input_impl(x, channels, image_stride, g, u0, u1, v, ldv);
+}
+
+void winograd_output_avx2(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
+                           const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride) {
+  winograd_output_impl(m, ldm, channels, bias, relu, g, u0, u1, y, image_stride);
+}
+
+void winograd_grad_output_avx2(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                                int64_t u0, int64_t u1, float* dm, int64_t ldm) {
+  winograd_grad_output_impl(dy, channels, image_stride, g, u0, u1, dm, ldm);
+}
+
+}  // namespace cpucnn

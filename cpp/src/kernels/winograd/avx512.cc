@@ -1,0 +1,162 @@
+// Winograd F(2x2, 3x3) transforms for AVX-512: 16 tiles of a tile row per
+// register. Input rows are read with masked loads straight from the plane
+// (lanes outside it read as zero, so padding costs nothing) and split into
+// even and odd columns with two-source permutes; outputs are interleaved
+// back the same way and written with masked stores. Layout and maths:
+// kernels/winograd.hpp and winograd.inc (the portable version, for avx2).
+#include <immintrin.h>
+
+#include "kernels/kernels.hpp"
+#include "kernels/winograd.hpp"
+
+namespace cpucnn {
+
+namespace {
+
+// Lanes l with lo <= l < hi (clipped to 0..16).
+inline __mmask16 lanes(int64_t lo, int64_t hi) {
+  lo = lo < 0 ? 0 : lo;
+  hi = hi > 16 ? 16 : hi;
+  if (hi <= lo) return 0;
+  const uint32_t upto_hi = hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
+  const uint32_t below_lo = (1u << lo) - 1u;
+  return static_cast<__mmask16>(upto_hi & ~below_lo);
+}
+
+const __m512i kEven = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+const __m512i kOdd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+const __m512i kZipLo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+const __m512i kZipHi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+
+// Columns [s, s + 32) of a row of `cols` floats (zero outside), as even
+// (s, s + 2, ...) and odd (s + 1, s + 3, ...) columns.
+inline void load_split(const float* row, int64_t cols, int64_t s, __m512& even, __m512& odd) {
+  const __m512 lo = _mm512_maskz_loadu_ps(lanes(-s, cols - s), row + s);
+  const __m512 hi = _mm512_maskz_loadu_ps(lanes(-s - 16, cols - s - 16), row + s + 16);
+  even = _mm512_permutex2var_ps(lo, kEven, hi);
+  odd = _mm512_permutex2var_ps(lo, kOdd, hi);
+}
+
+}  // namespace
+
+void winograd_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                           int64_t u0, int64_t u1, float* v, int64_t ldv) {
+  const int64_t xs = winograd_plane(channels, ldv);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* plane = x + n * image_stride + c * g.h * g.w;
+      for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
+        const __mmask16 keep = lanes(0, g.tw - j0);
+        const int64_t s = 2 * j0 - g.pw;
+        __m512 h[4][4];  // [row][q]: d B of each input row
+        for (int a = 0; a < 4; ++a) {
+          const int64_t r = 2 * i + a - g.ph;
+          __m512 d0 = zero, d1 = zero, d2 = zero, d3 = zero;
+          if (r >= 0 && r < g.h) {
+            const float* row = plane + r * g.w;
+            if (a >= 2 && r + 2 < g.h) {  // the next tile row's new input rows
+              _mm_prefetch(reinterpret_cast<const char*>(row + 2 * g.w + (s > 0 ? s : 0)), _MM_HINT_T0);
+              _mm_prefetch(reinterpret_cast<const char*>(row + 2 * g.w + s + 31), _MM_HINT_T0);
+            }
+            load_split(row, g.w, s, d0, d1);
+            load_split(row, g.w, s + 2, d2, d3);
+          }
+          h[a][0] = _mm512_sub_ps(d0, d2);
+          h[a][1] = _mm512_add_ps(d1, d2);
+          h[a][2] = _mm512_sub_ps(d2, d1);
+          h[a][3] = _mm512_sub_ps(d1, d3);
+        }
+        float* out = v + c * ldv + col0 + j0;
+        for (int q = 0; q < 4; ++q) {
+          _mm512_mask_storeu_ps(out + q * xs, keep, _mm512_sub_ps(h[0][q], h[2][q]));
+          _mm512_mask_storeu_ps(out + (4 + q) * xs, keep, _mm512_add_ps(h[1][q], h[2][q]));
+          _mm512_mask_storeu_ps(out + (8 + q) * xs, keep, _mm512_sub_ps(h[2][q], h[1][q]));
+          _mm512_mask_storeu_ps(out + (12 + q) * xs, keep, _mm512_sub_ps(h[1][q], h[3][q]));
+        }
+      }
+    }
+  }
+}
+
+void winograd_output_avx512(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
+                            const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride) {
+  const int64_t xs = winograd_plane(channels, ldm);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
+    const int rows = 2 * i + 1 < g.ho ? 2 : 1;
+    for (int64_t k = 0; k < channels; ++k) {
+      const __m512 b = _mm512_set1_ps(bias ? bias[k] : 0.0f);
+      float* plane = y + n * image_stride + k * g.ho * g.wo;
+      for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
+        const __mmask16 keep = lanes(0, g.tw - j0);
+        const float* mk = m + k * ldm + col0 + j0;
+        __m512 t[4][2];  // [p][column parity]: m A
+        for (int p = 0; p < 4; ++p) {
+          const __m512 m0 = _mm512_maskz_loadu_ps(keep, mk + (4 * p) * xs);
+          const __m512 m1 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 1) * xs);
+          const __m512 m2 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 2) * xs);
+          const __m512 m3 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 3) * xs);
+          t[p][0] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+          t[p][1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+        }
+        const int64_t cols = g.wo - 2 * j0;  // valid output columns from 2 j0
+        const __mmask16 keep_lo = lanes(0, cols), keep_hi = lanes(0, cols - 16);
+        for (int a = 0; a < rows; ++a) {
+          __m512 ye, yo;
+          if (a == 0) {
+            ye = _mm512_add_ps(_mm512_add_ps(t[0][0], t[1][0]), t[2][0]);
+            yo = _mm512_add_ps(_mm512_add_ps(t[0][1], t[1][1]), t[2][1]);
+          } else {
+            ye = _mm512_sub_ps(_mm512_sub_ps(t[1][0], t[2][0]), t[3][0]);
+            yo = _mm512_sub_ps(_mm512_sub_ps(t[1][1], t[2][1]), t[3][1]);
+          }
+          ye = _mm512_add_ps(ye, b);
+          yo = _mm512_add_ps(yo, b);
+          if (relu) {
+            ye = _mm512_max_ps(ye, zero);
+            yo = _mm512_max_ps(yo, zero);
+          }
+          float* dst = plane + (2 * i + a) * g.wo + 2 * j0;
+          _mm512_mask_storeu_ps(dst, keep_lo, _mm512_permutex2var_ps(ye, kZipLo, yo));
+          _mm512_mask_storeu_ps(dst + 16, keep_hi, _mm512_permutex2var_ps(ye, kZipHi, yo));
+        }
+      }
+    }
+  }
+}
+
+void winograd_grad_output_avx512(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                                 int64_t u0, int64_t u1, float* dm, int64_t ldm) {
+  const int64_t xs = winograd_plane(channels, ldm);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
+    for (int64_t k = 0; k < channels; ++k) {
+      const float* plane = dy + n * image_stride + k * g.ho * g.wo;
+      for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
+        const __mmask16 keep = lanes(0, g.tw - j0);
+        __m512 r[2][4];  // [output row][q]: e A^T
+        for (int a = 0; a < 2; ++a) {
+          __m512 e0 = zero, e1 = zero;
+          if (2 * i + a < g.ho) load_split(plane + (2 * i + a) * g.wo, g.wo, 2 * j0, e0, e1);
+          r[a][0] = e0;
+          r[a][1] = _mm512_add_ps(e0, e1);
+          r[a][2] = _mm512_sub_ps(e0, e1);
+          r[a][3] = _mm512_sub_ps(zero, e1);
+        }
+        float* out = dm + k * ldm + col0 + j0;
+        for (int q = 0; q < 4; ++q) {
+          _mm512_mask_storeu_ps(out + q * xs, keep, r[0][q]);
+          _mm512_mask_storeu_ps(out + (4 + q) * xs, keep, _mm512_add_ps(r[0][q], r[1][q]));
+          _mm512_mask_storeu_ps(out + (8 + q) * xs, keep, _mm512_sub_ps(r[0][q], r[1][q]));
+          _mm512_mask_storeu_ps(out + (12 + q) * xs, keep, _mm512_sub_ps(zero, r[1][q]));
+        }
+      }
+    }
+  }
+}
+
+}  // namespace cpucnn

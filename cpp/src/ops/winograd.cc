@@ -1,0 +1,201 @@
+#include "ops/winograd.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/parallel.hpp"
+#include "dispatch/dispatch.hpp"
+#include "kernels/winograd.hpp"
+#include "ops/gemm.hpp"
+#include "ops/workspace.hpp"
+
+namespace cpucnn {
+
+namespace {
+
+constexpr int kXi = 16;  // points of the 4x4 transform domain
+
+// G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+constexpr float kG[4][3] = {{1.0f, 0.0f, 0.0f}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0.0f, 0.0f, 1.0f}};
+
+WinogradGeometry tiles_of(const ConvGeometry& g) {
+  return WinogradGeometry{g.h, g.w, g.ho, g.wo, g.ph, g.pw, (g.ho + 1) / 2, (g.wo + 1) / 2};
+}
+
+// U[xi][r][c] = (G k G^T)[xi] for the 3x3 kernel k = taps(r, c) (9 floats).
+template <typename Taps>
+void transform_weights(int64_t rows, int64_t cols, Taps taps, float* u) {
+  const int64_t plane = rows * cols;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      float k[3][3];
+      taps(r, c, k);
+      float t[4][3];  // G k
+      for (int p = 0; p < 4; ++p)
+        for (int j = 0; j < 3; ++j) t[p][j] = kG[p][0] * k[0][j] + kG[p][1] * k[1][j] + kG[p][2] * k[2][j];
+      for (int p = 0; p < 4; ++p)
+        for (int q = 0; q < 4; ++q)
+          u[(4 * p + q) * plane + r * cols + c] = t[p][0] * kG[q][0] + t[p][1] * kG[q][1] + t[p][2] * kG[q][2];
+    }
+  }
+}
+
+// Units (tile rows) per block: the transformed input and output of a block
+// (16 x channels x columns each) stay within about 1 MiB of L2, and every
+// thread gets at least one block.
+int64_t units_per_block(int64_t units, int64_t tw, int64_t channels, int threads) {
+  const int64_t cols = std::clamp<int64_t>(int64_t(8192) / std::max<int64_t>(channels, 1), 32, 512);
+  int64_t ub = std::max<int64_t>(1, cols / tw);
+  ub = std::min(ub, (units + threads - 1) / threads);
+  return std::max<int64_t>(ub, 1);
+}
+
+// y = winograd conv of x (cin planes) with transformed weights u (16 x cout x cin).
+void forward_transformed(int64_t n, int64_t cin, int64_t cout, const WinogradGeometry& wg, const float* x,
+                         const float* u, const float* bias, float* y, bool relu, int threads) {
+  const KernelTable& kt = kernels();
+  const int64_t units = n * wg.th;
+  const int64_t ub = units_per_block(units, wg.tw, std::max(cin, cout), threads);
+  const int64_t blocks = (units + ub - 1) / ub;
+  const int use = static_cast<int>(std::min<int64_t>(threads, blocks));
+  const int64_t ld = ub * wg.tw;
+  const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
+#pragma omp parallel for num_threads(use) schedule(static) if (use > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t u0 = b * ub, u1 = std::min(units, u0 + ub);
+    const int64_t cols = (u1 - u0) * wg.tw;
+    Workspace& ws = thread_workspace();
+    float* v = ws.get(Workspace::kCol, static_cast<size_t>(kXi * winograd_plane(cin, ld)));
+    float* m = ws.get(Workspace::kCol2, static_cast<size_t>(kXi * winograd_plane(cout, ld)));
+    kt.winograd_input(x, cin, in_stride, wg, u0, u1, v, ld);
+    for (int xi = 0; xi < kXi; ++xi) {
+      GemmArgs a;  // M[xi] (cout x cols) = U[xi] (cout x cin) V[xi] (cin x cols)
+      a.m = cout;
+      a.n = cols;
+      a.k = cin;
+      a.a = u + xi * cout * cin;
+      a.lda = cin;
+      a.b = v + xi * winograd_plane(cin, ld);
+      a.ldb = ld;
+      a.c = m + xi * winograd_plane(cout, ld);
+      a.ldc = ld;
+      gemm(a);
+    }
+    kt.winograd_output(m, ld, cout, bias, relu, wg, u0, u1, y, out_stride);
+  }
+}
+
+}  // namespace
+
+bool winograd_applicable(const Conv2dShape& s) {
+  const ConvGeometry& g = s.geo;
+  return kernels().winograd_input != nullptr && s.groups == 1 && g.kh == 3 && g.kw == 3 && g.sh == 1 &&
+         g.sw == 1 && g.dh == 1 && g.dw == 1 && s.cin >= 8 && s.cout >= 8 && g.ho >= 2 && g.wo >= 2;
+}
+
+void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
+                      int threads) {
+  float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(kXi * s.cout * s.cin));
+  transform_weights(s.cout, s.cin, [&](int64_t k, int64_t c, float t[3][3]) {
+    std::memcpy(t, w + (k * s.cin + c) * 9, 9 * sizeof(float));
+  }, u);
+  forward_transformed(s.n, s.cin, s.cout, tiles_of(s.geo), x, u, bias, y, relu, threads);
+}
+
+void winograd_backward_data(const Conv2dShape& s, const float* w, const float* dy, float* dx, int threads) {
+  // dx = conv(dy, w') with w'[c][k][i][j] = w[k][c][2 - i][2 - j] and padding 2 - p.
+  float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(kXi * s.cout * s.cin));
+  transform_weights(s.cin, s.cout, [&](int64_t c, int64_t k, float t[3][3]) {
+    const float* src = w + (k * s.cin + c) * 9;
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) t[i][j] = src[(2 - i) * 3 + (2 - j)];
+  }, u);
+  const ConvGeometry& g = s.geo;
+  const WinogradGeometry wg{g.ho, g.wo, g.h, g.w, 2 - g.ph, 2 - g.pw, (g.h + 1) / 2, (g.w + 1) / 2};
+  forward_transformed(s.n, s.cout, s.cin, wg, dy, u, nullptr, dx, false, threads);
+}
+
+void winograd_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db,
+                              int threads, Tensor& scratch) {
+  const KernelTable& kt = kernels();
+  const WinogradGeometry wg = tiles_of(s.geo);
+  const int64_t cin = s.cin, cout = s.cout;
+  const int64_t units = s.n * wg.th;
+  const int64_t ub = units_per_block(units, wg.tw, std::max(cin, cout), 1);
+  const int64_t ld = ub * wg.tw;
+  const int64_t usize = kXi * cout * cin;
+  const int64_t stride = (usize + 15) / 16 * 16;
+  const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
+  const int64_t plane = wg.ho * wg.wo;
+  const int use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, (units + ub - 1) / ub)));
+  scratch.resize({static_cast<int64_t>(use) * stride});
+  float* part = scratch.data();
+#pragma omp parallel num_threads(use) if (use > 1)
+  {
+    const int t = thread_id(), team = team_size();
+    float* du = part + t * stride;
+    // This thread's units, in blocks; the split depends only on the team size.
+    const int64_t t0 = units * t / team, t1 = units * (t + 1) / team;
+    Workspace& ws = thread_workspace();
+    float* v = ws.get(Workspace::kCol, static_cast<size_t>(kXi * winograd_plane(cin, ld)));
+    float* dm = ws.get(Workspace::kCol2, static_cast<size_t>(kXi * winograd_plane(cout, ld)));
+    bool first = true;
+    for (int64_t u0 = t0; u0 < t1; u0 += ub) {
+      const int64_t u1 = std::min(t1, u0 + ub);
+      const int64_t cols = (u1 - u0) * wg.tw;
+      kt.winograd_input(x, cin, in_stride, wg, u0, u1, v, ld);
+      kt.winograd_grad_output(dy, cout, out_stride, wg, u0, u1, dm, ld);
+      for (int xi = 0; xi < kXi; ++xi) {
+        GemmArgs a;  // dU[xi] (cout x cin) += dM[xi] (cout x cols) V[xi]^T (cols x cin)
+        a.trans_b = true;
+        a.m = cout;
+        a.n = cin;
+        a.k = cols;
+        a.a = dm + xi * winograd_plane(cout, ld);
+        a.lda = ld;
+        a.b = v + xi * winograd_plane(cin, ld);
+        a.ldb = ld;
+        a.c = du + xi * cout * cin;
+        a.ldc = cin;
+        a.accumulate = !first;
+        gemm(a);
+      }
+      first = false;
+    }
+    if (first) std::memset(du, 0, usize * sizeof(float));
+#pragma omp barrier
+    // dW = G^T (sum of partials, in thread order) G, per (k, c) pair.
+#pragma omp for schedule(static)
+    for (int64_t kc = 0; kc < cout * cin; ++kc) {
+      float d[4][4];
+      for (int xi = 0; xi < kXi; ++xi) {
+        float acc = part[xi * cout * cin + kc];
+        for (int o = 1; o < team; ++o) acc += part[o * stride + xi * cout * cin + kc];
+        d[xi / 4][xi % 4] = acc;
+      }
+      float t3[3][4];  // G^T d
+      for (int i = 0; i < 3; ++i)
+        for (int q = 0; q < 4; ++q)
+          t3[i][q] = kG[0][i] * d[0][q] + kG[1][i] * d[1][q] + kG[2][i] * d[2][q] + kG[3][i] * d[3][q];
+      float* out = dw + kc * 9;
+      for (int i = 0; i < 3; ++i)
+        for (int j = 0; j < 3; ++j)
+          out[i * 3 + j] = t3[i][0] * kG[0][j] + t3[i][1] * kG[1][j] + t3[i][2] * kG[2][j] + t3[i][3] * kG[3][j];
+    }
+    if (db) {
+#pragma omp for schedule(static)
+      for (int64_t k = 0; k < cout; ++k) {
+        float acc = 0.0f;
+        for (int64_t n = 0; n < s.n; ++n) {
+          const float* r = dy + n * out_stride + k * plane;
+          float sum = 0.0f;
+          for (int64_t q = 0; q < plane; ++q) sum += r[q];
+          acc += sum;
+        }
+        db[k] = acc;
+      }
+    }
+  }
+}
+
+}  // namespace cpucnn

@@ -1,0 +1,119 @@
+"""The Winograd F(2x2, 3x3) convolution path (ops/winograd.cc) on every ISA
+that has it, against the float64 reference and against the im2col + GEMM
+path of the same ISA: forward (with bias and fused ReLU), backward-data,
+backward-weight and bias gradient. Ragged sizes: channel counts that are not
+multiples of the vector width, odd output sizes (half-empty edge tiles),
+tile rows shorter and longer than a 16-tile register, padding 0, 1 and 2,
+batches that split unevenly over threads."""
+
+import numpy as np
+import pytest
+
+import cpucnn as cc
+import reference as ref
+from harness import assert_close, seeded_rng
+
+K = cc._core.kernels
+
+# (n, cin, cout, h, w, padding)
+SHAPES = [
+    (2, 8, 8, 6, 6, 1),
+    (3, 9, 11, 7, 5, 1),  # odd output: last tile row and column half outside
+    (1, 32, 32, 32, 32, 1),  # vgg_s conv2: 16 tiles per row
+    (5, 16, 24, 17, 33, 0),  # 16 tiles per row + 1
+    (2, 10, 8, 40, 75, 1),  # 38 tiles per row: three registers, the last ragged
+    (4, 64, 128, 8, 8, 1),  # vgg_s conv5: 4 tiles per row
+    (1, 8, 9, 3, 3, 2),  # output larger than the input
+    (3, 12, 8, 9, 4, 0),  # one tile per row
+    (7, 20, 17, 11, 13, 1),
+]
+
+
+@pytest.fixture
+def winograd():
+    before = K.conv2d_winograd()
+    K.set_conv2d_winograd(True)
+    yield
+    K.set_conv2d_winograd(before)
+
+
+def _case(shape):
+    n, cin, cout, h, w, p = shape
+    rng = seeded_rng("winograd", shape)
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((cout, cin, 3, 3)) / np.sqrt(9 * cin)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    ho, wo = h + 2 * p - 2, w + 2 * p - 2
+    dy = rng.standard_normal((n, cout, ho, wo)).astype(np.float32)
+    return x, wt, b, dy, p
+
+
+def _applies(isa):
+    return dict(cc.cpu_info()["kernels"]).get("conv2d_winograd") is not None
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_winograd_matches_reference(isa, threads, winograd, shape, nt):
+    cc.set_num_threads(nt)
+    x, wt, b, dy, p = _case(shape)
+    want_y = ref.conv2d_forward(x, wt, b, padding=p)
+    want_dx, want_dw, want_db = ref.conv2d_backward(x, wt, dy, padding=p)
+    y = K.conv2d_forward(x, wt, b, padding=(p, p))
+    assert_close(y, want_y, f"{isa} forward {shape}")
+    y_relu = K.conv2d_forward(x, wt, b, padding=(p, p), relu=True)
+    assert_close(y_relu, np.maximum(want_y, 0.0), f"{isa} forward+relu {shape}")
+    dx, dw, db = K.conv2d_backward(x, wt, dy, padding=(p, p))
+    assert_close(dx, want_dx, f"{isa} dx {shape}")
+    assert_close(dw, want_dw, f"{isa} dw {shape}")
+    assert_close(db, want_db, f"{isa} db {shape}")
+    none, dw2, db2 = K.conv2d_backward(x, wt, dy, padding=(p, p), need_dx=False)
+    assert none is None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+
+
+@pytest.mark.parametrize("shape", SHAPES[:6], ids=lambda s: "x".join(map(str, s)))
+def test_winograd_agrees_with_gemm_path(isa, one_thread, winograd, shape):
+    x, wt, b, dy, p = _case(shape)
+    got = [K.conv2d_forward(x, wt, b, padding=(p, p)), *K.conv2d_backward(x, wt, dy, padding=(p, p))]
+    K.set_conv2d_winograd(False)
+    want = [K.conv2d_forward(x, wt, b, padding=(p, p)), *K.conv2d_backward(x, wt, dy, padding=(p, p))]
+    for what, g, e in zip(("y", "dx", "dw", "db"), got, want):
+        assert_close(g, e, f"{isa} {what} {shape}")
+    if isa != "scalar":  # the path really differs: Winograd rounds differently from the GEMM
+        assert not np.array_equal(got[0], want[0]), "the Winograd path did not run"
+
+
+def test_winograd_is_listed_per_isa(isa):
+    listed = _applies(isa)
+    assert listed == (isa in ("avx2", "avx512")), cc.cpu_info()["kernels"]
+
+
+@pytest.mark.parametrize("shape", [SHAPES[2], SHAPES[8]], ids=lambda s: "x".join(map(str, s)))
+def test_winograd_forward_is_independent_of_threads_and_backward_reproducible(isa, threads, winograd, shape):
+    x, wt, b, dy, p = _case(shape)
+    cc.set_num_threads(1)
+    y1 = K.conv2d_forward(x, wt, b, padding=(p, p), relu=True)
+    cc.set_num_threads(2)
+    y2 = K.conv2d_forward(x, wt, b, padding=(p, p), relu=True)
+    np.testing.assert_array_equal(y1, y2)
+    first = K.conv2d_backward(x, wt, dy, padding=(p, p))
+    again = K.conv2d_backward(x, wt, dy, padding=(p, p))
+    for a, e in zip(first, again):
+        np.testing.assert_array_equal(a, e)
+
+
+def test_winograd_keeps_nan_within_its_tiles(isa, one_thread, winograd):
+    # A NaN input reaches every output the GEMM path says it reaches; the
+    # transforms spread it at most over the 2x2 output tiles whose input
+    # patch holds it (as any Winograd does: NaN * 0 is NaN), never further.
+    x, wt, b, dy, p = _case(SHAPES[0])
+    x[1, 3, 2, 4] = np.nan
+    y = K.conv2d_forward(x, wt, b, padding=(p, p))
+    K.set_conv2d_winograd(False)
+    y_gemm = K.conv2d_forward(x, wt, b, padding=(p, p))
+    assert (np.isnan(y) >= np.isnan(y_gemm)).all()
+    assert not np.isnan(y[0]).any()
+    rows, cols = np.nonzero(np.isnan(y[1]).any(axis=0))
+    assert rows.max() <= 3 and cols.min() >= 2  # tiles (0..1, 2..3) x (2..3, 4..5)
