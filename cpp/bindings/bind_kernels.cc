@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <optional>
+#include <string>
 #include <utility>
 
 #include "bindings.hpp"
@@ -120,9 +121,28 @@ void register_kernels(py::module_& m) {
       py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("stride") = std::make_pair(1, 1),
       py::arg("padding") = std::make_pair(0, 0), py::arg("dilation") = std::make_pair(1, 1), py::arg("groups") = 1,
       py::arg("need_dx") = true);
-  k.def("set_conv2d_winograd", &set_conv2d_winograd, py::arg("enabled"),
-        "Run eligible 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (the default) or all as im2col + GEMM.");
-  k.def("conv2d_winograd", &conv2d_winograd, "Whether eligible convolutions run as Winograd.");
+  k.def(
+      "set_conv2d_winograd",
+      [](const std::string& mode) {
+        if (mode == "auto")
+          set_conv2d_winograd(WinogradMode::kAuto);
+        else if (mode == "always")
+          set_conv2d_winograd(WinogradMode::kAlways);
+        else if (mode == "never")
+          set_conv2d_winograd(WinogradMode::kNever);
+        else
+          throw ValueError("set_conv2d_winograd: mode must be 'auto', 'always' or 'never', got '" + mode + "'");
+      },
+      py::arg("mode"),
+      "Winograd F(2x2, 3x3) for eligible 3x3 stride-1 convolutions: 'auto' (where it pays; the default), "
+      "'always' (wherever it applies) or 'never' (im2col + GEMM).");
+  k.def(
+      "conv2d_winograd",
+      [] {
+        const WinogradMode m = conv2d_winograd();
+        return std::string(m == WinogradMode::kAuto ? "auto" : m == WinogradMode::kAlways ? "always" : "never");
+      },
+      "The Winograd mode: 'auto', 'always' or 'never'.");
 }
 
 }  // namespace cpucnn::bindings

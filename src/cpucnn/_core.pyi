@@ -137,10 +137,11 @@ class _Kernels:
     ) -> tuple[NDArray[np.float32] | None, NDArray[np.float32], NDArray[np.float32]]:
         """(dx or None, dw, db)."""
     @staticmethod
-    def set_conv2d_winograd(enabled: bool) -> None:
-        """Run eligible 3x3 stride-1 convolutions as Winograd F(2x2, 3x3) (the default) or all as im2col + GEMM."""
+    def set_conv2d_winograd(mode: str) -> None:
+        """Winograd F(2x2, 3x3) for eligible 3x3 stride-1 convolutions: 'auto' (where it pays; the
+        default), 'always' (wherever it applies) or 'never' (im2col + GEMM)."""
     @staticmethod
-    def conv2d_winograd() -> bool:
-        """Whether eligible convolutions run as Winograd."""
+    def conv2d_winograd() -> str:
+        """The Winograd mode: 'auto', 'always' or 'never'."""
 
 kernels: _Kernels

@@ -32,7 +32,7 @@ SHAPES = [
 @pytest.fixture
 def winograd():
     before = K.conv2d_winograd()
-    K.set_conv2d_winograd(True)
+    K.set_conv2d_winograd("always")
     yield
     K.set_conv2d_winograd(before)
 
@@ -77,7 +77,7 @@ def test_winograd_matches_reference(isa, threads, winograd, shape, nt):
 def test_winograd_agrees_with_gemm_path(isa, one_thread, winograd, shape):
     x, wt, b, dy, p = _case(shape)
     got = [K.conv2d_forward(x, wt, b, padding=(p, p)), *K.conv2d_backward(x, wt, dy, padding=(p, p))]
-    K.set_conv2d_winograd(False)
+    K.set_conv2d_winograd("never")
     want = [K.conv2d_forward(x, wt, b, padding=(p, p)), *K.conv2d_backward(x, wt, dy, padding=(p, p))]
     for what, g, e in zip(("y", "dx", "dw", "db"), got, want):
         assert_close(g, e, f"{isa} {what} {shape}")
@@ -111,9 +111,32 @@ def test_winograd_keeps_nan_within_its_tiles(isa, one_thread, winograd):
     x, wt, b, dy, p = _case(SHAPES[0])
     x[1, 3, 2, 4] = np.nan
     y = K.conv2d_forward(x, wt, b, padding=(p, p))
-    K.set_conv2d_winograd(False)
+    K.set_conv2d_winograd("never")
     y_gemm = K.conv2d_forward(x, wt, b, padding=(p, p))
     assert (np.isnan(y) >= np.isnan(y_gemm)).all()
     assert not np.isnan(y[0]).any()
     rows, cols = np.nonzero(np.isnan(y[1]).any(axis=0))
     assert rows.max() <= 3 and cols.min() >= 2  # tiles (0..1, 2..3) x (2..3, 4..5)
+
+
+def test_auto_mode_uses_winograd_only_where_it_pays(isa, one_thread):
+    assert K.conv2d_winograd() == "auto"  # the default
+    small = _case(SHAPES[0])  # 18 tiles: the weight transform would cost more than it saves
+    big = _case((2, 16, 16, 32, 32, 1))  # 512 tiles
+    try:
+        outs = {}
+        for mode in ("auto", "never"):
+            K.set_conv2d_winograd(mode)
+            outs[mode] = [K.conv2d_forward(x, wt, b, padding=(p, p)) for x, wt, b, _, p in (small, big)]
+    finally:
+        K.set_conv2d_winograd("auto")
+    np.testing.assert_array_equal(outs["auto"][0], outs["never"][0])
+    if isa != "scalar":
+        assert not np.array_equal(outs["auto"][1], outs["never"][1])
+    assert_close(outs["auto"][1], outs["never"][1], f"{isa} auto vs never")
+
+
+def test_winograd_mode_is_checked():
+    with pytest.raises(ValueError, match="'auto', 'always' or 'never'"):
+        K.set_conv2d_winograd("sometimes")
+    assert K.conv2d_winograd() == "auto"

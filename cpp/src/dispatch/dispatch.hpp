@@ -20,19 +20,22 @@ struct KernelTable {
   // GEMM
   int gemm_mr = 0, gemm_nr = 0;
   GemmTileFn gemm_tile = nullptr;
+  GemmPackAFn gemm_pack_a = nullptr;
   GemvRowsFn gemv_rows = nullptr;
   // convolution data movement
   Im2colFn im2col = nullptr;
   Col2imFn col2im = nullptr;
   Im2colPackFn im2col_pack = nullptr;  // optional: stride-1 implicit im2col into GEMM panels
   ConvDirectFwdFn conv_direct_fwd = nullptr;  // optional: direct conv for thin layers
-  // optional, all three or none: Winograd F(2x2, 3x3) for 3x3 stride-1 convs
+  // optional, all four or none: Winograd F(2x2, 3x3) for 3x3 stride-1 convs
   WinogradInputFn winograd_input = nullptr;
   WinogradOutputFn winograd_output = nullptr;
   WinogradGradOutputFn winograd_grad_output = nullptr;
+  WinogradWeightsFn winograd_weights = nullptr;
   // element-wise
   UnaryFn relu_fwd = nullptr;
   UnaryBwdFn relu_bwd = nullptr;
+  SumFn sum = nullptr;
   // pooling
   MaxPoolFwdFn maxpool2d_fwd = nullptr;
   MaxPoolBwdFn maxpool2d_bwd = nullptr;

@@ -24,6 +24,9 @@ struct GemmTile {
   // and columns [j0, j0+nc) come from this instead (implicit im2col).
   void (*pack_b_fn)(const void* ctx, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst) = nullptr;
   const void* pack_b_ctx = nullptr;
+  // When set, A is never read directly: it is already packed (GemmPackAFn),
+  // MR-row panels over all of K, panel i at packed_a + i * k * MR.
+  const float* packed_a = nullptr;
 };
 constexpr int64_t kGemmKc = 256;  // depth of a packed block (a B micro-panel stays in L1)
 // One C tile [i0, i0+mc) x [j0, j0+nc) over all of K. `ap` and `bp` are
@@ -33,6 +36,12 @@ using GemmTileFn = void (*)(const GemmTile& t, int64_t i0, int64_t mc, int64_t j
 void gemm_tile_scalar(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
 void gemm_tile_avx2(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
 void gemm_tile_avx512(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
+// Packs all of op(A) (m x k) into MR-row panels for GemmTile::packed_a:
+// round_up(m, MR) * k floats.
+using GemmPackAFn = void (*)(const GemmTile& t, float* dst);
+void gemm_pack_a_scalar(const GemmTile& t, float* dst);
+void gemm_pack_a_avx2(const GemmTile& t, float* dst);
+void gemm_pack_a_avx512(const GemmTile& t, float* dst);
 // y[j] (+)= dot(w row j, x), j < n (rows ldw apart, k long).
 using GemvRowsFn = void (*)(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
 void gemv_rows_scalar(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
@@ -81,13 +90,19 @@ using WinogradOutputFn = void (*)(const float* m, int64_t ldm, int64_t channels,
                                   const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride);
 using WinogradGradOutputFn = void (*)(const float* dy, int64_t channels, int64_t image_stride,
                                       const WinogradGeometry& g, int64_t u0, int64_t u1, float* dm, int64_t ldm);
+// U[xi][r][c] = G k G^T for kernels k(r, c) at src + r * rs + c * cs (rotated
+// 180 degrees when flip), r < rows, c < cols.
+using WinogradWeightsFn = void (*)(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,
+                                   float* u);
 #define CPUCNN_DECLARE_WINOGRAD(isa)                                                                              \
   void winograd_input_##isa(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,   \
                             int64_t u0, int64_t u1, float* v, int64_t ldv);                                       \
   void winograd_output_##isa(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,        \
                              const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride); \
   void winograd_grad_output_##isa(const float* dy, int64_t channels, int64_t image_stride,                        \
-                                  const WinogradGeometry& g, int64_t u0, int64_t u1, float* dm, int64_t ldm);
+                                  const WinogradGeometry& g, int64_t u0, int64_t u1, float* dm, int64_t ldm);     \
+  void winograd_weights_##isa(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,    \
+                              float* u);
 CPUCNN_DECLARE_WINOGRAD(avx2)
 CPUCNN_DECLARE_WINOGRAD(avx512)
 #undef CPUCNN_DECLARE_WINOGRAD
@@ -102,6 +117,12 @@ void relu_fwd_avx2(const float* x, float* y, int64_t n);
 void relu_bwd_avx2(const float* y, const float* dy, float* dx, int64_t n);
 void relu_fwd_avx512(const float* x, float* y, int64_t n);
 void relu_bwd_avx512(const float* y, const float* dy, float* dx, int64_t n);
+
+// Sum of n floats (bias gradients). Vector ISAs sum in lanes, then across.
+using SumFn = float (*)(const float* x, int64_t n);
+float sum_scalar(const float* x, int64_t n);
+float sum_avx2(const float* x, int64_t n);
+float sum_avx512(const float* x, int64_t n);
 
 // Max pooling over `planes` planes. Forward stores the argmax (index within
 // the input plane) for the backward pass when `argmax` is non-null.

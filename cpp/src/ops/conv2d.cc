@@ -140,9 +140,7 @@ void backward_chunk(const Conv2dShape& s, const Plan& plan, const float* x, cons
   }
   if (db) {
     for (int64_t co = 0; co < s.cout; ++co) {
-      float acc = 0.0f;
-      const float* r = dyc + co * ld;
-      for (int64_t q = 0; q < ld; ++q) acc += r[q];
+      const float acc = kernels().sum(dyc + co * ld, ld);
       db[co] = first ? acc : db[co] + acc;
     }
   }
@@ -274,14 +272,18 @@ void forward_direct(const Conv2dShape& s, const Plan& plan, const float* x, cons
 
 namespace {
 
-std::atomic<bool> g_winograd{true};
+std::atomic<int> g_winograd{static_cast<int>(WinogradMode::kAuto)};
 
-bool use_winograd(const Conv2dShape& s) { return g_winograd.load(std::memory_order_relaxed) && winograd_applicable(s); }
+bool use_winograd(const Conv2dShape& s) {
+  const auto mode = static_cast<WinogradMode>(g_winograd.load(std::memory_order_relaxed));
+  if (mode == WinogradMode::kNever || !winograd_applicable(s)) return false;
+  return mode == WinogradMode::kAlways || winograd_pays(s);
+}
 
 }  // namespace
 
-void set_conv2d_winograd(bool enabled) { g_winograd.store(enabled); }
-bool conv2d_winograd() { return g_winograd.load(); }
+void set_conv2d_winograd(WinogradMode mode) { g_winograd.store(static_cast<int>(mode)); }
+WinogradMode conv2d_winograd() { return static_cast<WinogradMode>(g_winograd.load()); }
 
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
   const Plan plan = make_plan(s);

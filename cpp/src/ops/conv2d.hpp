@@ -25,10 +25,12 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx,
                      float* dw, float* db, Tensor& scratch);
 
-// Winograd F(2x2, 3x3) for the 3x3 stride-1 layers it applies to (on by
-// default; ops/winograd.hpp). Off: every layer runs as im2col + GEMM (tests
-// compare the two; not to be switched while convolutions run).
-void set_conv2d_winograd(bool enabled);
-bool conv2d_winograd();
+// Winograd F(2x2, 3x3) for eligible 3x3 stride-1 layers (ops/winograd.hpp):
+// kAuto (the default) where it pays, kAlways wherever it applies, kNever
+// (im2col + GEMM everywhere). Tests compare the paths; not to be switched
+// while convolutions run.
+enum class WinogradMode { kAuto, kAlways, kNever };
+void set_conv2d_winograd(WinogradMode mode);
+WinogradMode conv2d_winograd();
 
 }  // namespace cpucnn

@@ -14,6 +14,9 @@ namespace cpucnn {
 namespace {
 
 constexpr int kXi = 16;  // points of the 4x4 transform domain
+// Below this many tiles per call (small images at batch 1) transforming the
+// weights costs more than the multiplies saved: im2col + GEMM runs instead.
+constexpr int64_t kMinTiles = 256;
 
 // G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
 constexpr float kG[4][3] = {{1.0f, 0.0f, 0.0f}, {0.5f, 0.5f, 0.5f}, {0.5f, -0.5f, 0.5f}, {0.0f, 0.0f, 1.0f}};
@@ -22,31 +25,16 @@ WinogradGeometry tiles_of(const ConvGeometry& g) {
   return WinogradGeometry{g.h, g.w, g.ho, g.wo, g.ph, g.pw, (g.ho + 1) / 2, (g.wo + 1) / 2};
 }
 
-// U[xi][r][c] = (G k G^T)[xi] for the 3x3 kernel k = taps(r, c) (9 floats).
-template <typename Taps>
-void transform_weights(int64_t rows, int64_t cols, Taps taps, float* u) {
-  const int64_t plane = rows * cols;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      float k[3][3];
-      taps(r, c, k);
-      float t[4][3];  // G k
-      for (int p = 0; p < 4; ++p)
-        for (int j = 0; j < 3; ++j) t[p][j] = kG[p][0] * k[0][j] + kG[p][1] * k[1][j] + kG[p][2] * k[2][j];
-      for (int p = 0; p < 4; ++p)
-        for (int q = 0; q < 4; ++q)
-          u[(4 * p + q) * plane + r * cols + c] = t[p][0] * kG[q][0] + t[p][1] * kG[q][1] + t[p][2] * kG[q][2];
-    }
-  }
-}
-
 // Units (tile rows) per block: the transformed input and output of a block
-// (16 x channels x columns each) stay within about 1 MiB of L2, and every
-// thread gets at least one block.
+// (16 x channels x columns each) stay within about 1 MiB of L2; every thread
+// gets a block when that leaves blocks at least one GEMM panel (32 columns)
+// wide.
 int64_t units_per_block(int64_t units, int64_t tw, int64_t channels, int threads) {
   const int64_t cols = std::clamp<int64_t>(int64_t(8192) / std::max<int64_t>(channels, 1), 32, 512);
   int64_t ub = std::max<int64_t>(1, cols / tw);
-  ub = std::min(ub, (units + threads - 1) / threads);
+  const int64_t fair = (units + threads - 1) / threads;
+  const int64_t panel = (32 + tw - 1) / tw;
+  ub = std::min(ub, std::max(fair, panel));
   return std::max<int64_t>(ub, 1);
 }
 
@@ -54,6 +42,17 @@ int64_t units_per_block(int64_t units, int64_t tw, int64_t channels, int threads
 void forward_transformed(int64_t n, int64_t cin, int64_t cout, const WinogradGeometry& wg, const float* x,
                          const float* u, const float* bias, float* y, bool relu, int threads) {
   const KernelTable& kt = kernels();
+  // U packed once for the micro-kernel, not once per block.
+  const int64_t upanel = (cout + kt.gemm_mr - 1) / kt.gemm_mr * kt.gemm_mr * cin;
+  float* up = thread_workspace().get(Workspace::kTmp, static_cast<size_t>(kXi * upanel));
+  for (int xi = 0; xi < kXi; ++xi) {
+    GemmTile t;
+    t.m = cout;
+    t.k = cin;
+    t.a = u + xi * cout * cin;
+    t.lda = cin;
+    kt.gemm_pack_a(t, up + xi * upanel);
+  }
   const int64_t units = n * wg.th;
   const int64_t ub = units_per_block(units, wg.tw, std::max(cin, cout), threads);
   const int64_t blocks = (units + ub - 1) / ub;
@@ -73,8 +72,7 @@ void forward_transformed(int64_t n, int64_t cin, int64_t cout, const WinogradGeo
       a.m = cout;
       a.n = cols;
       a.k = cin;
-      a.a = u + xi * cout * cin;
-      a.lda = cin;
+      a.packed_a = up + xi * upanel;
       a.b = v + xi * winograd_plane(cin, ld);
       a.ldb = ld;
       a.c = m + xi * winograd_plane(cout, ld);
@@ -93,23 +91,21 @@ bool winograd_applicable(const Conv2dShape& s) {
          g.sw == 1 && g.dh == 1 && g.dw == 1 && s.cin >= 8 && s.cout >= 8 && g.ho >= 2 && g.wo >= 2;
 }
 
+bool winograd_pays(const Conv2dShape& s) {
+  return s.n * ((s.geo.ho + 1) / 2) * ((s.geo.wo + 1) / 2) >= kMinTiles;
+}
+
 void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
                       int threads) {
   float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(kXi * s.cout * s.cin));
-  transform_weights(s.cout, s.cin, [&](int64_t k, int64_t c, float t[3][3]) {
-    std::memcpy(t, w + (k * s.cin + c) * 9, 9 * sizeof(float));
-  }, u);
+  kernels().winograd_weights(w, s.cout, s.cin, s.cin * 9, 9, false, u);
   forward_transformed(s.n, s.cin, s.cout, tiles_of(s.geo), x, u, bias, y, relu, threads);
 }
 
 void winograd_backward_data(const Conv2dShape& s, const float* w, const float* dy, float* dx, int threads) {
   // dx = conv(dy, w') with w'[c][k][i][j] = w[k][c][2 - i][2 - j] and padding 2 - p.
   float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(kXi * s.cout * s.cin));
-  transform_weights(s.cin, s.cout, [&](int64_t c, int64_t k, float t[3][3]) {
-    const float* src = w + (k * s.cin + c) * 9;
-    for (int i = 0; i < 3; ++i)
-      for (int j = 0; j < 3; ++j) t[i][j] = src[(2 - i) * 3 + (2 - j)];
-  }, u);
+  kernels().winograd_weights(w, s.cin, s.cout, 9, s.cin * 9, true, u);
   const ConvGeometry& g = s.geo;
   const WinogradGeometry wg{g.ho, g.wo, g.h, g.w, 2 - g.ph, 2 - g.pw, (g.h + 1) / 2, (g.w + 1) / 2};
   forward_transformed(s.n, s.cout, s.cin, wg, dy, u, nullptr, dx, false, threads);
@@ -187,10 +183,7 @@ void winograd_backward_weight(const Conv2dShape& s, const float* x, const float*
       for (int64_t k = 0; k < cout; ++k) {
         float acc = 0.0f;
         for (int64_t n = 0; n < s.n; ++n) {
-          const float* r = dy + n * out_stride + k * plane;
-          float sum = 0.0f;
-          for (int64_t q = 0; q < plane; ++q) sum += r[q];
-          acc += sum;
+          acc += kt.sum(dy + n * out_stride + k * plane, plane);
         }
         db[k] = acc;
       }

@@ -14,9 +14,10 @@
 
 namespace cpucnn {
 
-// Whether this layer can run (and is worth running) as Winograd on the
-// current ISA.
+// Whether this layer can run as Winograd on the current ISA, and whether it
+// pays (enough tiles per call to repay transforming the weights).
 bool winograd_applicable(const Conv2dShape& s);
+bool winograd_pays(const Conv2dShape& s);
 
 void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
                       int threads);

@@ -21,4 +21,19 @@ void relu_bwd_avx2(const float* y, const float* dy, float* dx, int64_t n) {
   for (; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+float sum_avx2(const float* x, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(x + i));
+    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(x + i + 8));
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_add_ps(a0, a1));
+  float acc = 0.0f;
+  for (float v : lanes) acc += v;
+  for (; i < n; ++i) acc += x[i];
+  return acc;
+}
+
 }  // namespace cpucnn

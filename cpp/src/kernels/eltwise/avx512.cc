@@ -28,4 +28,22 @@ void relu_bwd_avx512(const float* y, const float* dy, float* dx, int64_t n) {
   }
 }
 
+float sum_avx512(const float* x, int64_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
+    a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + i + 16));
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
+    a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, x + i));
+  }
+  alignas(64) float lanes[16];  // (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized)
+  _mm512_store_ps(lanes, _mm512_add_ps(a0, a1));
+  float acc = 0.0f;
+  for (float v : lanes) acc += v;
+  return acc;
+}
+
 }  // namespace cpucnn

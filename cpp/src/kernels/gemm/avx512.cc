@@ -84,6 +84,23 @@ void pack_b_trans_panel(const float* bt, int64_t ldb, int64_t kc, int64_t cols, 
   }
 }
 
+// One MR-row panel of A from `rows` rows of A (each kc long, lda apart):
+// 16 columns at a time through a register transpose (the plain loop reads
+// one float per row per column, as slow as the GEMM it feeds).
+#define CPUCNN_HAVE_PACK_A_PANEL 1
+void pack_a_panel(const float* a, int64_t lda, int64_t kc, int64_t rows, float* dst) {
+  static_assert(MR == 8, "a packed row of A is one ymm");
+  for (int64_t p = 0; p < kc; p += 16) {
+    const __mmask16 mp = first_lanes(kc - p);
+    __m512 r[16];
+    for (int i = 0; i < 16; ++i)
+      r[i] = i < rows && i < MR ? _mm512_maskz_loadu_ps(mp, a + i * lda + p) : _mm512_setzero_ps();
+    transpose16(r);
+    const int64_t cols = kc - p < 16 ? kc - p : 16;
+    for (int64_t j = 0; j < cols; ++j) _mm256_storeu_ps(dst + (p + j) * MR, _mm512_castps512_ps256(r[j]));
+  }
+}
+
 }  // namespace
 
 #include "kernels/gemm/driver.inc"
@@ -92,6 +109,8 @@ void pack_b_trans_panel(const float* bt, int64_t ldb, int64_t kc, int64_t cols, 
 void gemm_tile_avx512(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp) {
   gemm_tile_impl(t, i0, mc, j0, nc, ap, bp);
 }
+
+void gemm_pack_a_avx512(const GemmTile& t, float* dst) { gemm_pack_a_impl(t, dst); }
 
 void gemv_rows_avx512(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate) {
   gemv_rows_impl(w, ldw, x, k, y, n, accumulate);

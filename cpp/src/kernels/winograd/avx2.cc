@@ -7,6 +7,7 @@
 
 namespace cpucnn {
 
+#include "kernels/winograd/weights.inc"
 #include "kernels/winograd/winograd.inc"
 
 void winograd_input_avx2(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
@@ -22,6 +23,11 @@ void winograd_output_avx2(const float* m, int64_t ldm, int64_t channels, const f
 void winograd_grad_output_avx2(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
                                 int64_t u0, int64_t u1, float* dm, int64_t ldm) {
   winograd_grad_output_impl(dy, channels, image_stride, g, u0, u1, dm, ldm);
+}
+
+void winograd_weights_avx2(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,
+                           float* u) {
+  winograd_weights_impl(src, rows, cols, rs, cs, flip, u);
 }
 
 }  // namespace cpucnn

@@ -11,6 +11,8 @@
 
 namespace cpucnn {
 
+#include "kernels/winograd/weights.inc"
+
 namespace {
 
 // Lanes l with lo <= l < hi (clipped to 0..16).
@@ -157,6 +159,11 @@ void winograd_grad_output_avx512(const float* dy, int64_t channels, int64_t imag
       }
     }
   }
+}
+
+void winograd_weights_avx512(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,
+                             float* u) {
+  winograd_weights_impl(src, rows, cols, rs, cs, flip, u);
 }
 
 }  // namespace cpucnn
