@@ -30,46 +30,54 @@ const __m512i kOdd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23
 const __m512i kZipLo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
 const __m512i kZipHi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
 
-// Columns [s, s + 32) of a row of `cols` floats (zero outside), as even
-// (s, s + 2, ...) and odd (s + 1, s + 3, ...) columns.
-inline void load_split(const float* row, int64_t cols, int64_t s, __m512& even, __m512& odd) {
-  const __m512 lo = _mm512_maskz_loadu_ps(lanes(-s, cols - s), row + s);
-  const __m512 hi = _mm512_maskz_loadu_ps(lanes(-s - 16, cols - s - 16), row + s + 16);
-  even = _mm512_permutex2var_ps(lo, kEven, hi);
-  odd = _mm512_permutex2var_ps(lo, kOdd, hi);
-}
-
 }  // namespace
 
 void winograd_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
                            int64_t u0, int64_t u1, float* v, int64_t ldv) {
   const int64_t xs = winograd_plane(channels, ldv);
   const __m512 zero = _mm512_setzero_ps();
-  for (int64_t u = u0; u < u1; ++u) {
-    const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
+  for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {  // one strip of 16 tiles per row (usually the only one)
+    const __mmask16 keep = lanes(0, g.tw - j0);
+    const int64_t s = 2 * j0 - g.pw;  // first input column of the strip
+    const __mmask16 m0 = lanes(-s, g.w - s), m1 = lanes(-s - 16, g.w - s - 16);
+    const __mmask16 m2 = lanes(-s - 2, g.w - s - 2), m3 = lanes(-s - 18, g.w - s - 18);
+    // d B of input row r (all zero outside the plane).
+    auto row_transform = [&](const float* plane, int64_t r, __m512 h[4]) {
+      if (r < 0 || r >= g.h) {
+        h[0] = h[1] = h[2] = h[3] = zero;
+        return;
+      }
+      const float* row = plane + r * g.w + s;
+      const __m512 lo = _mm512_maskz_loadu_ps(m0, row), hi = _mm512_maskz_loadu_ps(m1, row + 16);
+      const __m512 lo2 = _mm512_maskz_loadu_ps(m2, row + 2), hi2 = _mm512_maskz_loadu_ps(m3, row + 18);
+      const __m512 d0 = _mm512_permutex2var_ps(lo, kEven, hi), d1 = _mm512_permutex2var_ps(lo, kOdd, hi);
+      const __m512 d2 = _mm512_permutex2var_ps(lo2, kEven, hi2), d3 = _mm512_permutex2var_ps(lo2, kOdd, hi2);
+      h[0] = _mm512_sub_ps(d0, d2);
+      h[1] = _mm512_add_ps(d1, d2);
+      h[2] = _mm512_sub_ps(d2, d1);
+      h[3] = _mm512_sub_ps(d1, d3);
+    };
+    // Channel by channel, each plane top to bottom: tile row i reads input
+    // rows 2i..2i+3, so the last two row transforms carry over to row i+1.
     for (int64_t c = 0; c < channels; ++c) {
-      const float* plane = x + n * image_stride + c * g.h * g.w;
-      for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
-        const __mmask16 keep = lanes(0, g.tw - j0);
-        const int64_t s = 2 * j0 - g.pw;
-        __m512 h[4][4];  // [row][q]: d B of each input row
-        for (int a = 0; a < 4; ++a) {
-          const int64_t r = 2 * i + a - g.ph;
-          __m512 d0 = zero, d1 = zero, d2 = zero, d3 = zero;
-          if (r >= 0 && r < g.h) {
-            const float* row = plane + r * g.w;
-            if (a >= 2 && r + 2 < g.h) {  // the next tile row's new input rows
-              _mm_prefetch(reinterpret_cast<const char*>(row + 2 * g.w + (s > 0 ? s : 0)), _MM_HINT_T0);
-              _mm_prefetch(reinterpret_cast<const char*>(row + 2 * g.w + s + 31), _MM_HINT_T0);
-            }
-            load_split(row, g.w, s, d0, d1);
-            load_split(row, g.w, s + 2, d2, d3);
+      __m512 h[4][4];
+      int64_t have = -1;  // the unit whose rows 2 and 3 sit in h[2], h[3]
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
+        const float* plane = x + n * image_stride + c * g.h * g.w;
+        const int64_t r0 = 2 * i - g.ph;
+        if (have == u - 1 && i > 0) {
+          for (int q = 0; q < 4; ++q) {
+            h[0][q] = h[2][q];
+            h[1][q] = h[3][q];
           }
-          h[a][0] = _mm512_sub_ps(d0, d2);
-          h[a][1] = _mm512_add_ps(d1, d2);
-          h[a][2] = _mm512_sub_ps(d2, d1);
-          h[a][3] = _mm512_sub_ps(d1, d3);
+        } else {
+          row_transform(plane, r0, h[0]);
+          row_transform(plane, r0 + 1, h[1]);
         }
+        row_transform(plane, r0 + 2, h[2]);
+        row_transform(plane, r0 + 3, h[3]);
+        have = u;
         float* out = v + c * ldv + col0 + j0;
         for (int q = 0; q < 4; ++q) {
           _mm512_mask_storeu_ps(out + q * xs, keep, _mm512_sub_ps(h[0][q], h[2][q]));
@@ -86,14 +94,14 @@ void winograd_output_avx512(const float* m, int64_t ldm, int64_t channels, const
                             const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride) {
   const int64_t xs = winograd_plane(channels, ldm);
   const __m512 zero = _mm512_setzero_ps();
-  for (int64_t u = u0; u < u1; ++u) {
-    const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
-    const int rows = 2 * i + 1 < g.ho ? 2 : 1;
-    for (int64_t k = 0; k < channels; ++k) {
+  for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
+    const __mmask16 keep = lanes(0, g.tw - j0);
+    const int64_t cols = g.wo - 2 * j0;  // valid output columns from 2 j0
+    const __mmask16 keep_lo = lanes(0, cols), keep_hi = lanes(0, cols - 16);
+    for (int64_t k = 0; k < channels; ++k) {  // plane by plane: each is written top to bottom
       const __m512 b = _mm512_set1_ps(bias ? bias[k] : 0.0f);
-      float* plane = y + n * image_stride + k * g.ho * g.wo;
-      for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
-        const __mmask16 keep = lanes(0, g.tw - j0);
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
         const float* mk = m + k * ldm + col0 + j0;
         __m512 t[4][2];  // [p][column parity]: m A
         for (int p = 0; p < 4; ++p) {
@@ -104,8 +112,8 @@ void winograd_output_avx512(const float* m, int64_t ldm, int64_t channels, const
           t[p][0] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
           t[p][1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
         }
-        const int64_t cols = g.wo - 2 * j0;  // valid output columns from 2 j0
-        const __mmask16 keep_lo = lanes(0, cols), keep_hi = lanes(0, cols - 16);
+        float* plane = y + n * image_stride + k * g.ho * g.wo;
+        const int rows = 2 * i + 1 < g.ho ? 2 : 1;
         for (int a = 0; a < rows; ++a) {
           __m512 ye, yo;
           if (a == 0) {
@@ -134,16 +142,23 @@ void winograd_grad_output_avx512(const float* dy, int64_t channels, int64_t imag
                                  int64_t u0, int64_t u1, float* dm, int64_t ldm) {
   const int64_t xs = winograd_plane(channels, ldm);
   const __m512 zero = _mm512_setzero_ps();
-  for (int64_t u = u0; u < u1; ++u) {
-    const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
-    for (int64_t k = 0; k < channels; ++k) {
-      const float* plane = dy + n * image_stride + k * g.ho * g.wo;
-      for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
-        const __mmask16 keep = lanes(0, g.tw - j0);
+  for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
+    const __mmask16 keep = lanes(0, g.tw - j0);
+    const int64_t cols = g.wo - 2 * j0;
+    const __mmask16 m0 = lanes(0, cols), m1 = lanes(0, cols - 16);
+    for (int64_t k = 0; k < channels; ++k) {  // plane by plane: each is read top to bottom
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
+        const float* plane = dy + n * image_stride + k * g.ho * g.wo;
         __m512 r[2][4];  // [output row][q]: e A^T
         for (int a = 0; a < 2; ++a) {
           __m512 e0 = zero, e1 = zero;
-          if (2 * i + a < g.ho) load_split(plane + (2 * i + a) * g.wo, g.wo, 2 * j0, e0, e1);
+          if (2 * i + a < g.ho) {
+            const float* row = plane + (2 * i + a) * g.wo + 2 * j0;
+            const __m512 lo = _mm512_maskz_loadu_ps(m0, row), hi = _mm512_maskz_loadu_ps(m1, row + 16);
+            e0 = _mm512_permutex2var_ps(lo, kEven, hi);
+            e1 = _mm512_permutex2var_ps(lo, kOdd, hi);
+          }
           r[a][0] = e0;
           r[a][1] = _mm512_add_ps(e0, e1);
           r[a][2] = _mm512_sub_ps(e0, e1);
