@@ -28,14 +28,24 @@ WinogradGeometry tiles_of(const ConvGeometry& g) {
 // Units (tile rows) per block: the transformed input and output of a block
 // (16 x channels x columns each) stay within about 1 MiB of L2; every thread
 // gets a block when that leaves blocks at least one GEMM panel (32 columns)
-// wide.
+// wide; among the sizes allowed, the one that wastes least of its last panel.
 int64_t units_per_block(int64_t units, int64_t tw, int64_t channels, int threads) {
-  const int64_t cols = std::clamp<int64_t>(int64_t(8192) / std::max<int64_t>(channels, 1), 32, 512);
-  int64_t ub = std::max<int64_t>(1, cols / tw);
+  constexpr int64_t kPanel = 32;
+  const int64_t cols = std::clamp<int64_t>(int64_t(8192) / std::max<int64_t>(channels, 1), kPanel, 512);
+  int64_t most = std::max<int64_t>(1, cols / tw);
   const int64_t fair = (units + threads - 1) / threads;
-  const int64_t panel = (32 + tw - 1) / tw;
-  ub = std::min(ub, std::max(fair, panel));
-  return std::max<int64_t>(ub, 1);
+  most = std::max<int64_t>(1, std::min(most, std::max(fair, (kPanel + tw - 1) / tw)));
+  int64_t best = most;
+  double best_use = 0.0;
+  for (int64_t ub = most; ub >= std::max<int64_t>(1, most / 2); --ub) {
+    const int64_t c = ub * tw;
+    const double use = static_cast<double>(c) / static_cast<double>((c + kPanel - 1) / kPanel * kPanel);
+    if (use > best_use + 1e-9) {
+      best = ub;
+      best_use = use;
+    }
+  }
+  return best;
 }
 
 // y = winograd conv of x (cin planes) with transformed weights u (16 x cout x cin).
