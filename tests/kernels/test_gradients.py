@@ -143,6 +143,7 @@ def test_dense_gradients(isa, case, loss, n):
 # Non-smooth layers (kinks at 0 / argmax switches) get a smaller step.
 DX_CASES = {
     "MaxPool2D(2)": ([L.MaxPool2D(2)], (3, 7, 7), False),
+    "MaxPool2D(2) wide": ([L.MaxPool2D(2)], (1, 4, 69), False),  # 35 windows a row: two registers and a tail
     "MaxPool2D(3,s2,p1)": ([L.MaxPool2D(3, stride=2, padding=1)], (3, 7, 6), False),
     "MaxPool2D((2,3),s(1,2),p(1,1))": ([L.MaxPool2D((2, 3), stride=(1, 2), padding=(1, 1))], (2, 5, 7), False),
     "AvgPool2D(2)": ([L.AvgPool2D(2)], (3, 7, 7), True),

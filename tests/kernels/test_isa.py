@@ -106,6 +106,37 @@ def test_training_steps_match_scalar(isa, threads, opt):
     _allclose_list(got_w, want_w, what + " weights", 1e-5, 1e-5 if opt != "adam" else 1e-4)
 
 
+def _fast_paths():
+    """The layers the vector ISAs specialise: Winograd 3x3 convs (one padded,
+    one not; enough tiles for 'auto' to pick it), 2x2 max pooling over odd
+    sizes and rows wider than a register, conv+ReLU fused."""
+    return [
+        L.Conv2D(12, 3, padding=1), L.ReLU(), L.Conv2D(16, 3, padding=1), L.ReLU(), L.MaxPool2D(2),
+        L.Conv2D(9, 3), L.ReLU(), L.MaxPool2D(2), L.Flatten(), L.Dense(10),
+    ]
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+def test_fast_paths_train_like_scalar(isa, threads, nt):
+    cc.set_num_threads(nt)
+    shape = (3, 34, 71)
+    rng = seeded_rng("isa-fast", 8)
+    x = rng.standard_normal((8,) + shape).astype(np.float32)
+    y = rng.integers(0, 10, 8)
+
+    def train():
+        model = cc.Sequential(_fast_paths(), input_shape=shape, seed=5)
+        model.compile(optimizer=cc.optimizers.SGD(lr=0.05, momentum=0.9), loss="cross_entropy")
+        losses = [model.train_on_batch(x, y) for _ in range(2)]
+        return losses, model.get_weights()
+
+    want_losses, want_w = _on("scalar", train)
+    got_losses, got_w = train()
+    what = f"fast paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, input={shape}"
+    np.testing.assert_allclose(got_losses, want_losses, rtol=1e-5, err_msg=what + " losses")
+    _allclose_list(got_w, want_w, what + " weights", 1e-5, 1e-5)
+
+
 # ---------------------------------------------------------------------------
 # CPUCNN_ISA
 # ---------------------------------------------------------------------------

@@ -81,6 +81,7 @@ KernelTable make_avx512() {
   t.relu_bwd = relu_bwd_avx512;
   t.sum = sum_avx512;
   t.maxpool2d_fwd = maxpool2d_fwd_avx512;
+  t.maxpool2d_bwd = maxpool2d_bwd_avx512;
   t.sgd_update = sgd_update_avx512;
   t.adam_update = adam_update_avx512;
   mark(t, "gemm", "avx512");

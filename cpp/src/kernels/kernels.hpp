@@ -132,6 +132,7 @@ void maxpool2d_fwd_scalar(const float* x, float* y, int32_t* argmax, int64_t pla
 void maxpool2d_bwd_scalar(const float* dy, const int32_t* argmax, float* dx, int64_t planes, const Pool2dParams& p);
 // 2x2 stride-2 windows vectorised; other shapes delegate to the scalar kernel.
 void maxpool2d_fwd_avx512(const float* x, float* y, int32_t* argmax, int64_t planes, const Pool2dParams& p);
+void maxpool2d_bwd_avx512(const float* dy, const int32_t* argmax, float* dx, int64_t planes, const Pool2dParams& p);
 
 // Optimizer updates over n parameters.
 using SgdFn = void (*)(float* w, const float* g, float* buf, int64_t n, const SgdParams& p);

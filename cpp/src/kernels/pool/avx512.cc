@@ -60,7 +60,52 @@ void maxpool2x2_avx512(const float* x, float* y, int32_t* argmax, int64_t planes
   }
 }
 
+// dx from dy and the forward's argmax: every input pixel lies in at most one
+// window, so each pair of input rows is written once, in full (no clearing
+// pass and no scatter): lanes take dy where the argmax points at them.
+void maxpool2x2_bwd_avx512(const float* dy, const int32_t* argmax, float* dx, int64_t planes, const Pool2dParams& p) {
+  const int64_t in_plane = p.h * p.w, out_plane = p.ho * p.wo;
+  const __m512i zip_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i zip_hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
+  const __m512i one = _mm512_set1_epi32(1), below = _mm512_set1_epi32(static_cast<int>(p.w));
+  const __m512i below_right = _mm512_set1_epi32(static_cast<int>(p.w + 1));
+  for (int64_t c = 0; c < planes; ++c) {
+    float* dxc = dx + c * in_plane;
+    const float* dyc = dy + c * out_plane;
+    const int32_t* ac = argmax + c * out_plane;
+    for (int64_t oh = 0; oh < p.ho; ++oh) {
+      float* top = dxc + 2 * oh * p.w;
+      float* bottom = top + p.w;
+      for (int64_t ow = 0; ow < p.wo; ow += 16) {
+        const int64_t m = p.wo - ow;
+        const __mmask16 mo = tail_mask(m);
+        const __mmask16 mlo = tail_mask(2 * m), mhi = tail_mask(2 * m - 16 > 0 ? 2 * m - 16 : 0);
+        const __m512 d = _mm512_maskz_loadu_ps(mo, dyc + oh * p.wo + ow);
+        const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(2 * oh * p.w + 2 * ow)), lane2);
+        const __m512i rel = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(mo, ac + oh * p.wo + ow), base);
+        const __m512 e0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, _mm512_setzero_si512()), d);
+        const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, one), d);
+        const __m512 e2 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, below), d);
+        const __m512 e3 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(rel, below_right), d);
+        _mm512_mask_storeu_ps(top + 2 * ow, mlo, _mm512_permutex2var_ps(e0, zip_lo, e1));
+        _mm512_mask_storeu_ps(top + 2 * ow + 16, mhi, _mm512_permutex2var_ps(e0, zip_hi, e1));
+        _mm512_mask_storeu_ps(bottom + 2 * ow, mlo, _mm512_permutex2var_ps(e2, zip_lo, e3));
+        _mm512_mask_storeu_ps(bottom + 2 * ow + 16, mhi, _mm512_permutex2var_ps(e2, zip_hi, e3));
+      }
+      for (int64_t q = 2 * p.wo; q < p.w; ++q) top[q] = bottom[q] = 0.0f;  // a last odd column: no window
+    }
+    for (int64_t i = 2 * p.ho * p.w; i < in_plane; ++i) dxc[i] = 0.0f;  // a last odd row
+  }
+}
+
 }  // namespace
+
+void maxpool2d_bwd_avx512(const float* dy, const int32_t* argmax, float* dx, int64_t planes, const Pool2dParams& p) {
+  if (p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0)
+    return maxpool2x2_bwd_avx512(dy, argmax, dx, planes, p);
+  maxpool2d_bwd_scalar(dy, argmax, dx, planes, p);
+}
 
 void maxpool2d_fwd_avx512(const float* x, float* y, int32_t* argmax, int64_t planes, const Pool2dParams& p) {
   if (p.kh == 2 && p.kw == 2 && p.sh == 2 && p.sw == 2 && p.ph == 0 && p.pw == 0)
