@@ -73,6 +73,7 @@ KernelTable make_avx512() {
   t.col2im = col2im_avx512;
   t.im2col_pack = im2col_pack_avx512;
   t.conv_direct_fwd = conv2d_direct_fwd_avx512;
+  t.conv_direct_bwd_w = conv2d_direct_bwd_w_avx512;
   t.winograd_input = winograd_input_avx512;
   t.winograd_output = winograd_output_avx512;
   t.winograd_grad_output = winograd_grad_output_avx512;

@@ -27,6 +27,7 @@ struct KernelTable {
   Col2imFn col2im = nullptr;
   Im2colPackFn im2col_pack = nullptr;  // optional: stride-1 implicit im2col into GEMM panels
   ConvDirectFwdFn conv_direct_fwd = nullptr;  // optional: direct conv for thin layers
+  ConvDirectBwdWFn conv_direct_bwd_w = nullptr;  // optional: its weight gradient
   // optional, all four or none: Winograd F(2x2, 3x3) for 3x3 stride-1 convs
   WinogradInputFn winograd_input = nullptr;
   WinogradOutputFn winograd_output = nullptr;

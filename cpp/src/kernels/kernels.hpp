@@ -68,6 +68,13 @@ using ConvDirectFwdFn = void (*)(const float* x, const float* w, const float* bi
                                  int64_t cout, const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu);
 void conv2d_direct_fwd_avx512(const float* x, const float* w, const float* bias, float* y, int64_t cin,
                               int64_t cout, const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu);
+// Direct weight gradient of images [0, n): dw[co][ci][i][j] (+)= sum of
+// dy[img][co] x the input window (tap i, j). Stride 1 and dilation 1 along
+// W, groups 1.
+using ConvDirectBwdWFn = void (*)(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
+                                  const ConvGeometry& g, bool accumulate);
+void conv2d_direct_bwd_w_avx512(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
+                                const ConvGeometry& g, bool accumulate);
 using Im2colPackFn = void (*)(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 void im2col_pack_avx512(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 using Im2colFn = void (*)(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);

@@ -1,0 +1,68 @@
+"""The direct convolution kernels for thin layers (kernels/conv_direct/) on
+every ISA, through the conv operator, against the float64 reference:
+forward (few output channels), backward-data as a full convolution (few
+input channels) and the direct weight gradient (fewer than 8 output channels
+or fewer than 16 taps x input channels). Ragged sizes: rows wider than a
+register, odd widths, non-square kernels, row stride and row dilation (the
+kernels need stride and dilation 1 only along W), batches that split
+unevenly over threads, images fewer than threads."""
+
+import numpy as np
+import pytest
+
+import cpucnn as cc
+import reference as ref
+from harness import assert_close, seeded_rng
+
+K = cc._core.kernels
+
+# (n, cin, cout, h, w, (kh, kw), stride, padding, dilation)
+SHAPES = [
+    (3, 1, 6, 28, 28, (5, 5), (1, 1), (2, 2), (1, 1)),  # lenet5 conv1
+    (5, 6, 16, 14, 14, (5, 5), (1, 1), (0, 0), (1, 1)),  # lenet5 conv2
+    (2, 1, 32, 28, 28, (3, 3), (1, 1), (0, 0), (1, 1)),  # convnet_s conv1
+    (1, 2, 7, 9, 70, (3, 5), (1, 1), (1, 2), (1, 1)),  # rows of five registers, one ragged
+    (3, 3, 5, 17, 19, (3, 3), (2, 1), (1, 1), (2, 1)),  # row stride and row dilation
+    (67, 1, 3, 6, 5, (2, 2), (1, 1), (0, 1), (1, 1)),
+    (1, 4, 9, 5, 33, (1, 7), (1, 1), (0, 3), (1, 1)),  # one kernel row, seven columns
+]
+
+
+def _case(shape):
+    n, cin, cout, h, w, ks, st, pad, dil = shape
+    rng = seeded_rng("direct", shape)
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((cout, cin) + ks) / np.sqrt(cin * ks[0] * ks[1])).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    y = ref.conv2d_forward(x, wt, b, stride=st, padding=pad, dilation=dil)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    return x, wt, b, dy, y
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + f"-k{s[5]}-s{s[6]}-d{s[8]}")
+def test_thin_convolutions_match_reference(isa, threads, shape, nt):
+    cc.set_num_threads(nt)
+    x, wt, b, dy, want_y = _case(shape)
+    _, _, _, _, _, _, st, pad, dil = shape
+    kw = dict(stride=st, padding=pad, dilation=dil)
+    want_dx, want_dw, want_db = ref.conv2d_backward(x, wt, dy, **kw)
+    assert_close(K.conv2d_forward(x, wt, b, **kw), want_y, f"{isa} forward {shape}")
+    assert_close(K.conv2d_forward(x, wt, b, relu=True, **kw), np.maximum(want_y, 0), f"{isa} forward+relu {shape}")
+    dx, dw, db = K.conv2d_backward(x, wt, dy, **kw)
+    assert_close(dx, want_dx, f"{isa} dx {shape}")
+    assert_close(dw, want_dw, f"{isa} dw {shape}")
+    assert_close(db, want_db, f"{isa} db {shape}")
+    none, dw2, db2 = K.conv2d_backward(x, wt, dy, need_dx=False, **kw)
+    assert none is None
+    assert_close(dw2, want_dw, f"{isa} dw without dx {shape}")
+    assert_close(db2, want_db, f"{isa} db without dx {shape}")
+
+
+def test_direct_weight_gradient_is_reproducible(isa, threads):
+    cc.set_num_threads(2)
+    x, wt, _, dy, _ = _case(SHAPES[0])
+    first = K.conv2d_backward(x, wt, dy, padding=(2, 2), need_dx=False)
+    again = K.conv2d_backward(x, wt, dy, padding=(2, 2), need_dx=False)
+    for a, e in zip(first[1:], again[1:]):
+        np.testing.assert_array_equal(a, e)
