@@ -78,6 +78,7 @@ KernelTable make_avx512() {
   t.winograd_output = winograd_output_avx512;
   t.winograd_grad_output = winograd_grad_output_avx512;
   t.winograd_weights = winograd_weights_avx512;
+  t.winograd_input_adjoint = winograd_input_adjoint_avx512;
   t.relu_fwd = relu_fwd_avx512;
   t.relu_bwd = relu_bwd_avx512;
   t.sum = sum_avx512;

@@ -33,6 +33,7 @@ struct KernelTable {
   WinogradOutputFn winograd_output = nullptr;
   WinogradGradOutputFn winograd_grad_output = nullptr;
   WinogradWeightsFn winograd_weights = nullptr;
+  WinogradInputAdjointFn winograd_input_adjoint = nullptr;  // optional even then: dx from the dW pass
   // element-wise
   UnaryFn relu_fwd = nullptr;
   UnaryBwdFn relu_bwd = nullptr;

@@ -97,6 +97,12 @@ using WinogradOutputFn = void (*)(const float* m, int64_t ldm, int64_t channels,
                                   const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride);
 using WinogradGradOutputFn = void (*)(const float* dy, int64_t channels, int64_t image_stride,
                                       const WinogradGeometry& g, int64_t u0, int64_t u1, float* dm, int64_t ldm);
+// dx planes += B dV B^T of every tile of units [u0, u1): the adjoint of the
+// input transform (positions outside the planes are dropped). Optional.
+using WinogradInputAdjointFn = void (*)(const float* dv, int64_t ldv, int64_t channels, const WinogradGeometry& g,
+                                        int64_t u0, int64_t u1, float* dx, int64_t image_stride);
+void winograd_input_adjoint_avx512(const float* dv, int64_t ldv, int64_t channels, const WinogradGeometry& g,
+                                   int64_t u0, int64_t u1, float* dx, int64_t image_stride);
 // U[xi][r][c] = G k G^T for kernels k(r, c) at src + r * rs + c * cs (rotated
 // 180 degrees when flip), r < rows, c < cols.
 using WinogradWeightsFn = void (*)(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,

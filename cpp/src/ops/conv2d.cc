@@ -389,8 +389,7 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
                      float* db, Tensor& scratch) {
   const Plan plan = make_plan(s);
   if (use_winograd(s)) {
-    if (dx) winograd_backward_data(s, w, dy, dx, plan.threads);
-    return winograd_backward_weight(s, x, dy, dw, db, plan.threads, scratch);
+    return winograd_backward(s, x, w, dy, dx, dw, db, plan.threads, scratch);
   }
   if (dx && direct_dx(s)) {
     backward_data_direct(s, plan, w, dy, dx);

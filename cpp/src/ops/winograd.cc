@@ -112,8 +112,11 @@ void winograd_forward(const Conv2dShape& s, const float* x, const float* w, cons
   forward_transformed(s.n, s.cin, s.cout, tiles_of(s.geo), x, u, bias, y, relu, threads);
 }
 
-void winograd_backward_data(const Conv2dShape& s, const float* w, const float* dy, float* dx, int threads) {
-  // dx = conv(dy, w') with w'[c][k][i][j] = w[k][c][2 - i][2 - j] and padding 2 - p.
+namespace {
+
+// dx as a forward Winograd pass over dy: dx = conv(dy, w') with
+// w'[c][k][i][j] = w[k][c][2 - i][2 - j] and padding 2 - p.
+void backward_data_as_forward(const Conv2dShape& s, const float* w, const float* dy, float* dx, int threads) {
   float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(kXi * s.cout * s.cin));
   kernels().winograd_weights(w, s.cin, s.cout, 9, s.cin * 9, true, u);
   const ConvGeometry& g = s.geo;
@@ -121,9 +124,16 @@ void winograd_backward_data(const Conv2dShape& s, const float* w, const float* d
   forward_transformed(s.n, s.cout, s.cin, wg, dy, u, nullptr, dx, false, threads);
 }
 
-void winograd_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db,
-                              int threads, Tensor& scratch) {
+}  // namespace
+
+void winograd_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                       float* db, int threads, Tensor& scratch) {
   const KernelTable& kt = kernels();
+  // With the adjoint kernel, dx comes out of the weight-gradient pass: it
+  // already holds dM = A e A^T per tile, so dV = U^T dM (a GEMM) and dx =
+  // the overlap-add of B dV B^T: no transform of dy on its own grid.
+  const bool fused_dx = dx && kt.winograd_input_adjoint;
+  if (dx && !fused_dx) backward_data_as_forward(s, w, dy, dx, threads);
   const WinogradGeometry wg = tiles_of(s.geo);
   const int64_t cin = s.cin, cout = s.cout;
   const int64_t units = s.n * wg.th;
@@ -133,7 +143,29 @@ void winograd_backward_weight(const Conv2dShape& s, const float* x, const float*
   const int64_t stride = (usize + 15) / 16 * 16;
   const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
   const int64_t plane = wg.ho * wg.wo;
-  const int use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, (units + ub - 1) / ub)));
+  // U^T packed once for the dV GEMMs (cin x cout per xi).
+  const int64_t upanel = (cin + kt.gemm_mr - 1) / kt.gemm_mr * kt.gemm_mr * cout;
+  float* upt = nullptr;
+  if (fused_dx) {
+    float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(usize));
+    kt.winograd_weights(w, cout, cin, cin * 9, 9, false, u);
+    upt = thread_workspace().get(Workspace::kTmp, static_cast<size_t>(kXi * upanel));
+    for (int xi = 0; xi < kXi; ++xi) {
+      GemmTile t;
+      t.trans_a = true;
+      t.m = cin;
+      t.k = cout;
+      t.a = u + xi * cout * cin;
+      t.lda = cin;
+      kt.gemm_pack_a(t, upt + xi * upanel);
+    }
+  }
+  // Threads take whole images where dx may come out of this pass
+  // (overlapping patches of one image are added by one thread, in order),
+  // whether or not it does this time, so dw does not depend on it.
+  const bool by_image = kt.winograd_input_adjoint != nullptr;
+  const int64_t items = by_image ? s.n : (units + ub - 1) / ub;
+  const int use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, items)));
   scratch.resize({static_cast<int64_t>(use) * stride});
   float* part = scratch.data();
 #pragma omp parallel num_threads(use) if (use > 1)
@@ -141,10 +173,17 @@ void winograd_backward_weight(const Conv2dShape& s, const float* x, const float*
     const int t = thread_id(), team = team_size();
     float* du = part + t * stride;
     // This thread's units, in blocks; the split depends only on the team size.
-    const int64_t t0 = units * t / team, t1 = units * (t + 1) / team;
+    int64_t t0 = units * t / team, t1 = units * (t + 1) / team;
+    if (by_image) {
+      const int64_t n0 = s.n * t / team, n1 = s.n * (t + 1) / team;
+      t0 = n0 * wg.th;
+      t1 = n1 * wg.th;
+      if (fused_dx && n1 > n0) std::memset(dx + n0 * in_stride, 0, static_cast<size_t>((n1 - n0) * in_stride) * sizeof(float));
+    }
     Workspace& ws = thread_workspace();
     float* v = ws.get(Workspace::kCol, static_cast<size_t>(kXi * winograd_plane(cin, ld)));
     float* dm = ws.get(Workspace::kCol2, static_cast<size_t>(kXi * winograd_plane(cout, ld)));
+    float* dv = fused_dx ? ws.get(Workspace::kCol3, static_cast<size_t>(kXi * winograd_plane(cin, ld))) : nullptr;
     bool first = true;
     for (int64_t u0 = t0; u0 < t1; u0 += ub) {
       const int64_t u1 = std::min(t1, u0 + ub);
@@ -165,7 +204,20 @@ void winograd_backward_weight(const Conv2dShape& s, const float* x, const float*
         a.ldc = cin;
         a.accumulate = !first;
         gemm(a);
+        if (fused_dx) {
+          GemmArgs d;  // dV[xi] (cin x cols) = U[xi]^T (cin x cout) dM[xi] (cout x cols)
+          d.m = cin;
+          d.n = cols;
+          d.k = cout;
+          d.packed_a = upt + xi * upanel;
+          d.b = dm + xi * winograd_plane(cout, ld);
+          d.ldb = ld;
+          d.c = dv + xi * winograd_plane(cin, ld);
+          d.ldc = ld;
+          gemm(d);
+        }
       }
+      if (fused_dx) kt.winograd_input_adjoint(dv, ld, cin, wg, u0, u1, dx, in_stride);
       first = false;
     }
     if (first) std::memset(du, 0, usize * sizeof(float));

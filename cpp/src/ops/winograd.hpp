@@ -1,8 +1,9 @@
 // Winograd F(2x2, 3x3) convolution for 3x3 stride-1 layers: forward,
-// backward-data (a forward pass over dy with the kernel flipped and its
-// channel axes swapped) and backward-weight (the exact adjoint of the
-// forward transform: dU = sum over tiles of (A e A^T) . (B^T d B), then
-// dW = G^T dU G). 2.25x fewer multiply-adds than im2col + GEMM; the 16
+// backward-weight (the exact adjoint of the forward transform: dU = sum over
+// tiles of dM . V with dM = A e A^T and V = B^T d B, then dW = G^T dU G) and
+// backward-data in the same pass (dV = U^T dM, dx = overlap-add of B dV B^T;
+// or, where the ISA lacks that adjoint kernel, a forward pass over dy with
+// the kernel flipped and its channel axes swapped). 2.25x fewer multiply-adds than im2col + GEMM; the 16
 // products per tile run as GEMMs on the dispatch table's micro-kernel, the
 // transforms on its winograd kernels. Blocks of tile rows sized for L2 are
 // independent, so the forward result does not depend on the thread count;
@@ -21,10 +22,9 @@ bool winograd_pays(const Conv2dShape& s);
 
 void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
                       int threads);
-// dx is overwritten.
-void winograd_backward_data(const Conv2dShape& s, const float* w, const float* dy, float* dx, int threads);
-// dw and db (may be null) are overwritten; `scratch` holds per-thread partials.
-void winograd_backward_weight(const Conv2dShape& s, const float* x, const float* dy, float* dw, float* db,
-                              int threads, Tensor& scratch);
+// dx (may be null), dw and db (may be null) are overwritten; `scratch`
+// holds per-thread partials.
+void winograd_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                       float* db, int threads, Tensor& scratch);
 
 }  // namespace cpucnn

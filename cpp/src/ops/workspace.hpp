@@ -9,7 +9,7 @@ namespace cpucnn {
 
 class Workspace {
  public:
-  enum Slot { kGemmA, kGemmB, kCol, kCol2, kTmp, kTmp2, kSlots };
+  enum Slot { kGemmA, kGemmB, kCol, kCol2, kCol3, kTmp, kTmp2, kSlots };
   Workspace() = default;
   ~Workspace();
   Workspace(const Workspace&) = delete;

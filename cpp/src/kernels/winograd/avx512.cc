@@ -176,6 +176,68 @@ void winograd_grad_output_avx512(const float* dy, int64_t channels, int64_t imag
   }
 }
 
+void winograd_input_adjoint_avx512(const float* dv, int64_t ldv, int64_t channels, const WinogradGeometry& g,
+                                   int64_t u0, int64_t u1, float* dx, int64_t image_stride) {
+  // The adjoint of V = B^T d B: each tile adds B dV B^T to its 4x4 input
+  // patch. Patches overlap by two columns: the pair of input columns
+  // (2m - pw, 2m + 1 - pw) takes columns 0 and 1 of tile m and columns 2 and
+  // 3 of tile m - 1 (a lane shift), so each row of a strip is one masked
+  // read-add-write of 32 columns.
+  const int64_t xs = winograd_plane(channels, ldv);
+  const __m512 zero = _mm512_setzero_ps();
+  for (int64_t c = 0; c < channels; ++c) {  // plane by plane
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
+      float* plane = dx + n * image_stride + c * g.h * g.w;
+      __m512 carry[4][2];  // [patch row]: columns 2 and 3 of the previous strip's tiles
+      for (int a = 0; a < 4; ++a) carry[a][0] = carry[a][1] = zero;
+      for (int64_t m0 = 0; m0 <= g.tw; m0 += 16) {  // pair tw only takes the last tile's columns 2, 3
+        const __mmask16 keep = lanes(0, g.tw - m0);
+        const float* src = dv + c * ldv + col0 + m0;
+        __m512 s[4][4];  // [p][patch column]: dV B^T along columns
+        for (int p = 0; p < 4; ++p) {
+          const __m512 g0 = _mm512_maskz_loadu_ps(keep, src + (4 * p) * xs);
+          const __m512 g1 = _mm512_maskz_loadu_ps(keep, src + (4 * p + 1) * xs);
+          const __m512 g2 = _mm512_maskz_loadu_ps(keep, src + (4 * p + 2) * xs);
+          const __m512 g3 = _mm512_maskz_loadu_ps(keep, src + (4 * p + 3) * xs);
+          s[p][0] = g0;
+          s[p][1] = _mm512_add_ps(_mm512_sub_ps(g1, g2), g3);
+          s[p][2] = _mm512_sub_ps(_mm512_add_ps(g1, g2), g0);
+          s[p][3] = _mm512_sub_ps(zero, g3);
+        }
+        const int64_t base = 2 * m0 - g.pw;  // input column of pair m0's even column
+        const __mmask16 mlo = lanes(-base, g.w - base), mhi = lanes(-base - 16, g.w - base - 16);
+        for (int a = 0; a < 4; ++a) {
+          __m512 row[4];  // B applied along rows: patch row a
+          for (int q = 0; q < 4; ++q) {
+            if (a == 0)
+              row[q] = s[0][q];
+            else if (a == 1)
+              row[q] = _mm512_add_ps(_mm512_sub_ps(s[1][q], s[2][q]), s[3][q]);
+            else if (a == 2)
+              row[q] = _mm512_sub_ps(_mm512_add_ps(s[1][q], s[2][q]), s[0][q]);
+            else
+              row[q] = _mm512_sub_ps(zero, s[3][q]);
+          }
+          const __m512 even = _mm512_add_ps(row[0], _mm512_castsi512_ps(_mm512_alignr_epi32(
+                                                         _mm512_castps_si512(row[2]), _mm512_castps_si512(carry[a][0]), 15)));
+          const __m512 odd = _mm512_add_ps(row[1], _mm512_castsi512_ps(_mm512_alignr_epi32(
+                                                        _mm512_castps_si512(row[3]), _mm512_castps_si512(carry[a][1]), 15)));
+          carry[a][0] = row[2];
+          carry[a][1] = row[3];
+          const int64_t r = 2 * i + a - g.ph;
+          if (r < 0 || r >= g.h) continue;
+          float* dst = plane + r * g.w + base;
+          _mm512_mask_storeu_ps(dst, mlo,
+                                _mm512_add_ps(_mm512_maskz_loadu_ps(mlo, dst), _mm512_permutex2var_ps(even, kZipLo, odd)));
+          _mm512_mask_storeu_ps(dst + 16, mhi, _mm512_add_ps(_mm512_maskz_loadu_ps(mhi, dst + 16),
+                                                             _mm512_permutex2var_ps(even, kZipHi, odd)));
+        }
+      }
+    }
+  }
+}
+
 void winograd_weights_avx512(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,
                              float* u) {
   winograd_weights_impl(src, rows, cols, rs, cs, flip, u);
