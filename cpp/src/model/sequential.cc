@@ -88,6 +88,12 @@ void Sequential::plan_storage() {
       }
     }
   }
+  // relu'(y) at a window's argmax is [pooled output > 0]; every other input
+  // of the window gets no gradient from the pooling anyway.
+  relu_before_maxpool_.assign(L, 0);
+  for (size_t i = 0; i + 1 < L; ++i)
+    if (layers_[i]->type() == std::string("ReLU") && layers_[i + 1]->type() == std::string("MaxPool2D"))
+      relu_before_maxpool_[i] = 1;
   acts_.resize(L);
   out_.assign(L, nullptr);
 }
@@ -204,6 +210,13 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
   float* dx = grad_b_.data();
   for (size_t i = layers_.size(); i-- > 0;) {
     if (storage_[i] == kView) continue;  // the gradient passes through unchanged
+    if (relu_before_maxpool_[i] && i > 0) continue;  // applied by the pooling below
+    if (i > 0 && relu_before_maxpool_[i - 1]) {
+      const KernelTable& kt = kernels();
+      const float* pooled = out_[i];
+      parallel_for(n * checked_numel(layers_[i]->out_shape), 1 << 15,
+                   [&](int64_t b, int64_t e) { kt.relu_bwd(pooled + b, dy + b, dy + b, e - b); });
+    }
     const float* xin = i == 0 ? x : out_[i - 1];
     layers_[i]->backward(xin, out_[i], dy, i == 0 ? nullptr : dx, n);
     std::swap(dy, dx);

@@ -86,6 +86,10 @@ class Sequential {
   enum Storage { kOwn, kInPlace, kView };
   std::vector<Storage> storage_;
   std::vector<char> skip_forward_;   // a ReLU already applied by the Conv2D before it
+  // A ReLU followed by MaxPool2D: its backward is folded into the pooling's
+  // (the pooled gradient is masked by pooled output > 0, a quarter of the
+  // data for 2x2 windows) and skipped.
+  std::vector<char> relu_before_maxpool_;
   std::vector<Tensor> acts_;         // storage of kOwn outputs (training)
   std::vector<float*> out_;          // out_[i] = where layer i's output is (training)
   Tensor grad_a_, grad_b_;       // ping-pong gradient buffers
