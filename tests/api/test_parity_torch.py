@@ -564,6 +564,18 @@ def test_model_training_parity(isa, rng, arch, opt, loss_name):
     assert_parity(ev, float(ref_ev), f"{what}: evaluate loss")
 
 
+@pytest.mark.parametrize("opt", ["sgd-momentum", "adam-wd"])
+def test_model_training_parity_with_winograd_everywhere(isa, rng, opt):
+    """Every eligible 3x3 conv of the VGG-like net as Winograd, however few
+    its tiles (at this batch 'auto' picks it for the second conv only)."""
+    kernels = cc._core.kernels
+    kernels.set_conv2d_winograd("always")
+    try:
+        test_model_training_parity(isa, rng, small_vgg, opt, "cross_entropy")
+    finally:
+        kernels.set_conv2d_winograd("auto")
+
+
 def test_parameters_really_changed():
     """Guards the parity tests against comparing untouched parameters."""
     layers, shape = lenet5()
