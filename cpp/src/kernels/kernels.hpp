@@ -131,11 +131,13 @@ void relu_bwd_avx2(const float* y, const float* dy, float* dx, int64_t n);
 void relu_fwd_avx512(const float* x, float* y, int64_t n);
 void relu_bwd_avx512(const float* y, const float* dy, float* dx, int64_t n);
 
-// Sum of n floats (bias gradients). Vector ISAs sum in lanes, then across.
-using SumFn = float (*)(const float* x, int64_t n);
-float sum_scalar(const float* x, int64_t n);
-float sum_avx2(const float* x, int64_t n);
-float sum_avx512(const float* x, int64_t n);
+// Sum of n floats in double precision (bias gradients: sums of many terms
+// that often nearly cancel, e.g. before a BatchNorm). Vector ISAs sum in
+// lanes, then across.
+using SumFn = double (*)(const float* x, int64_t n);
+double sum_scalar(const float* x, int64_t n);
+double sum_avx2(const float* x, int64_t n);
+double sum_avx512(const float* x, int64_t n);
 
 // Max pooling over `planes` planes. Forward stores the argmax (index within
 // the input plane) for the backward pass when `argmax` is non-null.

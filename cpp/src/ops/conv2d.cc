@@ -140,7 +140,7 @@ void backward_chunk(const Conv2dShape& s, const Plan& plan, const float* x, cons
   }
   if (db) {
     for (int64_t co = 0; co < s.cout; ++co) {
-      const float acc = kernels().sum(dyc + co * ld, ld);
+      const float acc = static_cast<float>(kernels().sum(dyc + co * ld, ld));
       db[co] = first ? acc : db[co] + acc;
     }
   }
@@ -375,9 +375,9 @@ void backward_weight_direct(const Conv2dShape& s, const Plan& plan, const float*
     if (db) {
 #pragma omp for schedule(static)
       for (int64_t co = 0; co < s.cout; ++co) {
-        float acc = 0.0f;
+        double acc = 0.0;
         for (int64_t n = 0; n < s.n; ++n) acc += kernels().sum(dy + n * out_size + co * plan.p, plan.p);
-        db[co] = acc;
+        db[co] = static_cast<float>(acc);
       }
     }
   }

@@ -243,11 +243,9 @@ void winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
     if (db) {
 #pragma omp for schedule(static)
       for (int64_t k = 0; k < cout; ++k) {
-        float acc = 0.0f;
-        for (int64_t n = 0; n < s.n; ++n) {
-          acc += kt.sum(dy + n * out_stride + k * plane, plane);
-        }
-        db[k] = acc;
+        double acc = 0.0;
+        for (int64_t n = 0; n < s.n; ++n) acc += kt.sum(dy + n * out_stride + k * plane, plane);
+        db[k] = static_cast<float>(acc);
       }
     }
   }

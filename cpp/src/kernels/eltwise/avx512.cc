@@ -28,21 +28,18 @@ void relu_bwd_avx512(const float* y, const float* dy, float* dx, int64_t n) {
   }
 }
 
-float sum_avx512(const float* x, int64_t n) {
-  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm512_add_ps(a0, _mm512_loadu_ps(x + i));
-    a1 = _mm512_add_ps(a1, _mm512_loadu_ps(x + i + 16));
-  }
-  for (; i < n; i += 16) {
+double sum_avx512(const float* x, int64_t n) {
+  __m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+  for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
-    a0 = _mm512_add_ps(a0, _mm512_maskz_loadu_ps(m, x + i));
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    a0 = _mm512_add_pd(a0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
+    a1 = _mm512_add_pd(a1, _mm512_cvtps_pd(_mm512_extractf32x8_ps(v, 1)));
   }
-  alignas(64) float lanes[16];  // (GCC 12's _mm512_reduce_add_ps trips -Wuninitialized)
-  _mm512_store_ps(lanes, _mm512_add_ps(a0, a1));
-  float acc = 0.0f;
-  for (float v : lanes) acc += v;
+  alignas(64) double lanes[8];  // (GCC 12's _mm512_reduce_add_pd trips -Wuninitialized)
+  _mm512_store_pd(lanes, _mm512_add_pd(a0, a1));
+  double acc = 0.0;
+  for (double v : lanes) acc += v;
   return acc;
 }
 

@@ -10,8 +10,8 @@ void relu_bwd_scalar(const float* y, const float* dy, float* dx, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-float sum_scalar(const float* x, int64_t n) {
-  float acc = 0.0f;
+double sum_scalar(const float* x, int64_t n) {
+  double acc = 0.0;
   for (int64_t i = 0; i < n; ++i) acc += x[i];
   return acc;
 }
