@@ -97,13 +97,18 @@ def test_training_steps_match_scalar(isa, threads, opt):
         losses = [model.train_on_batch(x, y) for _ in range(2)]
         return losses, model.get_weights()
 
-    want_losses, want_w = _on("scalar", train)
-    got_losses, got_w = train()
-    what = f"isa={isa} vs scalar, optimizer {opt}, 2 steps, N=67"
-    np.testing.assert_allclose(got_losses, want_losses, rtol=1e-5, err_msg=what + " losses")
     # Adam's first steps move every weight by about lr * sign(grad): a
     # gradient that is rounding noise on one path may flip sign on another
-    _allclose_list(got_w, want_w, what + " weights", 1e-5, 1e-5 if opt != "adam" else 1e-4)
+    _trains_like_scalar(train, f"isa={isa} vs scalar, optimizer {opt}, 2 steps, N=67",
+                        1e-5 if opt != "adam" else 1e-4)
+
+
+def _trains_like_scalar(train, what, atol_frac):
+    """train() -> (losses, weights) on the current ISA and on scalar, compared."""
+    want_losses, want_w = _on("scalar", train)
+    got_losses, got_w = train()
+    np.testing.assert_allclose(got_losses, want_losses, rtol=1e-5, err_msg=what + " losses")
+    _allclose_list(got_w, want_w, what + " weights", 1e-5, atol_frac)
 
 
 def _fast_paths():
@@ -130,11 +135,7 @@ def test_fast_paths_train_like_scalar(isa, threads, nt):
         losses = [model.train_on_batch(x, y) for _ in range(2)]
         return losses, model.get_weights()
 
-    want_losses, want_w = _on("scalar", train)
-    got_losses, got_w = train()
-    what = f"fast paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, input={shape}"
-    np.testing.assert_allclose(got_losses, want_losses, rtol=1e-5, err_msg=what + " losses")
-    _allclose_list(got_w, want_w, what + " weights", 1e-5, 1e-5)
+    _trains_like_scalar(train, f"fast paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, input={shape}", 1e-5)
 
 
 # ---------------------------------------------------------------------------

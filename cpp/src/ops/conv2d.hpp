@@ -1,8 +1,11 @@
-// The convolution operator: im2col + packed GEMM, batched in chunks of
-// samples so each GEMM is wide enough to run at speed, with one OpenMP
-// region per call (over chunks when there are enough of them, else inside
-// the GEMM). Weight-gradient partial sums are reduced in a fixed order, so a
-// given thread count gives bit-identical results.
+// The convolution operator. Per layer and ISA it picks: Winograd F(2x2, 3x3)
+// for eligible 3x3 stride-1 layers (ops/winograd.hpp); direct kernels for
+// thin layers (few output channels forward, few input channels for dx, few
+// output channels or taps for dw); otherwise im2col + packed GEMM, batched
+// in chunks of samples so each GEMM is wide enough to run at speed. One
+// OpenMP region per call (over chunks when there are enough of them, else
+// inside the GEMM). Weight-gradient partial sums are reduced in a fixed
+// order, so a given thread count gives bit-identical results.
 #pragma once
 
 #include <cstdint>

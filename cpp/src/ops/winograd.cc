@@ -25,6 +25,21 @@ WinogradGeometry tiles_of(const ConvGeometry& g) {
   return WinogradGeometry{g.h, g.w, g.ho, g.wo, g.ph, g.pw, (g.ho + 1) / 2, (g.wo + 1) / 2};
 }
 
+// C (m x n) = A (m x k, packed for the micro-kernel) B (k x n); B and C
+// rows ld floats apart (the transformed arrays' layout).
+void packed_product(int64_t m, int64_t n, int64_t k, const float* packed_a, const float* b, float* c, int64_t ld) {
+  GemmArgs a;
+  a.m = m;
+  a.n = n;
+  a.k = k;
+  a.packed_a = packed_a;
+  a.b = b;
+  a.ldb = ld;
+  a.c = c;
+  a.ldc = ld;
+  gemm(a);
+}
+
 // Units (tile rows) per block: the transformed input and output of a block
 // (16 x channels x columns each) stay within about 1 MiB of L2; every thread
 // gets a block when that leaves blocks at least one GEMM panel (32 columns)
@@ -77,18 +92,9 @@ void forward_transformed(int64_t n, int64_t cin, int64_t cout, const WinogradGeo
     float* v = ws.get(Workspace::kCol, static_cast<size_t>(kXi * winograd_plane(cin, ld)));
     float* m = ws.get(Workspace::kCol2, static_cast<size_t>(kXi * winograd_plane(cout, ld)));
     kt.winograd_input(x, cin, in_stride, wg, u0, u1, v, ld);
-    for (int xi = 0; xi < kXi; ++xi) {
-      GemmArgs a;  // M[xi] (cout x cols) = U[xi] (cout x cin) V[xi] (cin x cols)
-      a.m = cout;
-      a.n = cols;
-      a.k = cin;
-      a.packed_a = up + xi * upanel;
-      a.b = v + xi * winograd_plane(cin, ld);
-      a.ldb = ld;
-      a.c = m + xi * winograd_plane(cout, ld);
-      a.ldc = ld;
-      gemm(a);
-    }
+    for (int xi = 0; xi < kXi; ++xi)  // M[xi] (cout x cols) = U[xi] (cout x cin) V[xi] (cin x cols)
+      packed_product(cout, cols, cin, up + xi * upanel, v + xi * winograd_plane(cin, ld),
+                     m + xi * winograd_plane(cout, ld), ld);
     kt.winograd_output(m, ld, cout, bias, relu, wg, u0, u1, y, out_stride);
   }
 }
@@ -204,18 +210,9 @@ void winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
         a.ldc = cin;
         a.accumulate = !first;
         gemm(a);
-        if (fused_dx) {
-          GemmArgs d;  // dV[xi] (cin x cols) = U[xi]^T (cin x cout) dM[xi] (cout x cols)
-          d.m = cin;
-          d.n = cols;
-          d.k = cout;
-          d.packed_a = upt + xi * upanel;
-          d.b = dm + xi * winograd_plane(cout, ld);
-          d.ldb = ld;
-          d.c = dv + xi * winograd_plane(cin, ld);
-          d.ldc = ld;
-          gemm(d);
-        }
+        if (fused_dx)  // dV[xi] (cin x cols) = U[xi]^T (cin x cout) dM[xi] (cout x cols)
+          packed_product(cin, cols, cout, upt + xi * upanel, dm + xi * winograd_plane(cout, ld),
+                         dv + xi * winograd_plane(cin, ld), ld);
       }
       if (fused_dx) kt.winograd_input_adjoint(dv, ld, cin, wg, u0, u1, dx, in_stride);
       first = false;
