@@ -88,7 +88,9 @@ KernelTable make_avx512() {
   t.adam_update = adam_update_avx512;
   mark(t, "gemm", "avx512");
   mark(t, "im2col", "avx512");
-  t.impl.push_back({"conv2d_direct", "avx512 (convs with <= 16 output channels; im2col + GEMM otherwise)"});
+  t.impl.push_back({"conv2d_direct",
+                    "avx512 (forward: <= 16 output channels; dx: <= 16 input channels; "
+                    "dw: < 8 output channels or < 16 taps x input channels)"});
   t.impl.push_back({"conv2d_winograd", "avx512 (3x3 stride-1 convs with >= 8 channels in and out)"});
   mark(t, "relu", "avx512");
   mark(t, "maxpool2d", "avx512 (2x2 stride 2; scalar otherwise)");
