@@ -184,7 +184,8 @@ void winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
       const int64_t n0 = s.n * t / team, n1 = s.n * (t + 1) / team;
       t0 = n0 * wg.th;
       t1 = n1 * wg.th;
-      if (fused_dx && n1 > n0) std::memset(dx + n0 * in_stride, 0, static_cast<size_t>((n1 - n0) * in_stride) * sizeof(float));
+      if (fused_dx && n1 > n0)
+        std::memset(dx + n0 * in_stride, 0, static_cast<size_t>((n1 - n0) * in_stride) * sizeof(float));
     }
     Workspace& ws = thread_workspace();
     float* v = ws.get(Workspace::kCol, static_cast<size_t>(kXi * winograd_plane(cin, ld)));

@@ -30,6 +30,11 @@ const __m512i kOdd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23
 const __m512i kZipLo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
 const __m512i kZipHi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
 
+// v shifted up one lane, carry's lane 15 shifted in at lane 0.
+inline __m512 shift_in(__m512 v, __m512 carry) {
+  return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(v), _mm512_castps_si512(carry), 15));
+}
+
 }  // namespace
 
 void winograd_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
@@ -219,19 +224,16 @@ void winograd_input_adjoint_avx512(const float* dv, int64_t ldv, int64_t channel
             else
               row[q] = _mm512_sub_ps(zero, s[3][q]);
           }
-          const __m512 even = _mm512_add_ps(row[0], _mm512_castsi512_ps(_mm512_alignr_epi32(
-                                                         _mm512_castps_si512(row[2]), _mm512_castps_si512(carry[a][0]), 15)));
-          const __m512 odd = _mm512_add_ps(row[1], _mm512_castsi512_ps(_mm512_alignr_epi32(
-                                                        _mm512_castps_si512(row[3]), _mm512_castps_si512(carry[a][1]), 15)));
+          const __m512 even = _mm512_add_ps(row[0], shift_in(row[2], carry[a][0]));
+          const __m512 odd = _mm512_add_ps(row[1], shift_in(row[3], carry[a][1]));
           carry[a][0] = row[2];
           carry[a][1] = row[3];
           const int64_t r = 2 * i + a - g.ph;
           if (r < 0 || r >= g.h) continue;
           float* dst = plane + r * g.w + base;
-          _mm512_mask_storeu_ps(dst, mlo,
-                                _mm512_add_ps(_mm512_maskz_loadu_ps(mlo, dst), _mm512_permutex2var_ps(even, kZipLo, odd)));
-          _mm512_mask_storeu_ps(dst + 16, mhi, _mm512_add_ps(_mm512_maskz_loadu_ps(mhi, dst + 16),
-                                                             _mm512_permutex2var_ps(even, kZipHi, odd)));
+          const __m512 lo = _mm512_permutex2var_ps(even, kZipLo, odd), hi = _mm512_permutex2var_ps(even, kZipHi, odd);
+          _mm512_mask_storeu_ps(dst, mlo, _mm512_add_ps(_mm512_maskz_loadu_ps(mlo, dst), lo));
+          _mm512_mask_storeu_ps(dst + 16, mhi, _mm512_add_ps(_mm512_maskz_loadu_ps(mhi, dst + 16), hi));
         }
       }
     }
