@@ -98,11 +98,15 @@ using WinogradOutputFn = void (*)(const float* m, int64_t ldm, int64_t channels,
 using WinogradGradOutputFn = void (*)(const float* dy, int64_t channels, int64_t image_stride,
                                       const WinogradGeometry& g, int64_t u0, int64_t u1, float* dm, int64_t ldm);
 // dx planes += B dV B^T of every tile of units [u0, u1): the adjoint of the
-// input transform (positions outside the planes are dropped). Optional.
+// input transform (positions outside the planes are dropped). Units of an
+// image must come in order; once a row of dx has all its terms it is
+// multiplied by [relu_y > 0] when relu_y (laid out as dx) is given: a ReLU
+// before the convolution, backward. Optional.
 using WinogradInputAdjointFn = void (*)(const float* dv, int64_t ldv, int64_t channels, const WinogradGeometry& g,
-                                        int64_t u0, int64_t u1, float* dx, int64_t image_stride);
+                                        int64_t u0, int64_t u1, float* dx, int64_t image_stride,
+                                        const float* relu_y);
 void winograd_input_adjoint_avx512(const float* dv, int64_t ldv, int64_t channels, const WinogradGeometry& g,
-                                   int64_t u0, int64_t u1, float* dx, int64_t image_stride);
+                                   int64_t u0, int64_t u1, float* dx, int64_t image_stride, const float* relu_y);
 // U[xi][r][c] = G k G^T for kernels k(r, c) at src + r * rs + c * cs (rotated
 // 180 degrees when flip), r < rows, c < cols.
 using WinogradWeightsFn = void (*)(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,

@@ -97,7 +97,7 @@ void Conv2D::forward(const float* x, float* y, int64_t n, const ForwardContext&)
 
 void Conv2D::backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
   conv2d_backward(shape(n), x, params_[0].value.data(), dy, dx, params_[0].grad.data(),
-                  use_bias_ ? params_[1].grad.data() : nullptr, scratch_);
+                  use_bias_ ? params_[1].grad.data() : nullptr, scratch_, relu_input);
 }
 
 json::Value Conv2D::config() const {

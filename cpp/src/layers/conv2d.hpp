@@ -19,6 +19,9 @@ class Conv2D : public Layer {
 
   // Set by the model when a ReLU follows: forward applies it in the same pass.
   bool fused_relu = false;
+  // Set by the model when a ReLU precedes (its output is this layer's input):
+  // backward applies the ReLU's backward to dx too, and the model skips it.
+  bool relu_input = false;
 
  private:
   Conv2dShape shape(int64_t n) const;

@@ -91,9 +91,15 @@ void Sequential::plan_storage() {
   // relu'(y) at a window's argmax is [pooled output > 0]; every other input
   // of the window gets no gradient from the pooling anyway.
   relu_before_maxpool_.assign(L, 0);
-  for (size_t i = 0; i + 1 < L; ++i)
-    if (layers_[i]->type() == std::string("ReLU") && layers_[i + 1]->type() == std::string("MaxPool2D"))
-      relu_before_maxpool_[i] = 1;
+  relu_before_conv_.assign(L, 0);
+  for (size_t i = 0; i + 1 < L; ++i) {
+    if (layers_[i]->type() != std::string("ReLU")) continue;
+    if (layers_[i + 1]->type() == std::string("MaxPool2D")) relu_before_maxpool_[i] = 1;
+    if (auto* conv = dynamic_cast<Conv2D*>(layers_[i + 1].get())) {
+      conv->relu_input = i > 0;  // a first-layer ReLU has no backward to fold
+      relu_before_conv_[i] = i > 0;
+    }
+  }
   acts_.resize(L);
   out_.assign(L, nullptr);
 }
@@ -210,7 +216,7 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
   float* dx = grad_b_.data();
   for (size_t i = layers_.size(); i-- > 0;) {
     if (storage_[i] == kView) continue;  // the gradient passes through unchanged
-    if (relu_before_maxpool_[i] && i > 0) continue;  // applied by the pooling below
+    if ((relu_before_maxpool_[i] || relu_before_conv_[i]) && i > 0) continue;  // applied by the layer above
     if (i > 0 && relu_before_maxpool_[i - 1]) {
       const KernelTable& kt = kernels();
       const float* pooled = out_[i];

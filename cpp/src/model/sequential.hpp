@@ -90,6 +90,9 @@ class Sequential {
   // (the pooled gradient is masked by pooled output > 0, a quarter of the
   // data for 2x2 windows) and skipped.
   std::vector<char> relu_before_maxpool_;
+  // A ReLU followed by Conv2D: its backward is applied by the convolution's
+  // (inside the Winograd backward pass where it runs) and skipped.
+  std::vector<char> relu_before_conv_;
   std::vector<Tensor> acts_;         // storage of kOwn outputs (training)
   std::vector<float*> out_;          // out_[i] = where layer i's output is (training)
   Tensor grad_a_, grad_b_;       // ping-pong gradient buffers

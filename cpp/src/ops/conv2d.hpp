@@ -24,9 +24,11 @@ struct Conv2dShape {
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
                     bool relu = false);
 // dw, db (db may be null) are overwritten; dx (may be null) is overwritten.
-// `scratch` holds per-thread partial sums between calls.
+// `scratch` holds per-thread partial sums between calls. relu_x: x is the
+// output of a ReLU, whose backward is applied to dx too (dx *= [x > 0]),
+// inside the Winograd pass where it can be.
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx,
-                     float* dw, float* db, Tensor& scratch);
+                     float* dw, float* db, Tensor& scratch, bool relu_x = false);
 
 // Winograd F(2x2, 3x3) for eligible 3x3 stride-1 layers (ops/winograd.hpp):
 // kAuto (the default) where it pays, kAlways wherever it applies, kNever

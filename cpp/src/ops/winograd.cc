@@ -132,8 +132,8 @@ void backward_data_as_forward(const Conv2dShape& s, const float* w, const float*
 
 }  // namespace
 
-void winograd_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                       float* db, int threads, Tensor& scratch) {
+bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                       float* db, int threads, Tensor& scratch, bool relu_x) {
   const KernelTable& kt = kernels();
   // With the adjoint kernel, dx comes out of the weight-gradient pass: it
   // already holds dM = A e A^T per tile, so dV = U^T dM (a GEMM) and dx =
@@ -215,7 +215,7 @@ void winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
           packed_product(cin, cols, cout, upt + xi * upanel, dm + xi * winograd_plane(cout, ld),
                          dv + xi * winograd_plane(cin, ld), ld);
       }
-      if (fused_dx) kt.winograd_input_adjoint(dv, ld, cin, wg, u0, u1, dx, in_stride);
+      if (fused_dx) kt.winograd_input_adjoint(dv, ld, cin, wg, u0, u1, dx, in_stride, relu_x ? x : nullptr);
       first = false;
     }
     if (first) std::memset(du, 0, usize * sizeof(float));
@@ -247,6 +247,7 @@ void winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
       }
     }
   }
+  return fused_dx && relu_x;
 }
 
 }  // namespace cpucnn

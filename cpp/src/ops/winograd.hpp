@@ -23,8 +23,10 @@ bool winograd_pays(const Conv2dShape& s);
 void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
                       int threads);
 // dx (may be null), dw and db (may be null) are overwritten; `scratch`
-// holds per-thread partials.
-void winograd_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                       float* db, int threads, Tensor& scratch);
+// holds per-thread partials. relu_x: dx is multiplied by [x > 0] (the
+// backward of a ReLU that produced x). Returns whether it did that (else the
+// caller must).
+bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                       float* db, int threads, Tensor& scratch, bool relu_x = false);
 
 }  // namespace cpucnn

@@ -182,7 +182,7 @@ void winograd_grad_output_avx512(const float* dy, int64_t channels, int64_t imag
 }
 
 void winograd_input_adjoint_avx512(const float* dv, int64_t ldv, int64_t channels, const WinogradGeometry& g,
-                                   int64_t u0, int64_t u1, float* dx, int64_t image_stride) {
+                                   int64_t u0, int64_t u1, float* dx, int64_t image_stride, const float* relu_y) {
   // The adjoint of V = B^T d B: each tile adds B dV B^T to its 4x4 input
   // patch. Patches overlap by two columns: the pair of input columns
   // (2m - pw, 2m + 1 - pw) takes columns 0 and 1 of tile m and columns 2 and
@@ -234,6 +234,22 @@ void winograd_input_adjoint_avx512(const float* dv, int64_t ldv, int64_t channel
           const __m512 lo = _mm512_permutex2var_ps(even, kZipLo, odd), hi = _mm512_permutex2var_ps(even, kZipHi, odd);
           _mm512_mask_storeu_ps(dst, mlo, _mm512_add_ps(_mm512_maskz_loadu_ps(mlo, dst), lo));
           _mm512_mask_storeu_ps(dst + 16, mhi, _mm512_add_ps(_mm512_maskz_loadu_ps(mhi, dst + 16), hi));
+        }
+      }
+      if (relu_y) {
+        // Rows 2i - ph and 2i + 1 - ph are complete (tile rows i - 1 and i
+        // added to them); at an image's last tile row, so are the two below.
+        const float* yplane = relu_y + n * image_stride + c * g.h * g.w;
+        const int64_t last = i + 1 == g.th ? 4 : 2;
+        for (int64_t r = 2 * i - g.ph; r < 2 * i - g.ph + last; ++r) {
+          if (r < 0 || r >= g.h) continue;
+          for (int64_t q = 0; q < g.w; q += 16) {
+            const __mmask16 m = lanes(0, g.w - q);
+            float* d = plane + r * g.w + q;
+            const __mmask16 pos = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, yplane + r * g.w + q), zero,
+                                                          _CMP_GT_OQ);
+            _mm512_mask_storeu_ps(d, m, _mm512_maskz_loadu_ps(pos, d));
+          }
         }
       }
     }
