@@ -78,6 +78,19 @@ def test_shared_library_exports_only_the_c_api(prefix):
     assert names == C_API
 
 
+def test_no_vector_instructions_run_at_load_time(prefix):
+    """Static initialisers run when the library loads, on any CPU: one built in an avx2/avx512 file
+    (a namespace-scope __m512i constant, say) must not use ymm/zmm registers, or loading the one
+    x86-64 build would crash with SIGILL on a CPU without that ISA."""
+    objdump = shutil.which("objdump")
+    if not objdump:
+        pytest.skip("objdump is not installed")
+    asm = run([objdump, "-d", "--no-show-raw-insn", prefix / "lib/libcpucnn.a"]).stdout
+    inits = re.findall(r"^[0-9a-f]+ <(_GLOBAL__sub_I[^>]*)>:\n(.*?)(?=\n\n|\Z)", asm, re.M | re.S)
+    bad = [name for name, body in inits if re.search(r"%[yz]mm|%k[0-7]", body)]
+    assert not bad, f"static initialisers using AVX registers: {bad}"
+
+
 @pytest.mark.parametrize("name", ["lenet", "every_layer"])
 def test_cpucnn_run_matches_predict(name, saved, cpucnn_run, tmp_path):
     model_path, x_path, x, want = saved[name]

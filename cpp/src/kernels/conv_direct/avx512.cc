@@ -9,6 +9,7 @@
 
 #include <algorithm>
 
+#include "kernels/avx512_lanes.hpp"
 #include "kernels/im2col.hpp"
 #include "kernels/kernels.hpp"
 
@@ -16,11 +17,7 @@ namespace cpucnn {
 
 namespace {
 
-inline __mmask16 lanes(int64_t lo, int64_t hi) {  // lanes [lo, hi) of 0..15, clipped, branch-free
-  const unsigned l = static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(lo, 0), 16));
-  const unsigned h = static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(hi, 0), 16));
-  return static_cast<__mmask16>(((1u << h) - 1u) & ~((1u << l) - 1u));
-}
+using avx512::lanes;
 
 // R output channels x V output rows, 16 columns from ow.
 template <int R, int V>

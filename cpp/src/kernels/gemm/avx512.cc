@@ -1,6 +1,7 @@
 // AVX-512F GEMM micro-kernel: an 8x32 tile in 16 zmm accumulators.
 #include <immintrin.h>
 
+#include "kernels/avx512_lanes.hpp"
 #include "kernels/kernels.hpp"
 
 namespace cpucnn {
@@ -62,9 +63,7 @@ inline void transpose16(__m512 r[16]) {
   }
 }
 
-inline __mmask16 first_lanes(int64_t n) {
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u);
-}
+using avx512::first_lanes;
 
 // One 32-wide panel of B from `cols` rows of B^T (each kc long, ldb apart),
 // 16x16 blocks at a time through registers.

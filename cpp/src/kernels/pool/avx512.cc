@@ -3,15 +3,14 @@
 // the scalar reference: the first maximum in window order, NaN wins.
 #include <immintrin.h>
 
+#include "kernels/avx512_lanes.hpp"
 #include "kernels/kernels.hpp"
 
 namespace cpucnn {
 
 namespace {
 
-inline __mmask16 tail_mask(int64_t n) {
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
-}
+using avx512::first_lanes;
 
 // Takes v when it beats best: larger, or NaN while best is not.
 inline void pick(__m512 v, int k, __m512& best, __m512i& arg) {
@@ -24,8 +23,7 @@ inline void pick(__m512 v, int k, __m512& best, __m512i& arg) {
 
 void maxpool2x2_avx512(const float* x, float* y, int32_t* argmax, int64_t planes, const Pool2dParams& p) {
   const int64_t in_plane = p.h * p.w, out_plane = p.ho * p.wo;
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i even = avx512::even_lanes(), odd = avx512::odd_lanes();
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
   for (int64_t c = 0; c < planes; ++c) {
     const float* xc = x + c * in_plane;
@@ -36,8 +34,8 @@ void maxpool2x2_avx512(const float* x, float* y, int32_t* argmax, int64_t planes
       const float* r1 = r0 + p.w;
       for (int64_t ow = 0; ow < p.wo; ow += 16) {
         const int64_t m = p.wo - ow;
-        const __mmask16 mo = tail_mask(m);
-        const __mmask16 mlo = tail_mask(2 * m), mhi = tail_mask(2 * m - 16 > 0 ? 2 * m - 16 : 0);
+        const __mmask16 mo = first_lanes(m);
+        const __mmask16 mlo = first_lanes(2 * m), mhi = first_lanes(2 * m - 16);
         const __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0 + 2 * ow), a1 = _mm512_maskz_loadu_ps(mhi, r0 + 2 * ow + 16);
         const __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1 + 2 * ow), b1 = _mm512_maskz_loadu_ps(mhi, r1 + 2 * ow + 16);
         __m512 best = _mm512_permutex2var_ps(a0, even, a1);
@@ -65,8 +63,7 @@ void maxpool2x2_avx512(const float* x, float* y, int32_t* argmax, int64_t planes
 // pass and no scatter): lanes take dy where the argmax points at them.
 void maxpool2x2_bwd_avx512(const float* dy, const int32_t* argmax, float* dx, int64_t planes, const Pool2dParams& p) {
   const int64_t in_plane = p.h * p.w, out_plane = p.ho * p.wo;
-  const __m512i zip_lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i zip_hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  const __m512i zip_lo = avx512::zip_lo(), zip_hi = avx512::zip_hi();
   const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
   const __m512i one = _mm512_set1_epi32(1), below = _mm512_set1_epi32(static_cast<int>(p.w));
   const __m512i below_right = _mm512_set1_epi32(static_cast<int>(p.w + 1));
@@ -79,8 +76,8 @@ void maxpool2x2_bwd_avx512(const float* dy, const int32_t* argmax, float* dx, in
       float* bottom = top + p.w;
       for (int64_t ow = 0; ow < p.wo; ow += 16) {
         const int64_t m = p.wo - ow;
-        const __mmask16 mo = tail_mask(m);
-        const __mmask16 mlo = tail_mask(2 * m), mhi = tail_mask(2 * m - 16 > 0 ? 2 * m - 16 : 0);
+        const __mmask16 mo = first_lanes(m);
+        const __mmask16 mlo = first_lanes(2 * m), mhi = first_lanes(2 * m - 16);
         const __m512 d = _mm512_maskz_loadu_ps(mo, dyc + oh * p.wo + ow);
         const __m512i base = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(2 * oh * p.w + 2 * ow)), lane2);
         const __m512i rel = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(mo, ac + oh * p.wo + ow), base);

@@ -6,6 +6,7 @@
 // kernels/winograd.hpp and winograd.inc (the portable version, for avx2).
 #include <immintrin.h>
 
+#include "kernels/avx512_lanes.hpp"
 #include "kernels/kernels.hpp"
 #include "kernels/winograd.hpp"
 
@@ -15,20 +16,7 @@ namespace cpucnn {
 
 namespace {
 
-// Lanes l with lo <= l < hi (clipped to 0..16).
-inline __mmask16 lanes(int64_t lo, int64_t hi) {
-  lo = lo < 0 ? 0 : lo;
-  hi = hi > 16 ? 16 : hi;
-  if (hi <= lo) return 0;
-  const uint32_t upto_hi = hi >= 16 ? 0xFFFFu : (1u << hi) - 1u;
-  const uint32_t below_lo = (1u << lo) - 1u;
-  return static_cast<__mmask16>(upto_hi & ~below_lo);
-}
-
-const __m512i kEven = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-const __m512i kOdd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-const __m512i kZipLo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-const __m512i kZipHi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+using avx512::lanes;
 
 // v shifted up one lane, carry's lane 15 shifted in at lane 0.
 inline __m512 shift_in(__m512 v, __m512 carry) {
@@ -40,6 +28,7 @@ inline __m512 shift_in(__m512 v, __m512 carry) {
 void winograd_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
                            int64_t u0, int64_t u1, float* v, int64_t ldv) {
   const int64_t xs = winograd_plane(channels, ldv);
+  const __m512i kEven = avx512::even_lanes(), kOdd = avx512::odd_lanes();
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {  // one strip of 16 tiles per row (usually the only one)
     const __mmask16 keep = lanes(0, g.tw - j0);
@@ -98,6 +87,7 @@ void winograd_input_avx512(const float* x, int64_t channels, int64_t image_strid
 void winograd_output_avx512(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
                             const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride) {
   const int64_t xs = winograd_plane(channels, ldm);
+  const __m512i kZipLo = avx512::zip_lo(), kZipHi = avx512::zip_hi();
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
     const __mmask16 keep = lanes(0, g.tw - j0);
@@ -146,6 +136,7 @@ void winograd_output_avx512(const float* m, int64_t ldm, int64_t channels, const
 void winograd_grad_output_avx512(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
                                  int64_t u0, int64_t u1, float* dm, int64_t ldm) {
   const int64_t xs = winograd_plane(channels, ldm);
+  const __m512i kEven = avx512::even_lanes(), kOdd = avx512::odd_lanes();
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
     const __mmask16 keep = lanes(0, g.tw - j0);
@@ -189,6 +180,7 @@ void winograd_input_adjoint_avx512(const float* dv, int64_t ldv, int64_t channel
   // 3 of tile m - 1 (a lane shift), so each row of a strip is one masked
   // read-add-write of 32 columns.
   const int64_t xs = winograd_plane(channels, ldv);
+  const __m512i kZipLo = avx512::zip_lo(), kZipHi = avx512::zip_hi();
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t c = 0; c < channels; ++c) {  // plane by plane
     for (int64_t u = u0; u < u1; ++u) {
