@@ -124,7 +124,8 @@ def test_cpucnn_run_bench(saved, cpucnn_run, tmp_path):
     m = re.search(r"30 runs, batch 1: p50 ([\d.]+) ms, p90 ([\d.]+) ms, p99 ([\d.]+) ms", proc.stdout)
     assert m, proc.stdout
     p50, p90, p99 = map(float, m.groups())
-    assert 0 < p50 <= p90 <= p99
+    # The report's shape only (percentiles of one sorted sample are ordered); how fast is for benchmarks/.
+    assert 0 <= p50 <= p90 <= p99
 
 
 def test_cpucnn_run_errors(saved, cpucnn_run, tmp_path):
