@@ -24,20 +24,12 @@
 #include "model/json.hpp"
 #include "model/model_file.hpp"
 #include "model/sequential.hpp"
+#include "check.hpp"
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
+using cpucnn_test::check;
 std::string g_dir;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    std::printf("FAIL: %s\n", what.c_str());
-  }
-}
 
 bool contains(const char* s, const std::string& part) { return s && std::string(s).find(part) != std::string::npos; }
 
@@ -282,6 +274,5 @@ int main() {
 
   std::string rm = "rm -rf '" + g_dir + "'";
   if (std::system(rm.c_str()) != 0) std::printf("note: could not remove %s\n", g_dir.c_str());
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return cpucnn_test::report();
 }

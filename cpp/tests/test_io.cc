@@ -21,23 +21,14 @@
 #include "core/errors.hpp"
 #include "model/json.hpp"
 #include "model/safetensors.hpp"
+#include "check.hpp"
 
 namespace json = cpucnn::json;
 namespace st = cpucnn::safetensors;
 
 namespace {
 
-int g_passed = 0;
-int g_failed = 0;
-
-void check(bool ok, const std::string& what) {
-  if (ok) {
-    ++g_passed;
-  } else {
-    ++g_failed;
-    std::printf("FAIL: %s\n", what.c_str());
-  }
-}
+using cpucnn_test::check;
 
 // Printable form of a test input for failure messages.
 std::string show(const std::string& s) {
@@ -557,6 +548,5 @@ int main() {
   }
   rmdir(g_dir.c_str());
 
-  std::printf("%d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return cpucnn_test::report();
 }

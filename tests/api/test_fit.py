@@ -2,6 +2,7 @@
 validation, seeded shuffling, batching, progress output, Ctrl-C, dtypes and
 initial_epoch."""
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -193,29 +194,40 @@ def test_last_partial_batch_is_trained():
     assert weights_equal(m.get_weights(), ref.get_weights())
 
 
-def test_shuffled_batches_cover_every_sample_once_per_epoch():
-    n = 13
-    x, y = two_blobs(n)
-    x[:, 0, 0, 0] = np.arange(n)          # tag each sample in a pixel
-    seen = []
-    m = small_model()
-    real_m = m._m
+@contextlib.contextmanager
+def spying_train_step(model, record):
+    """Within the block, every batch fit hands the core goes through record(xb, yb) first."""
+    real_m = model._m
 
     class Spy:
         def __getattr__(self, name):
             return getattr(real_m, name)
 
         def train_step(self, xb, yb):
-            assert isinstance(xb, np.ndarray) and xb.dtype == np.float32 and xb.flags.c_contiguous
-            assert yb.dtype == np.int64
-            seen.append(xb[:, 0, 0, 0].astype(int).tolist())
+            record(xb, yb)
             return real_m.train_step(xb, yb)
 
-    m._m = Spy()
+    model._m = Spy()
     try:
-        m.fit(x, y, epochs=2, batch_size=5, seed=3, verbose=0)
+        yield
     finally:
-        m._m = real_m
+        model._m = real_m
+
+
+def test_shuffled_batches_cover_every_sample_once_per_epoch():
+    n = 13
+    x, y = two_blobs(n)
+    x[:, 0, 0, 0] = np.arange(n)          # tag each sample in a pixel
+    seen = []
+    m = small_model()
+
+    def record(xb, yb):
+        assert isinstance(xb, np.ndarray) and xb.dtype == np.float32 and xb.flags.c_contiguous
+        assert yb.dtype == np.int64
+        seen.append(xb[:, 0, 0, 0].astype(int).tolist())
+
+    with spying_train_step(m, record):
+        m.fit(x, y, epochs=2, batch_size=5, seed=3, verbose=0)
     assert [len(b) for b in seen] == [5, 5, 3, 5, 5, 3]
     e0, e1 = sum(seen[:3], []), sum(seen[3:], [])
     assert sorted(e0) == list(range(n)) and sorted(e1) == list(range(n))
@@ -256,21 +268,8 @@ def test_inputs_converted_once_not_per_batch(monkeypatch):
     monkeypatch.setattr(model_mod, "_as_input", counting_as_input)
     m = small_model()
     batches = []
-    real_m = m._m
-
-    class Spy:
-        def __getattr__(self, name):
-            return getattr(real_m, name)
-
-        def train_step(self, xb, yb):
-            batches.append((xb.dtype, xb.flags.c_contiguous))
-            return real_m.train_step(xb, yb)
-
-    m._m = Spy()
-    try:
+    with spying_train_step(m, lambda xb, yb: batches.append((xb.dtype, xb.flags.c_contiguous))):
         m.fit(x64, y, epochs=3, batch_size=4, seed=0, verbose=0)
-    finally:
-        m._m = real_m
     assert calls == ["x"]
     assert len(batches) == 3 * 8 and set(batches) == {(np.dtype(np.float32), True)}
 

@@ -282,6 +282,16 @@ bool use_winograd(const Conv2dShape& s) {
 
 }  // namespace
 
+void conv2d_bias_grad(const float* dy, int64_t n, int64_t cout, int64_t plane, float* db) {
+  const KernelTable& kt = kernels();
+#pragma omp for schedule(static)
+  for (int64_t co = 0; co < cout; ++co) {
+    double acc = 0.0;
+    for (int64_t i = 0; i < n; ++i) acc += kt.sum(dy + (i * cout + co) * plane, plane);
+    db[co] = static_cast<float>(acc);
+  }
+}
+
 void set_conv2d_winograd(WinogradMode mode) { g_winograd.store(static_cast<int>(mode)); }
 WinogradMode conv2d_winograd() { return static_cast<WinogradMode>(g_winograd.load()); }
 
@@ -372,14 +382,7 @@ void backward_weight_direct(const Conv2dShape& s, const Plan& plan, const float*
       for (int u = 1; u < team; ++u) acc += part[u * stride + i];
       dw[i] = acc;
     }
-    if (db) {
-#pragma omp for schedule(static)
-      for (int64_t co = 0; co < s.cout; ++co) {
-        double acc = 0.0;
-        for (int64_t n = 0; n < s.n; ++n) acc += kernels().sum(dy + n * out_size + co * plan.p, plan.p);
-        db[co] = static_cast<float>(acc);
-      }
-    }
+    if (db) conv2d_bias_grad(dy, s.n, s.cout, plan.p, db);
   }
 }
 

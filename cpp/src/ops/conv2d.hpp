@@ -30,6 +30,12 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
 void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx,
                      float* dw, float* db, Tensor& scratch, bool relu_x = false);
 
+// db[co] = sum of dy's plane co over n images (planes `plane` floats, in
+// double). Its loop is an `omp for`: inside a parallel region the team shares
+// it (each channel summed by one thread, so the result does not depend on the
+// team); outside one it runs serially.
+void conv2d_bias_grad(const float* dy, int64_t n, int64_t cout, int64_t plane, float* db);
+
 // Winograd F(2x2, 3x3) for eligible 3x3 stride-1 layers (ops/winograd.hpp):
 // kAuto (the default) where it pays, kAlways wherever it applies, kNever
 // (im2col + GEMM everywhere). Tests compare the paths; not to be switched

@@ -40,6 +40,27 @@ void packed_product(int64_t m, int64_t n, int64_t k, const float* packed_a, cons
   gemm(a);
 }
 
+// Floats of one packed U[xi] with m rows as the GEMM's A (k deep).
+int64_t packed_size(int64_t m, int64_t k) {
+  const int64_t mr = kernels().gemm_mr;
+  return (m + mr - 1) / mr * mr * k;
+}
+
+// The 16 transformed kernels U[xi] (rows x cols each) packed once as the
+// micro-kernel's A (not once per block): U[xi] itself, or its transpose,
+// the panel of xi at dst + xi * packed_size(m, k).
+void pack_transformed(const float* u, int64_t rows, int64_t cols, bool transpose, float* dst) {
+  GemmTile t;
+  t.trans_a = transpose;
+  t.m = transpose ? cols : rows;
+  t.k = transpose ? rows : cols;
+  t.lda = cols;
+  for (int xi = 0; xi < kXi; ++xi) {
+    t.a = u + xi * rows * cols;
+    kernels().gemm_pack_a(t, dst + xi * packed_size(t.m, t.k));
+  }
+}
+
 // Units (tile rows) per block: the transformed input and output of a block
 // (16 x channels x columns each) stay within about 1 MiB of L2; every thread
 // gets a block when that leaves blocks at least one GEMM panel (32 columns)
@@ -67,17 +88,9 @@ int64_t units_per_block(int64_t units, int64_t tw, int64_t channels, int threads
 void forward_transformed(int64_t n, int64_t cin, int64_t cout, const WinogradGeometry& wg, const float* x,
                          const float* u, const float* bias, float* y, bool relu, int threads) {
   const KernelTable& kt = kernels();
-  // U packed once for the micro-kernel, not once per block.
-  const int64_t upanel = (cout + kt.gemm_mr - 1) / kt.gemm_mr * kt.gemm_mr * cin;
+  const int64_t upanel = packed_size(cout, cin);
   float* up = thread_workspace().get(Workspace::kTmp, static_cast<size_t>(kXi * upanel));
-  for (int xi = 0; xi < kXi; ++xi) {
-    GemmTile t;
-    t.m = cout;
-    t.k = cin;
-    t.a = u + xi * cout * cin;
-    t.lda = cin;
-    kt.gemm_pack_a(t, up + xi * upanel);
-  }
+  pack_transformed(u, cout, cin, false, up);
   const int64_t units = n * wg.th;
   const int64_t ub = units_per_block(units, wg.tw, std::max(cin, cout), threads);
   const int64_t blocks = (units + ub - 1) / ub;
@@ -149,22 +162,14 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
   const int64_t stride = (usize + 15) / 16 * 16;
   const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
   const int64_t plane = wg.ho * wg.wo;
-  // U^T packed once for the dV GEMMs (cin x cout per xi).
-  const int64_t upanel = (cin + kt.gemm_mr - 1) / kt.gemm_mr * kt.gemm_mr * cout;
+  // U^T packed for the dV GEMMs (cin x cout per xi).
+  const int64_t upanel = packed_size(cin, cout);
   float* upt = nullptr;
   if (fused_dx) {
     float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(usize));
     kt.winograd_weights(w, cout, cin, cin * 9, 9, false, u);
     upt = thread_workspace().get(Workspace::kTmp, static_cast<size_t>(kXi * upanel));
-    for (int xi = 0; xi < kXi; ++xi) {
-      GemmTile t;
-      t.trans_a = true;
-      t.m = cin;
-      t.k = cout;
-      t.a = u + xi * cout * cin;
-      t.lda = cin;
-      kt.gemm_pack_a(t, upt + xi * upanel);
-    }
+    pack_transformed(u, cout, cin, true, upt);
   }
   // Threads take whole images where dx may come out of this pass
   // (overlapping patches of one image are added by one thread, in order),
@@ -238,14 +243,7 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
         for (int j = 0; j < 3; ++j)
           out[i * 3 + j] = t3[i][0] * kG[0][j] + t3[i][1] * kG[1][j] + t3[i][2] * kG[2][j] + t3[i][3] * kG[3][j];
     }
-    if (db) {
-#pragma omp for schedule(static)
-      for (int64_t k = 0; k < cout; ++k) {
-        double acc = 0.0;
-        for (int64_t n = 0; n < s.n; ++n) acc += kt.sum(dy + n * out_stride + k * plane, plane);
-        db[k] = static_cast<float>(acc);
-      }
-    }
+    if (db) conv2d_bias_grad(dy, s.n, cout, plane, db);
   }
   return fused_dx && relu_x;
 }
