@@ -390,34 +390,7 @@ void backward_weight_direct(const Conv2dShape& s, const Plan& plan, const float*
 
 namespace {
 
-void conv2d_backward_any(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* dy,
-                         float* dx, float* dw, float* db, Tensor& scratch);
-
-}  // namespace
-
-void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                     float* db, Tensor& scratch, bool relu_x) {
-  const Plan plan = make_plan(s);
-  bool masked = false;  // the ReLU's backward already applied to dx
-  if (use_winograd(s))
-    masked = winograd_backward(s, x, w, dy, dx, dw, db, plan.threads, scratch, relu_x && dx);
-  else
-    conv2d_backward_any(s, plan, x, w, dy, dx, dw, db, scratch);
-  if (relu_x && dx && !masked) {  // the ReLU's backward as its own pass
-    const KernelTable& kt = kernels();
-    const int64_t total = s.n * s.cin * s.geo.h * s.geo.w;
-    const int use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(plan.threads, total >> 15)));
-#pragma omp parallel for num_threads(use) schedule(static) if (use > 1)
-    for (int t = 0; t < use; ++t) {
-      const int64_t b = total * t / use, e = total * (t + 1) / use;
-      kt.relu_bwd(x + b, dx + b, dx + b, e - b);
-    }
-  }
-}
-
-namespace {
-
-void conv2d_backward_any(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* dy,
+void backward_gemm_or_direct(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* dy,
                          float* dx, float* dw, float* db, Tensor& scratch) {
   if (dx && direct_dx(s)) {
     backward_data_direct(s, plan, w, dy, dx);
@@ -466,5 +439,20 @@ void conv2d_backward_any(const Conv2dShape& s, const Plan& plan, const float* x,
 }
 
 }  // namespace
+
+void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
+                     float* db, Tensor& scratch, bool relu_x) {
+  const Plan plan = make_plan(s);
+  bool masked = false;  // the ReLU's backward already applied to dx
+  if (use_winograd(s))
+    masked = winograd_backward(s, x, w, dy, dx, dw, db, plan.threads, scratch, relu_x && dx);
+  else
+    backward_gemm_or_direct(s, plan, x, w, dy, dx, dw, db, scratch);
+  if (relu_x && dx && !masked) {  // the ReLU's backward as its own pass
+    const KernelTable& kt = kernels();
+    parallel_for(s.n * s.cin * s.geo.h * s.geo.w, int64_t(1) << 15,
+                 [&](int64_t b, int64_t e) { kt.relu_bwd(x + b, dx + b, dx + b, e - b); });
+  }
+}
 
 }  // namespace cpucnn
