@@ -390,8 +390,8 @@ void backward_weight_direct(const Conv2dShape& s, const Plan& plan, const float*
 
 namespace {
 
-void backward_gemm_or_direct(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* dy,
-                         float* dx, float* dw, float* db, Tensor& scratch) {
+void backward_gemm_or_direct(const Conv2dShape& s, const Plan& plan, const float* x, const float* w,
+                             const float* dy, float* dx, float* dw, float* db, Tensor& scratch) {
   if (dx && direct_dx(s)) {
     backward_data_direct(s, plan, w, dy, dx);
     dx = nullptr;  // the GEMM path below computes only dw and db
