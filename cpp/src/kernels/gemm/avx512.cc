@@ -36,6 +36,12 @@ inline void ukernel(int64_t kc, const float* a, const float* b, float* c, int64_
   }
 }
 
+// GCC 12 reports its own _mm512_undefined_ps() inside the unpack and
+// shuffle intrinsics as uninitialised once inlined here (GCC bug 105593,
+// fixed in 13); the transposes below read only initialised registers.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
 // out[i][j] = r[j][i] for a 16x16 block held in 16 registers.
 inline void transpose16(__m512 r[16]) {
   __m512 t[16], u[16];
@@ -62,8 +68,47 @@ inline void transpose16(__m512 r[16]) {
     r[q + 12] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
   }
 }
+#pragma GCC diagnostic pop
 
 using avx512::first_lanes;
+
+// A partial tile (rows <= MR, cols <= NR) straight into C through masked
+// loads and stores; one zmm per row where cols <= 16, half the multiplies of
+// the full tile (narrow GEMMs: Winograd's products on small images).
+#define CPUCNN_HAVE_UKERNEL_EDGE 1
+inline void ukernel_edge(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
+                         int64_t rows, int64_t cols) {
+  __m512 vacc0[MR], vacc1[MR];
+  for (int i = 0; i < MR; ++i) vacc0[i] = vacc1[i] = _mm512_setzero_ps();
+  if (cols <= 16) {
+    for (int64_t p = 0; p < kc; ++p) {
+      const __m512 vb0 = _mm512_loadu_ps(b + p * 32);
+      const float* ap = a + p * MR;
+      for (int i = 0; i < MR; ++i) vacc0[i] = _mm512_fmadd_ps(_mm512_set1_ps(ap[i]), vb0, vacc0[i]);
+    }
+  } else {
+    for (int64_t p = 0; p < kc; ++p) {
+      const __m512 vb0 = _mm512_loadu_ps(b + p * 32);
+      const __m512 vb1 = _mm512_loadu_ps(b + p * 32 + 16);
+      const float* ap = a + p * MR;
+      for (int i = 0; i < MR; ++i) {
+        const __m512 va = _mm512_set1_ps(ap[i]);
+        vacc0[i] = _mm512_fmadd_ps(va, vb0, vacc0[i]);
+        vacc1[i] = _mm512_fmadd_ps(va, vb1, vacc1[i]);
+      }
+    }
+  }
+  const __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
+  for (int64_t i = 0; i < rows && i < MR; ++i) {
+    float* ci = c + i * ldc;
+    if (accumulate) {
+      vacc0[i] = _mm512_add_ps(vacc0[i], _mm512_maskz_loadu_ps(m0, ci));
+      if (m1) vacc1[i] = _mm512_add_ps(vacc1[i], _mm512_maskz_loadu_ps(m1, ci + 16));
+    }
+    _mm512_mask_storeu_ps(ci, m0, vacc0[i]);
+    if (m1) _mm512_mask_storeu_ps(ci + 16, m1, vacc1[i]);
+  }
+}
 
 // One 32-wide panel of B from `cols` rows of B^T (each kc long, ldb apart),
 // 16x16 blocks at a time through registers.
