@@ -90,9 +90,13 @@ Conv2dShape Conv2D::shape(int64_t n) const {
   return s;
 }
 
-void Conv2D::forward(const float* x, float* y, int64_t n, const ForwardContext&) {
-  conv2d_forward(shape(n), x, params_[0].value.data(), use_bias_ ? params_[1].value.data() : nullptr, y,
-                 fused_relu);
+void Conv2D::forward(const float* x, float* y, int64_t n, const ForwardContext& ctx) {
+  const float* bias = use_bias_ ? params_[1].value.data() : nullptr;
+  // Training changes the weights every step: nothing to reuse.
+  if (ctx.training)
+    conv2d_forward(shape(n), x, params_[0].value.data(), bias, y, fused_relu);
+  else
+    inference_.forward(shape(n), x, params_[0].value.data(), bias, y, fused_relu);
 }
 
 void Conv2D::backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {

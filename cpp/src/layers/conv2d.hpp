@@ -29,6 +29,7 @@ class Conv2D : public Layer {
   std::string mode_;  // "same", "valid" or "" (explicit padding)
   bool use_bias_ = true;
   Tensor scratch_;
+  Conv2dWeightCache inference_;  // prepared weights for forwards outside training
 };
 
 }  // namespace cpucnn

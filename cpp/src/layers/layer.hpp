@@ -51,8 +51,9 @@ class Layer {
   virtual void reset_parameters(Rng&) {}
 
   // Forward over a batch of n samples (x: n x in_shape, y: n x out_shape).
-  // With ctx.training false it must not modify the layer (inference may run
-  // from several threads at once).
+  // With ctx.training false it must not modify the layer's parameters or
+  // settings (inference may run from several threads at once; a cache of
+  // prepared weights must be thread-safe).
   virtual void forward(const float* x, float* y, int64_t n, const ForwardContext& ctx) = 0;
   // Backward: given x, y of the last training forward and dy, writes the
   // parameters' gradients (overwriting) and dx unless dx is null.
@@ -62,7 +63,6 @@ class Layer {
   virtual json::Value config() const = 0;
   // Multiply-accumulates per sample of the forward pass.
   virtual int64_t macs() const { return 0; }
-  // Whether this layer has a different backward behaviour depending on training mode.
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }
   Param* find_param(const std::string& name);

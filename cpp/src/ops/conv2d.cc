@@ -292,6 +292,22 @@ void conv2d_bias_grad(const float* dy, int64_t n, int64_t cout, int64_t plane, f
   }
 }
 
+void Conv2dWeightCache::forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
+                                bool relu) {
+  const auto mode = static_cast<WinogradMode>(g_winograd.load(std::memory_order_relaxed));
+  const Plan plan = make_plan(s);
+  if (mode == WinogradMode::kNever || !winograd_applicable(s) ||
+      (mode == WinogradMode::kAuto && !winograd_prepared_pays(s)))
+    return conv2d_forward(s, x, w, bias, y, relu);
+  std::shared_ptr<const WinogradWeights> p;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!winograd_ || !winograd_prepared_for(*winograd_, s, w)) winograd_ = winograd_prepare(s, w);
+    p = winograd_;
+  }
+  winograd_forward_prepared(s, x, *p, bias, y, relu, plan.threads);
+}
+
 void set_conv2d_winograd(WinogradMode mode) { g_winograd.store(static_cast<int>(mode)); }
 WinogradMode conv2d_winograd() { return static_cast<WinogradMode>(g_winograd.load()); }
 

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 
 #include "core/tensor.hpp"
 #include "kernels/im2col.hpp"
@@ -35,6 +37,22 @@ void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const
 // it (each channel summed by one thread, so the result does not depend on the
 // team); outside one it runs serially.
 void conv2d_bias_grad(const float* dy, int64_t n, int64_t cout, int64_t plane, float* db);
+
+struct WinogradWeights;
+
+// One layer's weights prepared once for inference (Winograd's transformed
+// and packed kernels, where that path applies), made again when the weights'
+// values or the ISA change: each call compares the weights with the copy
+// they were made from. Safe to use from several threads at once.
+class Conv2dWeightCache {
+ public:
+  // conv2d_forward through the prepared weights where they pay.
+  void forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu);
+
+ private:
+  std::mutex mutex_;
+  std::shared_ptr<const WinogradWeights> winograd_;
+};
 
 // Winograd F(2x2, 3x3) for eligible 3x3 stride-1 layers (ops/winograd.hpp):
 // kAuto (the default) where it pays, kAlways wherever it applies, kNever

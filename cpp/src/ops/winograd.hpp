@@ -10,15 +10,39 @@
 // weight-gradient partials are summed in a fixed order.
 #pragma once
 
+#include <memory>
+#include <vector>
+
 #include "core/tensor.hpp"
 #include "ops/conv2d.hpp"
 
 namespace cpucnn {
 
+struct KernelTable;
+
 // Whether this layer can run as Winograd on the current ISA, and whether it
 // pays (enough tiles per call to repay transforming the weights).
 bool winograd_applicable(const Conv2dShape& s);
 bool winograd_pays(const Conv2dShape& s);
+// The same for weights already prepared (inference): no weight transform per
+// call, so it pays from fewer tiles.
+bool winograd_prepared_pays(const Conv2dShape& s);
+
+// A layer's weights transformed and packed once for the forward (inference
+// reuses them until the weights change), with the values and the kernel
+// table they were made from.
+struct WinogradWeights {
+  const KernelTable* table = nullptr;
+  int64_t cout = 0, cin = 0;
+  std::vector<float> source;
+  Tensor packed;
+};
+std::shared_ptr<const WinogradWeights> winograd_prepare(const Conv2dShape& s, const float* w);
+// Whether `p` was made from exactly these weights (bit for bit) for this
+// layer shape and the current kernel table.
+bool winograd_prepared_for(const WinogradWeights& p, const Conv2dShape& s, const float* w);
+void winograd_forward_prepared(const Conv2dShape& s, const float* x, const WinogradWeights& p, const float* bias,
+                               float* y, bool relu, int threads);
 
 void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
                       int threads);

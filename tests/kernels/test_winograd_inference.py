@@ -1,0 +1,137 @@
+"""Inference through prepared Winograd weights (ops/conv2d.hpp,
+Conv2dWeightCache): a Conv2D transforms and packs its weights once and
+reuses them for every forward outside training, which makes Winograd pay
+from 64 tiles (batch 1 on 16x16 maps) instead of 256. The cache must follow
+every change of the weights (set_weights, a training step, a single value)
+and of the ISA (each packs for its own micro-kernel), and be safe when
+several threads predict at once."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import cpucnn as cc
+from cpucnn import layers as L
+from harness import assert_close, seeded_rng
+
+K = cc._core.kernels
+
+INPUT = (9, 20, 18)
+
+
+def _model(seed=0):
+    # Conv1: 10 x 9 = 90 tiles per image, conv2: 9 x 8 = 72 (both >= 64 at batch 1).
+    return cc.Sequential([L.Conv2D(16, 3, padding=1), L.ReLU(), L.Conv2D(12, 3), L.ReLU(), L.Flatten(),
+                          L.Dense(5)], input_shape=INPUT, seed=seed)
+
+
+def _x(n, key="x"):
+    return seeded_rng("winograd-inference", key, n).standard_normal((n,) + INPUT).astype(np.float32)
+
+
+def _has_winograd():
+    return dict(cc.cpu_info()["kernels"]).get("conv2d_winograd") is not None
+
+
+@pytest.fixture
+def mode():
+    before = K.conv2d_winograd()
+    yield K.set_conv2d_winograd
+    K.set_conv2d_winograd(before)
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("n", [1, 3])
+def test_prepared_weights_match_the_gemm_path(isa, threads, mode, n, nt):
+    cc.set_num_threads(nt)
+    m, x = _model(), _x(n)
+    mode("never")
+    want = m.predict(x)
+    mode("auto")
+    got = [m.predict(x) for _ in range(3)]  # the first fills the cache, the others reuse it
+    for g in got:
+        assert_close(g, want, f"{isa} prepared Winograd vs GEMM, batch {n}")
+    np.testing.assert_array_equal(got[0], got[2])
+    if _has_winograd():  # Winograd rounds differently: it did run at batch 1
+        assert not np.array_equal(got[0], want)
+    else:
+        np.testing.assert_array_equal(got[0], want)
+
+
+def _fresh_predict(weights, x):
+    m = _model(seed=7)
+    m.set_weights(weights)
+    return m.predict(x)
+
+
+def test_prepared_weights_follow_set_weights(isa, one_thread):
+    m, x = _model(), _x(1)
+    before = m.predict(x)
+    w = m.get_weights()
+    w[0] = w[0] * np.float32(-0.5)
+    m.set_weights(w)
+    got = m.predict(x)
+    assert not np.array_equal(got, before)
+    np.testing.assert_array_equal(got, _fresh_predict(w, x))
+
+
+@pytest.mark.parametrize("which", [0, -1])
+def test_prepared_weights_follow_one_changed_value(isa, one_thread, which):
+    m, x = _model(), _x(1)
+    m.predict(x)
+    w = m.get_weights()
+    for i in (0, 2):  # each conv's weight: its first or its last value
+        w[i].reshape(-1)[which] += np.float32(0.25)
+    m.set_weights(w)
+    np.testing.assert_array_equal(m.predict(x), _fresh_predict(w, x))
+
+
+def test_prepared_weights_follow_training(isa, one_thread):
+    m, x = _model(), _x(1)
+    m.compile(optimizer=cc.optimizers.SGD(lr=0.05), loss="cross_entropy")
+    before = m.predict(x)
+    xs = _x(8, "train")
+    y = np.arange(8, dtype=np.int64) % 5
+    m.train_on_batch(xs, y)
+    got = m.predict(x)
+    assert not np.array_equal(got, before)
+    np.testing.assert_array_equal(got, _fresh_predict(m.get_weights(), x))
+
+
+def test_prepared_weights_follow_the_isa(one_thread):
+    isas = cc.available_isas()
+    if len(isas) < 2:
+        pytest.skip("one ISA on this machine")
+    default = cc.cpu_info()["isa"]
+    m, x = _model(), _x(1)
+    try:
+        for name in isas + isas[::-1]:  # each ISA after another's cache
+            cc.set_isa(name)
+            np.testing.assert_array_equal(m.predict(x), _model().predict(x), err_msg=name)
+    finally:
+        cc.set_isa(default)
+
+
+def test_prepared_weights_under_concurrent_predicts(isa, threads):
+    cc.set_num_threads(2)
+    xs = [_x(1, f"thread{i}") for i in range(4)]
+    want = [_model().predict(x) for x in xs]
+    m = _model()  # its cache is filled by whichever thread comes first
+    got = [[] for _ in xs]
+    start = threading.Barrier(len(xs))
+
+    def run(i):
+        start.wait()
+        for _ in range(20):
+            got[i].append(m.predict(xs[i]))
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for i, outs in enumerate(got):
+        assert len(outs) == 20
+        for o in outs:
+            np.testing.assert_array_equal(o, want[i])
