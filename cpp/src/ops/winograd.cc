@@ -203,10 +203,14 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
   const int64_t units = s.n * wg.th;
   const int64_t ub = units_per_block(units, wg.tw, std::max(cin, cout), 1);
   const int64_t ld = ub * wg.tw;
+  // Per thread: its dU partial, then (with db) its bias partials, cout
+  // doubles. The bias gradient comes from dM: with A^T = [1 1 1 0; 0 1 -1 -1],
+  // dM[5] = (A e A^T)[1][1] is the sum of the tile's 2x2 dy values, so db is
+  // the sum of plane 5 of dM, read while it is in cache (not dy again).
   const int64_t usize = kXi * cout * cin;
-  const int64_t stride = (usize + 15) / 16 * 16;
+  const int64_t bias_at = (usize + 15) / 16 * 16;
+  const int64_t stride = db ? bias_at + (2 * cout + 15) / 16 * 16 : bias_at;
   const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
-  const int64_t plane = wg.ho * wg.wo;
   // U^T packed for the dV GEMMs (cin x cout per xi).
   const int64_t upanel = packed_size(cin, cout);
   float* upt = nullptr;
@@ -228,6 +232,8 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
   {
     const int t = thread_id(), team = team_size();
     float* du = part + t * stride;
+    double* bsum = db ? reinterpret_cast<double*>(du + bias_at) : nullptr;
+    if (bsum) std::fill(bsum, bsum + cout, 0.0);
     // This thread's units, in blocks; the split depends only on the team size.
     int64_t t0 = units * t / team, t1 = units * (t + 1) / team;
     if (by_image) {
@@ -247,6 +253,8 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
       const int64_t cols = (u1 - u0) * wg.tw;
       kt.winograd_input(x, cin, in_stride, wg, u0, u1, v, ld);
       kt.winograd_grad_output(dy, cout, out_stride, wg, u0, u1, dm, ld);
+      if (bsum)
+        for (int64_t k = 0; k < cout; ++k) bsum[k] += kt.sum(dm + 5 * winograd_plane(cout, ld) + k * ld, cols);
       for (int xi = 0; xi < kXi; ++xi) {
         GemmArgs a;  // dU[xi] (cout x cin) += dM[xi] (cout x cols) V[xi]^T (cols x cin)
         a.trans_b = true;
@@ -288,7 +296,14 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
         for (int j = 0; j < 3; ++j)
           out[i * 3 + j] = t3[i][0] * kG[0][j] + t3[i][1] * kG[1][j] + t3[i][2] * kG[2][j] + t3[i][3] * kG[3][j];
     }
-    if (db) conv2d_bias_grad(dy, s.n, cout, plane, db);
+    if (db) {
+#pragma omp for schedule(static)
+      for (int64_t k = 0; k < cout; ++k) {
+        double acc = 0.0;
+        for (int o = 0; o < team; ++o) acc += reinterpret_cast<const double*>(part + o * stride + bias_at)[k];
+        db[k] = static_cast<float>(acc);
+      }
+    }
   }
   return fused_dx && relu_x;
 }
