@@ -28,6 +28,8 @@ struct KernelTable {
   Im2colPackFn im2col_pack = nullptr;  // optional: stride-1 implicit im2col into GEMM panels
   ConvDirectFwdFn conv_direct_fwd = nullptr;  // optional: direct conv for thin layers
   ConvDirectBwdWFn conv_direct_bwd_w = nullptr;  // optional: its weight gradient
+  ConvLanesFwdFn conv_lanes_fwd = nullptr;  // optional, both or none: output channels in lanes
+  ConvLanesBwdWFn conv_lanes_bwd_w = nullptr;
   // optional, all four or none: Winograd F(2x2, 3x3) for 3x3 stride-1 convs
   WinogradInputFn winograd_input = nullptr;
   WinogradOutputFn winograd_output = nullptr;

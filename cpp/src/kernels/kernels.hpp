@@ -75,6 +75,21 @@ using ConvDirectBwdWFn = void (*)(const float* x, const float* dy, float* dw, in
                                   const ConvGeometry& g, bool accumulate);
 void conv2d_direct_bwd_w_avx512(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
                                 const ConvGeometry& g, bool accumulate);
+// Convolution with the output channels in the vector lanes (16 a register)
+// for thin layers with a multiple of 16 output channels: forward of images
+// [0, n) with the weights as wl[ci][i][j][co] (bias may be null), and the
+// weight gradient of images [0, n) added to dwl (same layout; kw 3 or 5).
+// Stride 1 and dilation 1 along W, groups 1. `scratch`: the
+// conv2d_lanes_scratch floats of one thread.
+int64_t conv2d_lanes_scratch(int64_t cin, int64_t cout, const ConvGeometry& g);
+using ConvLanesFwdFn = void (*)(const float* x, const float* wl, const float* bias, float* y, int64_t n, int64_t cin,
+                                int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
+void conv2d_lanes_fwd_avx512(const float* x, const float* wl, const float* bias, float* y, int64_t n, int64_t cin,
+                             int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
+using ConvLanesBwdWFn = void (*)(const float* x, const float* dy, float* dwl, int64_t n, int64_t cin, int64_t cout,
+                                 const ConvGeometry& g, float* scratch);
+void conv2d_lanes_bwd_w_avx512(const float* x, const float* dy, float* dwl, int64_t n, int64_t cin, int64_t cout,
+                               const ConvGeometry& g, float* scratch);
 using Im2colPackFn = void (*)(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 void im2col_pack_avx512(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 using Im2colFn = void (*)(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);

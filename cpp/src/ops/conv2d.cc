@@ -252,6 +252,42 @@ bool use_direct(const Conv2dShape& s, const Plan&) {
   return kernels().conv_direct_fwd != nullptr && s.groups == 1 && s.geo.sw == 1 && s.geo.dw == 1 && s.cout <= 16;
 }
 
+// Layers with 16 or 32 output channels and a short reduction: the output
+// channels in the lanes (kernels/conv_lanes/), images split over threads
+// (so only with an image per thread; at batch 1 the direct kernel splits
+// rows). Forward from 64 taps x input channels: below that the padded copy
+// and the transposes cost more than the products (convnet_s and vgg_s
+// conv1, 9 and 27: 1.1-1.4x slower than im2col + GEMM at batch 64, while
+// lenet5 conv2, 150, runs 2.5-3x faster). The weight gradient pays
+// throughout (1.4-2.3x on those three); see lanes_dw.
+bool lanes_shape(const Conv2dShape& s, const Plan& plan) {
+  const ConvGeometry& g = s.geo;
+  return kernels().conv_lanes_fwd != nullptr && s.groups == 1 && g.sw == 1 && g.dw == 1 && s.cout % 16 == 0 &&
+         s.cout <= 32 && plan.k <= 256 && s.n >= plan.threads;
+}
+
+bool use_lanes(const Conv2dShape& s, const Plan& plan) { return lanes_shape(s, plan) && plan.k >= 64; }
+
+// The layout of the weights it reads: wl[ci][i][j][co].
+void forward_lanes(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* bias,
+                   float* y, bool relu) {
+  const KernelTable& kt = kernels();
+  float* wl = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(s.cout * plan.k));
+  for (int64_t co = 0; co < s.cout; ++co)
+    for (int64_t k = 0; k < plan.k; ++k) wl[k * s.cout + co] = w[co * plan.k + k];
+  const int64_t in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * plan.p;
+  const int64_t per = conv2d_lanes_scratch(s.cin, s.cout, s.geo);
+  const int use = static_cast<int>(std::min<int64_t>(plan.threads, s.n));
+#pragma omp parallel num_threads(use) if (use > 1)
+  {
+    const int t = thread_id(), team = team_size();
+    const int64_t n0 = s.n * t / team, n1 = s.n * (t + 1) / team;
+    float* sc = thread_workspace().get(Workspace::kCol, static_cast<size_t>(per));
+    if (n1 > n0)
+      kt.conv_lanes_fwd(x + n0 * in_size, wl, bias, y + n0 * out_size, n1 - n0, s.cin, s.cout, s.geo, relu, sc);
+  }
+}
+
 // Work items are (sample, slab of output rows); each writes its own outputs.
 void forward_direct(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* bias,
                     float* y, bool relu) {
@@ -314,6 +350,7 @@ WinogradMode conv2d_winograd() { return static_cast<WinogradMode>(g_winograd.loa
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu) {
   const Plan plan = make_plan(s);
   if (use_winograd(s)) return winograd_forward(s, x, w, bias, y, relu, plan.threads);
+  if (use_lanes(s, plan)) return forward_lanes(s, plan, x, w, bias, y, relu);
   if (use_direct(s, plan)) return forward_direct(s, plan, x, w, bias, y, relu);
   if (plan.batch_parallel) {
 #pragma omp parallel for num_threads(plan.threads) schedule(static, 1)
@@ -366,7 +403,8 @@ void backward_data_direct(const Conv2dShape& s, const Plan& plan, const float* w
 // padding when it has fewer than 8 rows (output channels) or 16 columns
 // (cin*kh*kw)). Measured (benchmarks/bench_kernels.py, batch 256): lenet5
 // conv1 (6 out) 1.5x and convnet_s conv1 (9 taps) 1.25x faster this way;
-// lenet5 conv2 (16 x 150) and vgg_s conv1 (32 x 27) are faster as GEMMs.
+// lenet5 conv2 (16 x 150) and vgg_s conv1 (32 x 27) are faster as GEMMs
+// (all four now take the lanes kernel first where it applies, lanes_dw).
 // Images are split over threads into partial sums added in thread order.
 bool direct_dw(const Conv2dShape& s) {
   const ConvGeometry& g = s.geo;
@@ -402,6 +440,42 @@ void backward_weight_direct(const Conv2dShape& s, const Plan& plan, const float*
   }
 }
 
+// The weight gradient with the output channels in the lanes (see
+// lanes_shape), for 3- and 5-wide kernels: each thread sums its images into
+// its own partial (layout wl), added in thread order into dw.
+bool lanes_dw(const Conv2dShape& s, const Plan& plan) {
+  return lanes_shape(s, plan) && kernels().conv_lanes_bwd_w != nullptr && (s.geo.kw == 3 || s.geo.kw == 5);
+}
+
+void backward_weight_lanes(const Conv2dShape& s, const Plan& plan, const float* x, const float* dy, float* dw,
+                           float* db, Tensor& scratch) {
+  const KernelTable& kt = kernels();
+  const int64_t wsize = s.cout * plan.k, in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * plan.p;
+  const int64_t per = conv2d_lanes_scratch(s.cin, s.cout, s.geo);
+  const int T = static_cast<int>(std::min<int64_t>(plan.threads, s.n));
+  const int64_t stride = (wsize + 15) / 16 * 16;
+  scratch.resize({static_cast<int64_t>(T) * stride});
+  float* part = scratch.data();
+#pragma omp parallel num_threads(T) if (T > 1)
+  {
+    const int t = thread_id(), team = team_size();
+    const int64_t n0 = s.n * t / team, n1 = s.n * (t + 1) / team;
+    float* pw = part + t * stride;
+    std::memset(pw, 0, wsize * sizeof(float));
+    float* sc = thread_workspace().get(Workspace::kCol, static_cast<size_t>(per));
+    if (n1 > n0) kt.conv_lanes_bwd_w(x + n0 * in_size, dy + n0 * out_size, pw, n1 - n0, s.cin, s.cout, s.geo, sc);
+#pragma omp barrier
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < wsize; ++i) {  // dw[co][k] from wl[k][co]
+      const int64_t co = i / plan.k, k = i % plan.k;
+      float acc = part[k * s.cout + co];
+      for (int u = 1; u < team; ++u) acc += part[u * stride + k * s.cout + co];
+      dw[i] = acc;
+    }
+    if (db) conv2d_bias_grad(dy, s.n, s.cout, plan.p, db);
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -412,6 +486,7 @@ void backward_gemm_or_direct(const Conv2dShape& s, const Plan& plan, const float
     backward_data_direct(s, plan, w, dy, dx);
     dx = nullptr;  // the GEMM path below computes only dw and db
   }
+  if (!dx && lanes_dw(s, plan)) return backward_weight_lanes(s, plan, x, dy, dw, db, scratch);
   if (!dx && direct_dw(s)) return backward_weight_direct(s, plan, x, dy, dw, db, scratch);
   const int64_t wsize = s.cout * plan.k;
   if (!plan.batch_parallel) {

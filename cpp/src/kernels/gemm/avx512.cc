@@ -38,41 +38,9 @@ __attribute__((always_inline)) inline void ukernel(int64_t kc, const float* a, c
   }
 }
 
-// GCC 12 reports its own _mm512_undefined_ps() inside the unpack and
-// shuffle intrinsics as uninitialised once inlined here (GCC bug 105593,
-// fixed in 13); the transposes below read only initialised registers.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-
-// out[i][j] = r[j][i] for a 16x16 block held in 16 registers.
-inline void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int k = 0; k < 8; ++k) {
-    t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-    t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-  }
-  for (int k = 0; k < 4; ++k) {  // rows 4k..4k+3
-    const __m512d a = _mm512_castps_pd(t[4 * k]), b = _mm512_castps_pd(t[4 * k + 2]);
-    const __m512d c = _mm512_castps_pd(t[4 * k + 1]), d = _mm512_castps_pd(t[4 * k + 3]);
-    u[4 * k + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));  // column 4L+0 of rows 4k..4k+3, lane L
-    u[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));  // column 4L+1
-    u[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));  // column 4L+2
-    u[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));  // column 4L+3
-  }
-  for (int q = 0; q < 4; ++q) {  // columns q, q+4, q+8, q+12
-    const __m512 v0 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0x88);
-    const __m512 v1 = _mm512_shuffle_f32x4(u[q], u[4 + q], 0xdd);
-    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0x88);
-    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + q], u[12 + q], 0xdd);
-    r[q] = _mm512_shuffle_f32x4(v0, w0, 0x88);
-    r[q + 8] = _mm512_shuffle_f32x4(v0, w0, 0xdd);
-    r[q + 4] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-    r[q + 12] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
-  }
-}
-#pragma GCC diagnostic pop
 
 using avx512::first_lanes;
+using avx512::transpose16;
 
 // A partial tile (rows <= MR, cols <= NR) straight into C through masked
 // loads and stores; one zmm per row where cols <= 16, half the multiplies of

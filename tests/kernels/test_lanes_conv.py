@@ -1,0 +1,90 @@
+"""The convolution with output channels in the vector lanes
+(kernels/conv_lanes/, AVX-512) through the conv operator, on every ISA,
+against the float64 reference: forward (16 or 32 output channels, 64 to
+256 taps x input channels) and the weight gradient (3- or 5-wide kernels,
+any reduction up to 256). Ragged sizes: rows wider than the 24- and
+12-pixel register blocks, odd sizes, padding (its zero-padded copy),
+"same" padding with the odd row at the bottom, row stride and dilation,
+48 channels (two registers then one), batches that split unevenly, and as
+many images as threads (at fewer, batch 1, other kernels run)."""
+
+import numpy as np
+import pytest
+
+import cpucnn as cc
+import reference as ref
+from harness import assert_close, seeded_rng
+
+K = cc._core.kernels
+
+# (n, cin, cout, h, w, (kh, kw), stride, padding, dilation)
+SHAPES = [
+    (5, 6, 16, 14, 14, (5, 5), (1, 1), (0, 0), (1, 1)),  # lenet5 conv2: forward and dw
+    (3, 1, 32, 28, 28, (3, 3), (1, 1), (0, 0), (1, 1)),  # convnet_s conv1: dw only (9 taps)
+    (2, 3, 32, 32, 32, (3, 3), (1, 1), (1, 1), (1, 1)),  # vgg_s conv1: dw only (27)
+    (3, 8, 32, 9, 30, (3, 3), (1, 1), (1, 1), (1, 1)),  # 72: forward too; rows of 12 + 12 + 6
+    (2, 3, 16, 11, 53, (5, 5), (1, 1), (2, 2), (1, 1)),  # 75: rows of 24 + 24 + 5
+    (3, 4, 48, 12, 10, (3, 5), (2, 1), (1, 2), (2, 1)),  # 60 (dw) with row stride and dilation; 48 channels
+    (7, 10, 16, 8, 7, (3, 3), (1, 1), (1, 1), (1, 1)),  # 90, 7 images over 2 threads
+    (2, 28, 16, 6, 6, (3, 3), (1, 1), (0, 0), (1, 1)),  # 252 taps x channels
+    (4, 9, 16, 5, 9, (3, 5), (1, 1), (1, 2), (1, 1)),  # 135, non-square kernel
+    (2, 1, 16, 3, 3, (5, 5), (1, 1), (2, 2), (1, 1)),  # output wider than the input, all padding around
+]
+
+
+def _case(shape):
+    n, cin, cout, h, w, ks, st, pad, dil = shape
+    rng = seeded_rng("lanes", shape)
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((cout, cin) + ks) / np.sqrt(cin * ks[0] * ks[1])).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    y = ref.conv2d_forward(x, wt, b, stride=st, padding=pad, dilation=dil)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    return x, wt, b, dy, y
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + f"-k{s[5]}-s{s[6]}-d{s[8]}")
+def test_lanes_convolutions_match_reference(isa, threads, shape, nt):
+    cc.set_num_threads(nt)
+    x, wt, b, dy, want_y = _case(shape)
+    _, _, _, _, _, _, st, pad, dil = shape
+    kw = dict(stride=st, padding=pad, dilation=dil)
+    want_dx, want_dw, want_db = ref.conv2d_backward(x, wt, dy, **kw)
+    assert_close(K.conv2d_forward(x, wt, b, **kw), want_y, f"{isa} forward {shape}")
+    assert_close(K.conv2d_forward(x, wt, None, relu=True, **kw), np.maximum(want_y - b[:, None, None], 0),
+                 f"{isa} forward+relu without bias {shape}")
+    none, dw, db = K.conv2d_backward(x, wt, dy, need_dx=False, **kw)
+    assert none is None
+    assert_close(dw, want_dw, f"{isa} dw {shape}")
+    assert_close(db, want_db, f"{isa} db {shape}")
+    dx, dw2, _ = K.conv2d_backward(x, wt, dy, **kw)
+    assert_close(dx, want_dx, f"{isa} dx {shape}")
+    assert_close(dw2, want_dw, f"{isa} dw with dx {shape}")
+
+
+def test_same_padding_odd_row_at_the_bottom(isa, threads):
+    # "same" with an even kernel: one row and column of padding, after the input.
+    cc.set_num_threads(2)
+    m = cc.Sequential([cc.layers.Conv2D(16, (4, 4), padding="same")], input_shape=(5, 7, 9), seed=1)
+    x = seeded_rng("lanes-same").standard_normal((4, 5, 7, 9)).astype(np.float32)
+    wt, b = m.get_weights()
+    xp = np.pad(x, ((0, 0), (0, 0), (1, 2), (1, 2)))
+    assert_close(m.predict(x), ref.conv2d_forward(xp, wt, b), f"{isa} same padding")
+
+
+def test_lanes_weight_gradient_is_reproducible(isa, threads):
+    cc.set_num_threads(2)
+    x, wt, _, dy, _ = _case(SHAPES[0])
+    first = K.conv2d_backward(x, wt, dy, need_dx=False)
+    again = K.conv2d_backward(x, wt, dy, need_dx=False)
+    for a, e in zip(first[1:], again[1:]):
+        np.testing.assert_array_equal(a, e)
+
+
+def test_lanes_kernel_is_listed_on_avx512_only(isa):
+    impl = dict(cc.cpu_info()["kernels"]).get("conv2d_lanes")
+    if isa == "avx512":
+        assert impl.startswith("avx512")
+    else:
+        assert impl is None
