@@ -75,6 +75,15 @@ using ConvDirectBwdWFn = void (*)(const float* x, const float* dy, float* dw, in
                                   const ConvGeometry& g, bool accumulate);
 void conv2d_direct_bwd_w_avx512(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
                                 const ConvGeometry& g, bool accumulate);
+// Direct convolution forward with 16 images in the vector lanes, for thin
+// layers (any output channel count; meant for a few): images [0, n), w as
+// given ([cout][cin][kh][kw]), bias may be null. Stride 1 and dilation 1
+// along W, groups 1. `scratch`: the conv2d_batch_scratch floats of one thread.
+int64_t conv2d_batch_scratch(int64_t cin, int64_t cout, const ConvGeometry& g);
+using ConvBatchFwdFn = void (*)(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t cin,
+                                int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
+void conv2d_batch_fwd_avx512(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t cin,
+                             int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
 // Convolution with the output channels in the vector lanes (16 a register)
 // for thin layers with a multiple of 16 output channels: forward of images
 // [0, n) with the weights as wl[ci][i][j][co] (bias may be null), and the

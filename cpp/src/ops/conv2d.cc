@@ -288,6 +288,33 @@ void forward_lanes(const Conv2dShape& s, const Plan& plan, const float* x, const
   }
 }
 
+// Thin layers (<= 16 output channels) with 16 images or more per thread:
+// 16 images in the lanes (kernels/conv_batch/), groups of 16 split over
+// threads. Every lane is useful whatever the row width, and taps over the
+// padding are skipped, which the full convolution of backward-data is full
+// of (lenet5 conv2's dx: a 10x10 map padded to 18x18).
+bool use_batch(const Conv2dShape& s, const Plan& plan) {
+  return kernels().conv_batch_fwd != nullptr && s.groups == 1 && s.geo.sw == 1 && s.geo.dw == 1 && s.cout <= 16 &&
+         s.n >= 16 * plan.threads;
+}
+
+void forward_batch(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* bias,
+                   float* y, bool relu) {
+  const KernelTable& kt = kernels();
+  const int64_t in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * s.geo.ho * s.geo.wo;
+  const int64_t per = conv2d_batch_scratch(s.cin, s.cout, s.geo);
+  const int64_t groups = (s.n + 15) / 16;
+  const int use = static_cast<int>(std::min<int64_t>(plan.threads, groups));
+#pragma omp parallel num_threads(use) if (use > 1)
+  {
+    const int t = thread_id(), team = team_size();
+    const int64_t n0 = 16 * (groups * t / team), n1 = std::min(s.n, 16 * (groups * (t + 1) / team));
+    float* sc = thread_workspace().get(Workspace::kCol, static_cast<size_t>(per));
+    if (n1 > n0)
+      kt.conv_batch_fwd(x + n0 * in_size, w, bias, y + n0 * out_size, n1 - n0, s.cin, s.cout, s.geo, relu, sc);
+  }
+}
+
 // Work items are (sample, slab of output rows); each writes its own outputs.
 void forward_direct(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* bias,
                     float* y, bool relu) {
@@ -351,6 +378,7 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
   const Plan plan = make_plan(s);
   if (use_winograd(s)) return winograd_forward(s, x, w, bias, y, relu, plan.threads);
   if (use_lanes(s, plan)) return forward_lanes(s, plan, x, w, bias, y, relu);
+  if (use_batch(s, plan)) return forward_batch(s, plan, x, w, bias, y, relu);
   if (use_direct(s, plan)) return forward_direct(s, plan, x, w, bias, y, relu);
   if (plan.batch_parallel) {
 #pragma omp parallel for num_threads(plan.threads) schedule(static, 1)
@@ -395,7 +423,10 @@ void backward_data_direct(const Conv2dShape& s, const Plan& plan, const float* w
   t.geo = ConvGeometry{g.ho, g.wo, g.h, g.w, g.kh, g.kw, 1, 1, g.kh - 1 - g.ph, g.kw - 1 - g.pw, 1, 1};
   Plan tp = plan;
   tp.p = g.h * g.w;
-  forward_direct(t, tp, dy, wt, nullptr, dx, false);
+  if (use_batch(t, tp))
+    forward_batch(t, tp, dy, wt, nullptr, dx, false);
+  else
+    forward_direct(t, tp, dy, wt, nullptr, dx, false);
 }
 
 // Thin layers' weight gradient straight from x and dy (no im2col, whose

@@ -1,0 +1,75 @@
+"""The direct convolution with 16 images in the vector lanes
+(kernels/conv_batch/, AVX-512) through the conv operator, on every ISA,
+against the float64 reference: the forward of thin layers (<= 16 output
+channels) and backward-data, the full convolution it runs for layers with
+<= 16 input channels, once there are 16 images or more per thread. Ragged
+sizes: a last group of fewer than 16 images, output channel counts that
+leave a partial block of 6, rows that are not a multiple of the 4-pixel
+block, padding on every side (the taps skipped over it), row stride and
+row dilation, rectangular kernels, an output pixel whose window is all
+padding."""
+
+import numpy as np
+import pytest
+
+import cpucnn as cc
+import reference as ref
+from harness import assert_close, seeded_rng
+
+K = cc._core.kernels
+
+# (n, cin, cout, h, w, (kh, kw), stride, padding, dilation)
+SHAPES = [
+    (32, 1, 6, 28, 28, (5, 5), (1, 1), (2, 2), (1, 1)),  # lenet5 conv1 (and its dx: 6 -> 1)
+    (32, 6, 16, 14, 14, (5, 5), (1, 1), (0, 0), (1, 1)),  # lenet5 conv2's dx: 16 -> 6 over a padded 10x10
+    (67, 3, 7, 9, 11, (3, 3), (1, 1), (1, 1), (1, 1)),  # 4 full groups and 3 images; 7 channels = 6 + 1
+    (40, 2, 16, 7, 41, (3, 5), (1, 1), (1, 2), (1, 1)),  # 16 = 6 + 6 + 4 channels; rows of 10 blocks + 1
+    (33, 4, 5, 13, 10, (3, 3), (2, 1), (1, 1), (2, 1)),  # row stride and dilation
+    (32, 5, 3, 2, 3, (5, 5), (1, 1), (4, 4), (1, 1)),  # outputs whose whole window is padding
+    (48, 9, 12, 6, 6, (2, 4), (1, 1), (0, 3), (1, 1)),  # kernel wider than tall, padding along W only
+]
+
+
+def _case(shape):
+    n, cin, cout, h, w, ks, st, pad, dil = shape
+    rng = seeded_rng("batch", shape)
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((cout, cin) + ks) / np.sqrt(cin * ks[0] * ks[1])).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    y = ref.conv2d_forward(x, wt, b, stride=st, padding=pad, dilation=dil)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    return x, wt, b, dy, y
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + f"-k{s[5]}-s{s[6]}-d{s[8]}")
+def test_batch_convolutions_match_reference(isa, threads, shape, nt):
+    cc.set_num_threads(nt)
+    x, wt, b, dy, want_y = _case(shape)
+    _, _, _, _, _, _, st, pad, dil = shape
+    kw = dict(stride=st, padding=pad, dilation=dil)
+    assert_close(K.conv2d_forward(x, wt, b, **kw), want_y, f"{isa} forward {shape}")
+    assert_close(K.conv2d_forward(x, wt, b, relu=True, **kw), np.maximum(want_y, 0), f"{isa} forward+relu {shape}")
+    want_dx, want_dw, want_db = ref.conv2d_backward(x, wt, dy, **kw)
+    dx, dw, db = K.conv2d_backward(x, wt, dy, **kw)
+    assert_close(dx, want_dx, f"{isa} dx {shape}")
+    assert_close(dw, want_dw, f"{isa} dw {shape}")
+    assert_close(db, want_db, f"{isa} db {shape}")
+
+
+def test_batch_and_row_kernels_agree(isa, threads):
+    # The same layer at 32 images (16 a lane group) and one image at a time
+    # (the row kernel): the same sums in a different order.
+    cc.set_num_threads(1)
+    x, wt, b, dy, _ = _case(SHAPES[0])
+    whole = K.conv2d_forward(x, wt, b, padding=(2, 2))
+    one = np.concatenate([K.conv2d_forward(x[i:i + 1], wt, b, padding=(2, 2)) for i in range(len(x))])
+    assert_close(whole, one, f"{isa} batch vs row kernel")
+
+
+def test_batch_kernel_is_listed_on_avx512_only(isa):
+    impl = dict(cc.cpu_info()["kernels"]).get("conv2d_batch")
+    if isa == "avx512":
+        assert impl.startswith("avx512")
+    else:
+        assert impl is None
