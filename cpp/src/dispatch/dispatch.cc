@@ -77,6 +77,7 @@ KernelTable make_avx512() {
   t.conv_lanes_fwd = conv2d_lanes_fwd_avx512;
   t.conv_lanes_bwd_w = conv2d_lanes_bwd_w_avx512;
   t.conv_batch_fwd = conv2d_batch_fwd_avx512;
+  t.conv_batch_bwd_w = conv2d_batch_bwd_w_avx512;
   t.winograd_input = winograd_input_avx512;
   t.winograd_output = winograd_output_avx512;
   t.winograd_grad_output = winograd_grad_output_avx512;
@@ -98,8 +99,9 @@ KernelTable make_avx512() {
                     "avx512 (16 or 32 output channels, <= 256 taps x input channels, an image per thread; "
                     "forward from 64 taps x input channels, dw for 3- or 5-wide kernels)"});
   t.impl.push_back({"conv2d_batch",
-                    "avx512 (16 images a register: forward and dx as a full convolution with <= 16 output "
-                    "channels, 16 images or more per thread)"});
+                    "avx512 (16 images a register, 16 images or more per thread: forward and dx as a full "
+                    "convolution with <= 16 output channels; dw of 3- and 5-wide kernels where the direct dw "
+                    "would run)"});
   t.impl.push_back({"conv2d_winograd", "avx512 (3x3 stride-1 convs with >= 8 channels in and out)"});
   mark(t, "relu", "avx512");
   mark(t, "maxpool2d", "avx512 (2x2 stride 2; scalar otherwise)");

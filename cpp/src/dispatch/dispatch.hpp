@@ -30,7 +30,8 @@ struct KernelTable {
   ConvDirectBwdWFn conv_direct_bwd_w = nullptr;  // optional: its weight gradient
   ConvLanesFwdFn conv_lanes_fwd = nullptr;  // optional, both or none: output channels in lanes
   ConvLanesBwdWFn conv_lanes_bwd_w = nullptr;
-  ConvBatchFwdFn conv_batch_fwd = nullptr;  // optional: images in lanes
+  ConvBatchFwdFn conv_batch_fwd = nullptr;  // optional, both or none: images in lanes
+  ConvBatchBwdWFn conv_batch_bwd_w = nullptr;
   // optional, all four or none: Winograd F(2x2, 3x3) for 3x3 stride-1 convs
   WinogradInputFn winograd_input = nullptr;
   WinogradOutputFn winograd_output = nullptr;

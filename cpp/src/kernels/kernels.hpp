@@ -84,6 +84,12 @@ using ConvBatchFwdFn = void (*)(const float* x, const float* w, const float* bia
                                 int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
 void conv2d_batch_fwd_avx512(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t cin,
                              int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
+// Its weight gradient of images [0, n) into dw ([cout][cin][kh][kw],
+// overwritten); kw 3 or 5.
+using ConvBatchBwdWFn = void (*)(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
+                                 const ConvGeometry& g, float* scratch);
+void conv2d_batch_bwd_w_avx512(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
+                               const ConvGeometry& g, float* scratch);
 // Convolution with the output channels in the vector lanes (16 a register)
 // for thin layers with a multiple of 16 output channels: forward of images
 // [0, n) with the weights as wl[ci][i][j][co] (bias may be null), and the

@@ -119,11 +119,56 @@ void blocks(const float* xb, const Padded& pd, const float* w, int64_t cin, int6
   }
 }
 
+// Weight gradient: dwb[co0 + c][ci][i][j][l] for CO output channels by
+// the KW kernel columns of kernel row i, summed over the output pixels of a
+// group (dyb: dy as [co][pixel][image]) and added to dwb: per-image
+// partial sums, reduced across the lanes once at the end.
+template <int CO, int KW>
+void wblock(const float* xb, const Padded& pd, const float* dyb, float* dwb, int64_t cin, const ConvGeometry& g,
+            int64_t co0, int64_t ci, int64_t i) {
+  const int64_t pixels = g.ho * g.wo, taps = g.kh * KW;
+  __m512 acc[CO][KW];
+  for (int c = 0; c < CO; ++c)
+    for (int j = 0; j < KW; ++j) acc[c][j] = _mm512_loadu_ps(dwb + (((co0 + c) * cin + ci) * taps + i * KW + j) * 16);
+  for (int64_t oh = 0; oh < g.ho; ++oh) {
+    const int64_t r = oh * g.sh + i * g.dh;  // padded row
+    if (r < g.ph || r >= g.h + g.ph) continue;  // a row of padding adds nothing
+    const float* row = xb + (ci * pd.hp + r) * pd.wp * 16;
+    const float* d = dyb + (co0 * pixels + oh * g.wo) * 16;
+    for (int64_t ow = 0; ow < g.wo; ++ow) {
+      __m512 dv[CO];
+      for (int c = 0; c < CO; ++c) dv[c] = _mm512_loadu_ps(d + (c * pixels + ow) * 16);
+      for (int j = 0; j < KW; ++j) {
+        const __m512 xv = _mm512_loadu_ps(row + (ow + j) * 16);
+        for (int c = 0; c < CO; ++c) acc[c][j] = _mm512_fmadd_ps(dv[c], xv, acc[c][j]);
+      }
+    }
+  }
+  for (int c = 0; c < CO; ++c)
+    for (int j = 0; j < KW; ++j) _mm512_storeu_ps(dwb + (((co0 + c) * cin + ci) * taps + i * KW + j) * 16, acc[c][j]);
+}
+
+template <int KW>
+void wblocks(const float* xb, const Padded& pd, const float* dyb, float* dwb, int64_t cin, int64_t cout,
+             const ConvGeometry& g, int64_t ci, int64_t i) {
+  constexpr int kMaxCo = 20 / KW;  // CO x KW accumulators + CO + 1 vectors within 32 registers
+  for (int64_t co0 = 0; co0 < cout; co0 += kMaxCo) {
+    switch (std::min<int64_t>(kMaxCo, cout - co0)) {
+#define CPUCNN_WBLOCK(c) \
+  case c: if constexpr (c <= kMaxCo) wblock<c, KW>(xb, pd, dyb, dwb, cin, g, co0, ci, i); break;
+      CPUCNN_WBLOCK(6) CPUCNN_WBLOCK(5) CPUCNN_WBLOCK(4) CPUCNN_WBLOCK(3) CPUCNN_WBLOCK(2) CPUCNN_WBLOCK(1)
+#undef CPUCNN_WBLOCK
+      default: break;
+    }
+  }
+}
+
 }  // namespace
 
 int64_t conv2d_batch_scratch(int64_t cin, int64_t cout, const ConvGeometry& g) {
   const Padded pd = padded_size(g);
-  return (cin * pd.hp * pd.wp + cout * g.ho * g.wo) * 16;
+  // input group, output (or dy) group, and the weight gradient's lane sums
+  return (cin * pd.hp * pd.wp + cout * g.ho * g.wo + cout * cin * g.kh * g.kw) * 16;
 }
 
 void conv2d_batch_fwd_avx512(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t cin,
@@ -161,6 +206,43 @@ void conv2d_batch_fwd_avx512(const float* x, const float* w, const float* bias, 
       }
     }
     from_batch(yb, images, cout, g.ho * g.wo, bias, relu, y + n0 * out_size);
+  }
+}
+
+}  // namespace cpucnn
+
+namespace cpucnn {
+
+void conv2d_batch_bwd_w_avx512(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
+                               const ConvGeometry& g, float* scratch) {
+  const Padded pd = padded_size(g);
+  const int64_t pixels = g.ho * g.wo, wsize = cout * cin * g.kh * g.kw;
+  float* xb = scratch;
+  float* dyb = xb + cin * pd.hp * pd.wp * 16;
+  float* dwb = dyb + cout * pixels * 16;
+  std::memset(dwb, 0, static_cast<size_t>(wsize * 16) * sizeof(float));
+  const int64_t in_size = cin * g.h * g.w, out_size = cout * pixels;
+  // dy as a "convolution input" of cout planes, no padding.
+  const ConvGeometry gy{g.ho, g.wo, g.ho, g.wo, 1, 1, 1, 1, 0, 0, 1, 1};
+  const Padded pdy{g.ho, g.wo};
+  for (int64_t n0 = 0; n0 < n; n0 += 16) {
+    const int64_t images = std::min<int64_t>(16, n - n0);
+    to_batch(x + n0 * in_size, images, cin, g, pd, xb);
+    to_batch(dy + n0 * out_size, images, cout, gy, pdy, dyb);  // missing images: zero lanes of dy
+    for (int64_t ci = 0; ci < cin; ++ci)
+      for (int64_t i = 0; i < g.kh; ++i) {
+        if (g.kw == 3)
+          wblocks<3>(xb, pd, dyb, dwb, cin, cout, g, ci, i);
+        else
+          wblocks<5>(xb, pd, dyb, dwb, cin, cout, g, ci, i);
+      }
+  }
+  for (int64_t k = 0; k < wsize; ++k) {  // the lanes' sums, in lane order
+    alignas(64) float l[16];
+    _mm512_store_ps(l, _mm512_loadu_ps(dwb + k * 16));
+    float sum = 0.0f;
+    for (float v : l) sum += v;
+    dw[k] = sum;
   }
 }
 
