@@ -252,6 +252,11 @@ bool use_direct(const Conv2dShape& s, const Plan&) {
   return kernels().conv_direct_fwd != nullptr && s.groups == 1 && s.geo.sw == 1 && s.geo.dw == 1 && s.cout <= 16;
 }
 
+// The lane kernels' buffers per thread (kernels/conv_lanes/, conv_batch/:
+// a padded input, an output or dy, dw lane sums) stay within kLaneScratch
+// floats (4 MiB): they are for small maps, whose buffers sit in L2.
+constexpr int64_t kLaneScratch = int64_t(1) << 20;
+
 // Layers with 16 or 32 output channels and a short reduction: the output
 // channels in the lanes (kernels/conv_lanes/), images split over threads
 // (so only with an image per thread; at batch 1 the direct kernel splits
@@ -263,7 +268,8 @@ bool use_direct(const Conv2dShape& s, const Plan&) {
 bool lanes_shape(const Conv2dShape& s, const Plan& plan) {
   const ConvGeometry& g = s.geo;
   return kernels().conv_lanes_fwd != nullptr && s.groups == 1 && g.sw == 1 && g.dw == 1 && s.cout % 16 == 0 &&
-         s.cout <= 32 && plan.k <= 256 && s.n >= plan.threads;
+         s.cout <= 32 && plan.k <= 256 && s.n >= plan.threads &&
+         conv2d_lanes_scratch(s.cin, s.cout, s.geo) <= kLaneScratch;
 }
 
 bool use_lanes(const Conv2dShape& s, const Plan& plan) { return lanes_shape(s, plan) && plan.k >= 64; }
@@ -295,7 +301,7 @@ void forward_lanes(const Conv2dShape& s, const Plan& plan, const float* x, const
 // of (lenet5 conv2's dx: a 10x10 map padded to 18x18).
 bool use_batch(const Conv2dShape& s, const Plan& plan) {
   return kernels().conv_batch_fwd != nullptr && s.groups == 1 && s.geo.sw == 1 && s.geo.dw == 1 && s.cout <= 16 &&
-         s.n >= 16 * plan.threads;
+         s.n >= 16 * plan.threads && conv2d_batch_scratch(s.cin, s.cout, s.geo) <= kLaneScratch;
 }
 
 void forward_batch(const Conv2dShape& s, const Plan& plan, const float* x, const float* w, const float* bias,
@@ -495,7 +501,8 @@ void backward_weight_direct(const Conv2dShape& s, const Plan& plan, const float*
 // conv1's dw (6 output channels, rows of 28) 1.7-1.9x faster than the row kernel.
 bool batch_dw(const Conv2dShape& s, const Plan& plan) {
   return kernels().conv_batch_bwd_w != nullptr && s.groups == 1 && s.geo.sw == 1 && s.geo.dw == 1 &&
-         (s.geo.kw == 3 || s.geo.kw == 5) && s.n >= 16 * plan.threads;
+         (s.geo.kw == 3 || s.geo.kw == 5) && s.n >= 16 * plan.threads &&
+         conv2d_batch_scratch(s.cin, s.cout, s.geo) <= kLaneScratch;
 }
 
 void backward_weight_batch(const Conv2dShape& s, const Plan& plan, const float* x, const float* dy, float* dw,
