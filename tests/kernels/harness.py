@@ -227,3 +227,30 @@ def probe_outputs(layers: Sequence, input_shape, x, seed: int = 0, params=None, 
     model._m.step_count = step
     model._m.train_step(np.ascontiguousarray(x, dtype=np.float32), target)
     return -model._m.get_param(last, "weight").astype(np.float64)
+
+
+def conv_case(tag: str, shape):
+    """Data for one conv layer case, shape = (n, cin, cout, h, w, (kh, kw),
+    stride, padding, dilation): x, weights (scaled to unit output variance),
+    bias, a random dy and the float64 reference output."""
+    n, cin, cout, h, w, ks, st, pad, dil = shape
+    rng = seeded_rng(tag, shape)
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    wt = (rng.standard_normal((cout, cin) + ks) / np.sqrt(cin * ks[0] * ks[1])).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32)
+    y = ref.conv2d_forward(x, wt, b, stride=st, padding=pad, dilation=dil)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    return x, wt, b, dy, y
+
+
+def conv_case_id(shape) -> str:
+    return "x".join(map(str, shape[:5])) + f"-k{shape[5]}-s{shape[6]}-d{shape[8]}"
+
+
+def assert_avx512_only_kernel(isa: str, op: str) -> None:
+    """cpu_info lists `op` as an AVX-512 kernel on that ISA and not at all on the others."""
+    impl = dict(cc.cpu_info()["kernels"]).get(op)
+    if isa == "avx512":
+        assert impl is not None and impl.startswith("avx512"), f"{op}: {impl!r}"
+    else:
+        assert impl is None, f"{op} listed on {isa}: {impl!r}"

@@ -14,7 +14,7 @@ import pytest
 
 import cpucnn as cc
 import reference as ref
-from harness import assert_close, seeded_rng
+from harness import assert_avx512_only_kernel, assert_close, conv_case, conv_case_id
 
 K = cc._core.kernels
 
@@ -31,18 +31,11 @@ SHAPES = [
 
 
 def _case(shape):
-    n, cin, cout, h, w, ks, st, pad, dil = shape
-    rng = seeded_rng("batch", shape)
-    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
-    wt = (rng.standard_normal((cout, cin) + ks) / np.sqrt(cin * ks[0] * ks[1])).astype(np.float32)
-    b = rng.standard_normal(cout).astype(np.float32)
-    y = ref.conv2d_forward(x, wt, b, stride=st, padding=pad, dilation=dil)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    return x, wt, b, dy, y
+    return conv_case("batch", shape)
 
 
 @pytest.mark.parametrize("nt", [1, 2])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + f"-k{s[5]}-s{s[6]}-d{s[8]}")
+@pytest.mark.parametrize("shape", SHAPES, ids=conv_case_id)
 def test_batch_convolutions_match_reference(isa, threads, shape, nt):
     cc.set_num_threads(nt)
     x, wt, b, dy, want_y = _case(shape)
@@ -68,8 +61,4 @@ def test_batch_and_row_kernels_agree(isa, threads):
 
 
 def test_batch_kernel_is_listed_on_avx512_only(isa):
-    impl = dict(cc.cpu_info()["kernels"]).get("conv2d_batch")
-    if isa == "avx512":
-        assert impl.startswith("avx512")
-    else:
-        assert impl is None
+    assert_avx512_only_kernel(isa, "conv2d_batch")

@@ -13,7 +13,7 @@ import pytest
 
 import cpucnn as cc
 import reference as ref
-from harness import assert_close, seeded_rng
+from harness import assert_avx512_only_kernel, assert_close, conv_case, conv_case_id, seeded_rng
 
 K = cc._core.kernels
 
@@ -33,18 +33,11 @@ SHAPES = [
 
 
 def _case(shape):
-    n, cin, cout, h, w, ks, st, pad, dil = shape
-    rng = seeded_rng("lanes", shape)
-    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
-    wt = (rng.standard_normal((cout, cin) + ks) / np.sqrt(cin * ks[0] * ks[1])).astype(np.float32)
-    b = rng.standard_normal(cout).astype(np.float32)
-    y = ref.conv2d_forward(x, wt, b, stride=st, padding=pad, dilation=dil)
-    dy = rng.standard_normal(y.shape).astype(np.float32)
-    return x, wt, b, dy, y
+    return conv_case("lanes", shape)
 
 
 @pytest.mark.parametrize("nt", [1, 2])
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s[:5])) + f"-k{s[5]}-s{s[6]}-d{s[8]}")
+@pytest.mark.parametrize("shape", SHAPES, ids=conv_case_id)
 def test_lanes_convolutions_match_reference(isa, threads, shape, nt):
     cc.set_num_threads(nt)
     x, wt, b, dy, want_y = _case(shape)
@@ -83,8 +76,4 @@ def test_lanes_weight_gradient_is_reproducible(isa, threads):
 
 
 def test_lanes_kernel_is_listed_on_avx512_only(isa):
-    impl = dict(cc.cpu_info()["kernels"]).get("conv2d_lanes")
-    if isa == "avx512":
-        assert impl.startswith("avx512")
-    else:
-        assert impl is None
+    assert_avx512_only_kernel(isa, "conv2d_lanes")

@@ -10,23 +10,31 @@ namespace {
 
 constexpr int MR = kGemmMrAvx512, NR = kGemmNrAvx512;
 
+// C's NB registers a row (1 or 2 of the tile's two) over kc steps, in
+// vacc0 (and vacc1).
+template <int NB>
+__attribute__((always_inline)) inline void multiply(int64_t kc, const float* a, const float* b, __m512* vacc0,
+                                                    __m512* vacc1) {
+  for (int i = 0; i < MR; ++i) vacc0[i] = vacc1[i] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m512 vb0 = _mm512_loadu_ps(b + p * 32);
+    const __m512 vb1 = NB == 2 ? _mm512_loadu_ps(b + p * 32 + 16) : vb0;
+    const float* ap = a + p * MR;
+    for (int i = 0; i < MR; ++i) {
+      const __m512 va = _mm512_set1_ps(ap[i]);
+      vacc0[i] = _mm512_fmadd_ps(va, vb0, vacc0[i]);
+      if (NB == 2) vacc1[i] = _mm512_fmadd_ps(va, vb1, vacc1[i]);
+    }
+  }
+}
+
 // Always inlined into the tile loop: as a call (GCC's choice once the edge
 // kernel below was added) vgg_s training ran 10-15% slower.
 __attribute__((always_inline)) inline void ukernel(int64_t kc, const float* a, const float* b, float* c,
                                                    int64_t ldc, bool accumulate) {
   static_assert(kGemmNrAvx512 == 32, "the tile is two zmm wide");
   __m512 vacc0[MR], vacc1[MR];
-  for (int i = 0; i < MR; ++i) vacc0[i] = vacc1[i] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < kc; ++p) {
-    const __m512 vb0 = _mm512_loadu_ps(b + p * 32);
-    const __m512 vb1 = _mm512_loadu_ps(b + p * 32 + 16);
-    const float* ap = a + p * MR;
-    for (int i = 0; i < MR; ++i) {
-      const __m512 va = _mm512_set1_ps(ap[i]);
-      vacc0[i] = _mm512_fmadd_ps(va, vb0, vacc0[i]);
-      vacc1[i] = _mm512_fmadd_ps(va, vb1, vacc1[i]);
-    }
-  }
+  multiply<2>(kc, a, b, vacc0, vacc1);
   for (int i = 0; i < MR; ++i) {
     float* ci = c + i * ldc;
     if (accumulate) {
@@ -49,25 +57,10 @@ using avx512::transpose16;
 inline void ukernel_edge(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
                          int64_t rows, int64_t cols) {
   __m512 vacc0[MR], vacc1[MR];
-  for (int i = 0; i < MR; ++i) vacc0[i] = vacc1[i] = _mm512_setzero_ps();
-  if (cols <= 16) {
-    for (int64_t p = 0; p < kc; ++p) {
-      const __m512 vb0 = _mm512_loadu_ps(b + p * 32);
-      const float* ap = a + p * MR;
-      for (int i = 0; i < MR; ++i) vacc0[i] = _mm512_fmadd_ps(_mm512_set1_ps(ap[i]), vb0, vacc0[i]);
-    }
-  } else {
-    for (int64_t p = 0; p < kc; ++p) {
-      const __m512 vb0 = _mm512_loadu_ps(b + p * 32);
-      const __m512 vb1 = _mm512_loadu_ps(b + p * 32 + 16);
-      const float* ap = a + p * MR;
-      for (int i = 0; i < MR; ++i) {
-        const __m512 va = _mm512_set1_ps(ap[i]);
-        vacc0[i] = _mm512_fmadd_ps(va, vb0, vacc0[i]);
-        vacc1[i] = _mm512_fmadd_ps(va, vb1, vacc1[i]);
-      }
-    }
-  }
+  if (cols <= 16)
+    multiply<1>(kc, a, b, vacc0, vacc1);
+  else
+    multiply<2>(kc, a, b, vacc0, vacc1);
   const __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
   for (int64_t i = 0; i < rows && i < MR; ++i) {
     float* ci = c + i * ldc;
