@@ -254,3 +254,26 @@ def assert_avx512_only_kernel(isa: str, op: str) -> None:
         assert impl is not None and impl.startswith("avx512"), f"{op}: {impl!r}"
     else:
         assert impl is None, f"{op} listed on {isa}: {impl!r}"
+
+
+def check_conv_layer(isa: str, tag: str, shape) -> None:
+    """Every pass of one conv layer case (see conv_case) through the conv
+    operator against the float64 reference: forward with bias, with bias and
+    ReLU, without bias with ReLU; dx, dw and db; dw and db without dx."""
+    x, wt, b, dy, want_y = conv_case(tag, shape)
+    _, _, _, _, _, _, st, pad, dil = shape
+    kw = dict(stride=st, padding=pad, dilation=dil)
+    K = cc._core.kernels
+    assert_close(K.conv2d_forward(x, wt, b, **kw), want_y, f"{isa} forward {shape}")
+    assert_close(K.conv2d_forward(x, wt, b, relu=True, **kw), np.maximum(want_y, 0), f"{isa} forward+relu {shape}")
+    assert_close(K.conv2d_forward(x, wt, None, relu=True, **kw), np.maximum(want_y - b[:, None, None], 0),
+                 f"{isa} forward+relu without bias {shape}")
+    want_dx, want_dw, want_db = ref.conv2d_backward(x, wt, dy, **kw)
+    dx, dw, db = K.conv2d_backward(x, wt, dy, **kw)
+    assert_close(dx, want_dx, f"{isa} dx {shape}")
+    assert_close(dw, want_dw, f"{isa} dw {shape}")
+    assert_close(db, want_db, f"{isa} db {shape}")
+    none, dw2, db2 = K.conv2d_backward(x, wt, dy, need_dx=False, **kw)
+    assert none is None
+    assert_close(dw2, want_dw, f"{isa} dw without dx {shape}")
+    assert_close(db2, want_db, f"{isa} db without dx {shape}")

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 import cpucnn as cc
-import reference as ref
-from harness import assert_avx512_only_kernel, assert_close, conv_case, conv_case_id
+from harness import assert_avx512_only_kernel, assert_close, check_conv_layer, conv_case, conv_case_id
 
 K = cc._core.kernels
 
@@ -38,16 +37,7 @@ def _case(shape):
 @pytest.mark.parametrize("shape", SHAPES, ids=conv_case_id)
 def test_batch_convolutions_match_reference(isa, threads, shape, nt):
     cc.set_num_threads(nt)
-    x, wt, b, dy, want_y = _case(shape)
-    _, _, _, _, _, _, st, pad, dil = shape
-    kw = dict(stride=st, padding=pad, dilation=dil)
-    assert_close(K.conv2d_forward(x, wt, b, **kw), want_y, f"{isa} forward {shape}")
-    assert_close(K.conv2d_forward(x, wt, b, relu=True, **kw), np.maximum(want_y, 0), f"{isa} forward+relu {shape}")
-    want_dx, want_dw, want_db = ref.conv2d_backward(x, wt, dy, **kw)
-    dx, dw, db = K.conv2d_backward(x, wt, dy, **kw)
-    assert_close(dx, want_dx, f"{isa} dx {shape}")
-    assert_close(dw, want_dw, f"{isa} dw {shape}")
-    assert_close(db, want_db, f"{isa} db {shape}")
+    check_conv_layer(isa, "batch", shape)
 
 
 def test_batch_and_row_kernels_agree(isa, threads):

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 import cpucnn as cc
-import reference as ref
-from harness import assert_close, conv_case, conv_case_id
+from harness import check_conv_layer, conv_case, conv_case_id
 
 K = cc._core.kernels
 
@@ -36,20 +35,7 @@ def _case(shape):
 @pytest.mark.parametrize("shape", SHAPES, ids=conv_case_id)
 def test_thin_convolutions_match_reference(isa, threads, shape, nt):
     cc.set_num_threads(nt)
-    x, wt, b, dy, want_y = _case(shape)
-    _, _, _, _, _, _, st, pad, dil = shape
-    kw = dict(stride=st, padding=pad, dilation=dil)
-    want_dx, want_dw, want_db = ref.conv2d_backward(x, wt, dy, **kw)
-    assert_close(K.conv2d_forward(x, wt, b, **kw), want_y, f"{isa} forward {shape}")
-    assert_close(K.conv2d_forward(x, wt, b, relu=True, **kw), np.maximum(want_y, 0), f"{isa} forward+relu {shape}")
-    dx, dw, db = K.conv2d_backward(x, wt, dy, **kw)
-    assert_close(dx, want_dx, f"{isa} dx {shape}")
-    assert_close(dw, want_dw, f"{isa} dw {shape}")
-    assert_close(db, want_db, f"{isa} db {shape}")
-    none, dw2, db2 = K.conv2d_backward(x, wt, dy, need_dx=False, **kw)
-    assert none is None
-    assert_close(dw2, want_dw, f"{isa} dw without dx {shape}")
-    assert_close(db2, want_db, f"{isa} db without dx {shape}")
+    check_conv_layer(isa, "direct", shape)
 
 
 def test_direct_weight_gradient_is_reproducible(isa, threads):

@@ -13,7 +13,7 @@ import pytest
 
 import cpucnn as cc
 import reference as ref
-from harness import assert_avx512_only_kernel, assert_close, conv_case, conv_case_id, seeded_rng
+from harness import assert_avx512_only_kernel, assert_close, check_conv_layer, conv_case, conv_case_id, seeded_rng
 
 K = cc._core.kernels
 
@@ -40,20 +40,7 @@ def _case(shape):
 @pytest.mark.parametrize("shape", SHAPES, ids=conv_case_id)
 def test_lanes_convolutions_match_reference(isa, threads, shape, nt):
     cc.set_num_threads(nt)
-    x, wt, b, dy, want_y = _case(shape)
-    _, _, _, _, _, _, st, pad, dil = shape
-    kw = dict(stride=st, padding=pad, dilation=dil)
-    want_dx, want_dw, want_db = ref.conv2d_backward(x, wt, dy, **kw)
-    assert_close(K.conv2d_forward(x, wt, b, **kw), want_y, f"{isa} forward {shape}")
-    assert_close(K.conv2d_forward(x, wt, None, relu=True, **kw), np.maximum(want_y - b[:, None, None], 0),
-                 f"{isa} forward+relu without bias {shape}")
-    none, dw, db = K.conv2d_backward(x, wt, dy, need_dx=False, **kw)
-    assert none is None
-    assert_close(dw, want_dw, f"{isa} dw {shape}")
-    assert_close(db, want_db, f"{isa} db {shape}")
-    dx, dw2, _ = K.conv2d_backward(x, wt, dy, **kw)
-    assert_close(dx, want_dx, f"{isa} dx {shape}")
-    assert_close(dw2, want_dw, f"{isa} dw with dx {shape}")
+    check_conv_layer(isa, "lanes", shape)
 
 
 def test_same_padding_odd_row_at_the_bottom(isa, threads):
