@@ -56,7 +56,8 @@ Dims Conv2D::build(const Dims& in) {
     pw_ = tot_w / 2;
   } else {
     if (ekh > h + 2 * ph_ || ekw > w + 2 * pw_)
-      fail("kernel " + std::to_string(ekh) + "x" + std::to_string(ekw) + " (with dilation) is larger than the padded input " +
+      fail("kernel " + std::to_string(ekh) + "x" + std::to_string(ekw) +
+           " (with dilation) is larger than the padded input " +
            std::to_string(h + 2 * ph_) + "x" + std::to_string(w + 2 * pw_) + " of input " + shape_str(in));
     ho = (h + 2 * ph_ - ekh) / sh_ + 1;
     wo = (w + 2 * pw_ - ekw) / sw_ + 1;

@@ -420,7 +420,8 @@ void backward_data_direct(const Conv2dShape& s, const Plan& plan, const float* w
   float* wt = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(s.cout * s.cin * taps));
   for (int64_t co = 0; co < s.cout; ++co)
     for (int64_t ci = 0; ci < s.cin; ++ci)
-      for (int64_t t = 0; t < taps; ++t) wt[(ci * s.cout + co) * taps + (taps - 1 - t)] = w[(co * s.cin + ci) * taps + t];
+      for (int64_t t = 0; t < taps; ++t)
+        wt[(ci * s.cout + co) * taps + (taps - 1 - t)] = w[(co * s.cin + ci) * taps + t];
   Conv2dShape t;
   t.n = s.n;
   t.cin = s.cout;

@@ -112,7 +112,8 @@ void fwd_row(const float* xp, const Padded& pd, const float* wl, int64_t cin, in
 #define CPUCNN_FWD(np) \
   case np: if constexpr (np <= MaxNP) fwd_block<CB, np>(xp, pd, wl, cin, cout, g, c0, oh, ow0, out); break;
       CPUCNN_FWD(24) CPUCNN_FWD(23) CPUCNN_FWD(22) CPUCNN_FWD(21) CPUCNN_FWD(20) CPUCNN_FWD(19)
-      CPUCNN_FWD(18) CPUCNN_FWD(17) CPUCNN_FWD(16) CPUCNN_FWD(15) CPUCNN_FWD(14) CPUCNN_FWD(13) CPUCNN_FWD(12) CPUCNN_FWD(11) CPUCNN_FWD(10) CPUCNN_FWD(9) CPUCNN_FWD(8) CPUCNN_FWD(7)
+      CPUCNN_FWD(18) CPUCNN_FWD(17) CPUCNN_FWD(16) CPUCNN_FWD(15) CPUCNN_FWD(14) CPUCNN_FWD(13)
+      CPUCNN_FWD(12) CPUCNN_FWD(11) CPUCNN_FWD(10) CPUCNN_FWD(9) CPUCNN_FWD(8) CPUCNN_FWD(7)
       CPUCNN_FWD(6) CPUCNN_FWD(5) CPUCNN_FWD(4) CPUCNN_FWD(3) CPUCNN_FWD(2) CPUCNN_FWD(1)
 #undef CPUCNN_FWD
       default: break;
