@@ -138,6 +138,33 @@ def test_fast_paths_train_like_scalar(isa, threads, nt):
     _trains_like_scalar(train, f"fast paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, input={shape}", 1e-5)
 
 
+def _thin_paths():
+    """The thin-layer kernels of avx512 at 16+ images per thread: 16 images
+    a register (conv1's forward and dw, conv2's dx), 16 and 32 output
+    channels a register (conv2 and conv3: forward and dw)."""
+    return [
+        L.Conv2D(6, 5, padding=2), L.ReLU(), L.MaxPool2D(2), L.Conv2D(16, 5), L.ReLU(),
+        L.Conv2D(32, (2, 3)), L.ReLU(), L.Flatten(), L.Dense(10),
+    ]
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+def test_thin_paths_train_like_scalar(isa, threads, nt):
+    cc.set_num_threads(nt)
+    shape = (1, 28, 28)
+    rng = seeded_rng("isa-thin", 40)
+    x = rng.standard_normal((40,) + shape).astype(np.float32)
+    y = rng.integers(0, 10, 40)
+
+    def train():
+        model = cc.Sequential(_thin_paths(), input_shape=shape, seed=5)
+        model.compile(optimizer=cc.optimizers.SGD(lr=0.05, momentum=0.9), loss="cross_entropy")
+        losses = [model.train_on_batch(x, y) for _ in range(2)]
+        return losses, model.get_weights()
+
+    _trains_like_scalar(train, f"thin paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, N=40", 1e-5)
+
+
 # ---------------------------------------------------------------------------
 # CPUCNN_ISA
 # ---------------------------------------------------------------------------
