@@ -1,7 +1,10 @@
 // The convolution operator. Per layer and ISA it picks: Winograd F(2x2, 3x3)
 // for eligible 3x3 stride-1 layers (ops/winograd.hpp); direct kernels for
 // thin layers (few output channels forward, few input channels for dx, few
-// output channels or taps for dw); otherwise im2col + packed GEMM, batched
+// output channels or taps for dw): with 16 output channels a register
+// (16 or 32 channels, short reductions) or 16 images a register (16+
+// images per thread) where those apply, else along image rows; otherwise
+// im2col + packed GEMM, batched
 // in chunks of samples so each GEMM is wide enough to run at speed. One
 // OpenMP region per call (over chunks when there are enough of them, else
 // inside the GEMM). Weight-gradient partial sums are reduced in a fixed
