@@ -4,11 +4,11 @@
 // output channels or taps for dw): with 16 output channels a register
 // (16 or 32 channels, short reductions) or 16 images a register (16+
 // images per thread) where those apply, else along image rows; otherwise
-// im2col + packed GEMM, batched
-// in chunks of samples so each GEMM is wide enough to run at speed. One
-// OpenMP region per call (over chunks when there are enough of them, else
-// inside the GEMM). Weight-gradient partial sums are reduced in a fixed
-// order, so a given thread count gives bit-identical results.
+// im2col + packed GEMM, batched in chunks of samples so each GEMM is wide
+// enough to run at speed. One OpenMP region per call (over chunks when there
+// are enough of them, else inside the GEMM). Weight-gradient partial sums are
+// reduced in a fixed order, so a given thread count gives bit-identical
+// results.
 #pragma once
 
 #include <cstdint>
