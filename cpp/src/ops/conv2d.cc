@@ -364,10 +364,10 @@ void conv2d_bias_grad(const float* dy, int64_t n, int64_t cout, int64_t plane, f
 void Conv2dWeightCache::forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
                                 bool relu) {
   const auto mode = static_cast<WinogradMode>(g_winograd.load(std::memory_order_relaxed));
-  const Plan plan = make_plan(s);
   if (mode == WinogradMode::kNever || !winograd_applicable(s) ||
       (mode == WinogradMode::kAuto && !winograd_prepared_pays(s)))
     return conv2d_forward(s, x, w, bias, y, relu);
+  const Plan plan = make_plan(s);
   std::shared_ptr<const WinogradWeights> p;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -442,7 +442,8 @@ void backward_data_direct(const Conv2dShape& s, const Plan& plan, const float* w
 // (cin*kh*kw)). Measured (benchmarks/bench_kernels.py, batch 256): lenet5
 // conv1 (6 out) 1.5x and convnet_s conv1 (9 taps) 1.25x faster this way;
 // lenet5 conv2 (16 x 150) and vgg_s conv1 (32 x 27) are faster as GEMMs
-// (all four now take the lanes kernel first where it applies, lanes_dw).
+// (all four now run on a lane kernel first, where one applies: lanes_dw,
+// batch_dw).
 // Images are split over threads into partial sums added in thread order.
 bool direct_dw(const Conv2dShape& s) {
   const ConvGeometry& g = s.geo;
