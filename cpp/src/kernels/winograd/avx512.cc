@@ -23,10 +23,164 @@ inline __m512 shift_in(__m512 v, __m512 carry) {
   return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(v), _mm512_castps_si512(carry), 15));
 }
 
+// Narrow maps (tw <= 8 tiles a row): two units a register, lanes [0, tw)
+// unit u's tiles and [tw, 2 tw) unit u + 1's, whose columns of the
+// transformed arrays follow unit u's, so one store covers both. The same
+// operations per lane as one unit a register (identical results), with
+// half the loads, permutes, arithmetic and stores per tile. pair_lanes: the
+// permutex2var index taking even (odd = 0) or odd (odd = 1) lanes of the
+// first source into lanes [0, tw) and of the second into [tw, 2 tw).
+inline __m512i pair_lanes(int64_t tw, int odd) {
+  alignas(64) int32_t idx[16];
+  for (int l = 0; l < 16; ++l)
+    idx[l] = l < tw ? 2 * l + odd : (l < 2 * tw ? 16 + 2 * static_cast<int>(l - tw) + odd : 0);
+  return _mm512_load_si512(idx);
+}
+
+// Lanes [tw, 2 tw) of ye and yo interleaved (unit u + 1's output row).
+inline __m512i zip_second(int64_t tw) {
+  alignas(64) int32_t idx[16];
+  for (int l = 0; l < 8; ++l) {
+    const int src = static_cast<int>(std::min<int64_t>(tw + l, 15));
+    idx[2 * l] = src;
+    idx[2 * l + 1] = 16 + src;
+  }
+  return _mm512_load_si512(idx);
+}
+
+void input_pairs(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g, int64_t u0,
+                 int64_t u1, float* v, int64_t ldv) {
+  const int64_t xs = winograd_plane(channels, ldv);
+  const __m512i kE = pair_lanes(g.tw, 0), kO = pair_lanes(g.tw, 1);
+  const __m512 zero = _mm512_setzero_ps();
+  const int64_t s = -g.pw;  // first input column
+  const __mmask16 m0 = lanes(-s, g.w - s), m2 = lanes(-s - 2, g.w - s - 2);
+  // Columns s.. and s + 2.. of row r (zero outside the plane).
+  auto load = [&](const float* plane, int64_t r, __m512& lo, __m512& lo2) {
+    if (r < 0 || r >= g.h) {
+      lo = lo2 = zero;
+      return;
+    }
+    lo = _mm512_maskz_loadu_ps(m0, plane + r * g.w + s);
+    lo2 = _mm512_maskz_loadu_ps(m2, plane + r * g.w + s + 2);
+  };
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t u = u0; u < u1; u += 2) {
+      const bool two = u + 1 < u1;
+      const float* pa = x + (u / g.th) * image_stride + c * g.h * g.w;
+      const float* pb = two ? x + ((u + 1) / g.th) * image_stride + c * g.h * g.w : pa;
+      const int64_t ra = 2 * (u % g.th) - g.ph, rb = 2 * ((u + 1) % g.th) - g.ph;
+      __m512 h[4][4];  // [tile row k][q]: d B
+      for (int k = 0; k < 4; ++k) {
+        __m512 la, la2, lb = zero, lb2 = zero;
+        load(pa, ra + k, la, la2);
+        if (two) load(pb, rb + k, lb, lb2);
+        const __m512 d0 = _mm512_permutex2var_ps(la, kE, lb), d1 = _mm512_permutex2var_ps(la, kO, lb);
+        const __m512 d2 = _mm512_permutex2var_ps(la2, kE, lb2), d3 = _mm512_permutex2var_ps(la2, kO, lb2);
+        h[k][0] = _mm512_sub_ps(d0, d2);
+        h[k][1] = _mm512_add_ps(d1, d2);
+        h[k][2] = _mm512_sub_ps(d2, d1);
+        h[k][3] = _mm512_sub_ps(d1, d3);
+      }
+      const __mmask16 keep = lanes(0, two ? 2 * g.tw : g.tw);
+      float* out = v + c * ldv + (u - u0) * g.tw;
+      for (int q = 0; q < 4; ++q) {
+        _mm512_mask_storeu_ps(out + q * xs, keep, _mm512_sub_ps(h[0][q], h[2][q]));
+        _mm512_mask_storeu_ps(out + (4 + q) * xs, keep, _mm512_add_ps(h[1][q], h[2][q]));
+        _mm512_mask_storeu_ps(out + (8 + q) * xs, keep, _mm512_sub_ps(h[2][q], h[1][q]));
+        _mm512_mask_storeu_ps(out + (12 + q) * xs, keep, _mm512_sub_ps(h[1][q], h[3][q]));
+      }
+    }
+  }
+}
+
+void output_pairs(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
+                  const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride) {
+  const int64_t xs = winograd_plane(channels, ldm);
+  const __m512i kZipA = avx512::zip_lo(), kZipB = zip_second(g.tw);
+  const __m512 zero = _mm512_setzero_ps();
+  const __mmask16 row_mask = lanes(0, g.wo);
+  for (int64_t k = 0; k < channels; ++k) {
+    const __m512 b = _mm512_set1_ps(bias ? bias[k] : 0.0f);
+    for (int64_t u = u0; u < u1; u += 2) {
+      const bool two = u + 1 < u1;
+      const __mmask16 keep = lanes(0, two ? 2 * g.tw : g.tw);
+      const float* mk = m + k * ldm + (u - u0) * g.tw;
+      __m512 t[4][2];  // [p][column parity]: m A
+      for (int p = 0; p < 4; ++p) {
+        const __m512 m0 = _mm512_maskz_loadu_ps(keep, mk + (4 * p) * xs);
+        const __m512 m1 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 1) * xs);
+        const __m512 m2 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 2) * xs);
+        const __m512 m3 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 3) * xs);
+        t[p][0] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+        t[p][1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+      }
+      for (int a = 0; a < 2; ++a) {
+        __m512 ye, yo;
+        if (a == 0) {
+          ye = _mm512_add_ps(_mm512_add_ps(t[0][0], t[1][0]), t[2][0]);
+          yo = _mm512_add_ps(_mm512_add_ps(t[0][1], t[1][1]), t[2][1]);
+        } else {
+          ye = _mm512_sub_ps(_mm512_sub_ps(t[1][0], t[2][0]), t[3][0]);
+          yo = _mm512_sub_ps(_mm512_sub_ps(t[1][1], t[2][1]), t[3][1]);
+        }
+        ye = _mm512_add_ps(ye, b);
+        yo = _mm512_add_ps(yo, b);
+        if (relu) {
+          ye = _mm512_max_ps(ye, zero);
+          yo = _mm512_max_ps(yo, zero);
+        }
+        for (int half = 0; half < (two ? 2 : 1); ++half) {
+          const int64_t uu = u + half, row = 2 * (uu % g.th) + a;
+          if (row >= g.ho) continue;
+          float* dst = y + (uu / g.th) * image_stride + k * g.ho * g.wo + row * g.wo;
+          _mm512_mask_storeu_ps(dst, row_mask, _mm512_permutex2var_ps(ye, half ? kZipB : kZipA, yo));
+        }
+      }
+    }
+  }
+}
+
+void grad_output_pairs(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                       int64_t u0, int64_t u1, float* dm, int64_t ldm) {
+  const int64_t xs = winograd_plane(channels, ldm);
+  const __m512i kE = pair_lanes(g.tw, 0), kO = pair_lanes(g.tw, 1);
+  const __m512 zero = _mm512_setzero_ps();
+  const __mmask16 row_mask = lanes(0, g.wo);
+  auto load = [&](int64_t uu, int64_t k, int a) {
+    const int64_t row = 2 * (uu % g.th) + a;
+    if (row >= g.ho) return zero;
+    return _mm512_maskz_loadu_ps(row_mask, dy + (uu / g.th) * image_stride + k * g.ho * g.wo + row * g.wo);
+  };
+  for (int64_t k = 0; k < channels; ++k) {
+    for (int64_t u = u0; u < u1; u += 2) {
+      const bool two = u + 1 < u1;
+      __m512 r[2][4];  // [output row][q]: e A^T
+      for (int a = 0; a < 2; ++a) {
+        const __m512 la = load(u, k, a), lb = two ? load(u + 1, k, a) : zero;
+        const __m512 e0 = _mm512_permutex2var_ps(la, kE, lb), e1 = _mm512_permutex2var_ps(la, kO, lb);
+        r[a][0] = e0;
+        r[a][1] = _mm512_add_ps(e0, e1);
+        r[a][2] = _mm512_sub_ps(e0, e1);
+        r[a][3] = _mm512_sub_ps(zero, e1);
+      }
+      const __mmask16 keep = lanes(0, two ? 2 * g.tw : g.tw);
+      float* out = dm + k * ldm + (u - u0) * g.tw;
+      for (int q = 0; q < 4; ++q) {
+        _mm512_mask_storeu_ps(out + q * xs, keep, r[0][q]);
+        _mm512_mask_storeu_ps(out + (4 + q) * xs, keep, _mm512_add_ps(r[0][q], r[1][q]));
+        _mm512_mask_storeu_ps(out + (8 + q) * xs, keep, _mm512_sub_ps(r[0][q], r[1][q]));
+        _mm512_mask_storeu_ps(out + (12 + q) * xs, keep, _mm512_sub_ps(zero, r[1][q]));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void winograd_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
                            int64_t u0, int64_t u1, float* v, int64_t ldv) {
+  if (g.tw <= 8) return input_pairs(x, channels, image_stride, g, u0, u1, v, ldv);
   const int64_t xs = winograd_plane(channels, ldv);
   const __m512i kEven = avx512::even_lanes(), kOdd = avx512::odd_lanes();
   const __m512 zero = _mm512_setzero_ps();
@@ -86,6 +240,7 @@ void winograd_input_avx512(const float* x, int64_t channels, int64_t image_strid
 
 void winograd_output_avx512(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
                             const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride) {
+  if (g.tw <= 8) return output_pairs(m, ldm, channels, bias, relu, g, u0, u1, y, image_stride);
   const int64_t xs = winograd_plane(channels, ldm);
   const __m512i kZipLo = avx512::zip_lo(), kZipHi = avx512::zip_hi();
   const __m512 zero = _mm512_setzero_ps();
@@ -135,6 +290,7 @@ void winograd_output_avx512(const float* m, int64_t ldm, int64_t channels, const
 
 void winograd_grad_output_avx512(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
                                  int64_t u0, int64_t u1, float* dm, int64_t ldm) {
+  if (g.tw <= 8) return grad_output_pairs(dy, channels, image_stride, g, u0, u1, dm, ldm);
   const int64_t xs = winograd_plane(channels, ldm);
   const __m512i kEven = avx512::even_lanes(), kOdd = avx512::odd_lanes();
   const __m512 zero = _mm512_setzero_ps();
