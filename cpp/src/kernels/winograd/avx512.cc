@@ -23,6 +23,69 @@ inline __m512 shift_in(__m512 v, __m512 carry) {
   return _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(v), _mm512_castps_si512(carry), 15));
 }
 
+// The pieces both layouts (one or two tile rows a register) share.
+
+// V = B^T d B from the row transforms h[k] = d B of the tile's 4 input rows,
+// stored to the 16 xi planes (`xs` floats apart) under `keep`.
+inline void store_v(float* out, int64_t xs, __mmask16 keep, const __m512 h[4][4]) {
+  for (int q = 0; q < 4; ++q) {
+    _mm512_mask_storeu_ps(out + q * xs, keep, _mm512_sub_ps(h[0][q], h[2][q]));
+    _mm512_mask_storeu_ps(out + (4 + q) * xs, keep, _mm512_add_ps(h[1][q], h[2][q]));
+    _mm512_mask_storeu_ps(out + (8 + q) * xs, keep, _mm512_sub_ps(h[2][q], h[1][q]));
+    _mm512_mask_storeu_ps(out + (12 + q) * xs, keep, _mm512_sub_ps(h[1][q], h[3][q]));
+  }
+}
+
+// t[p] = (m A)[p] for the 16 xi planes at mk, loaded under `keep`: the even
+// and odd output columns.
+inline void output_columns(const float* mk, int64_t xs, __mmask16 keep, __m512 t[4][2]) {
+  for (int p = 0; p < 4; ++p) {
+    const __m512 m0 = _mm512_maskz_loadu_ps(keep, mk + (4 * p) * xs);
+    const __m512 m1 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 1) * xs);
+    const __m512 m2 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 2) * xs);
+    const __m512 m3 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 3) * xs);
+    t[p][0] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
+    t[p][1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
+  }
+}
+
+// Output row a of the tiles, even (ye) and odd (yo) columns, with the bias
+// and the ReLU.
+inline void output_row(const __m512 t[4][2], int a, __m512 b, bool relu, __m512& ye, __m512& yo) {
+  if (a == 0) {
+    ye = _mm512_add_ps(_mm512_add_ps(t[0][0], t[1][0]), t[2][0]);
+    yo = _mm512_add_ps(_mm512_add_ps(t[0][1], t[1][1]), t[2][1]);
+  } else {
+    ye = _mm512_sub_ps(_mm512_sub_ps(t[1][0], t[2][0]), t[3][0]);
+    yo = _mm512_sub_ps(_mm512_sub_ps(t[1][1], t[2][1]), t[3][1]);
+  }
+  ye = _mm512_add_ps(ye, b);
+  yo = _mm512_add_ps(yo, b);
+  if (relu) {
+    ye = _mm512_max_ps(ye, _mm512_setzero_ps());
+    yo = _mm512_max_ps(yo, _mm512_setzero_ps());
+  }
+}
+
+// dM = A e A^T from the even (e0) and odd (e1) columns of the tiles' two dy
+// rows, stored to the 16 xi planes under `keep`.
+inline void store_dm(float* out, int64_t xs, __mmask16 keep, const __m512 e0[2], const __m512 e1[2]) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 r[2][4];  // [output row][q]: e A^T
+  for (int a = 0; a < 2; ++a) {
+    r[a][0] = e0[a];
+    r[a][1] = _mm512_add_ps(e0[a], e1[a]);
+    r[a][2] = _mm512_sub_ps(e0[a], e1[a]);
+    r[a][3] = _mm512_sub_ps(zero, e1[a]);
+  }
+  for (int q = 0; q < 4; ++q) {
+    _mm512_mask_storeu_ps(out + q * xs, keep, r[0][q]);
+    _mm512_mask_storeu_ps(out + (4 + q) * xs, keep, _mm512_add_ps(r[0][q], r[1][q]));
+    _mm512_mask_storeu_ps(out + (8 + q) * xs, keep, _mm512_sub_ps(r[0][q], r[1][q]));
+    _mm512_mask_storeu_ps(out + (12 + q) * xs, keep, _mm512_sub_ps(zero, r[1][q]));
+  }
+}
+
 // Narrow maps (tw <= 8 tiles a row): two units a register, lanes [0, tw)
 // unit u's tiles and [tw, 2 tw) unit u + 1's, whose columns of the
 // transformed arrays follow unit u's, so one store covers both. The same
@@ -82,14 +145,7 @@ void input_pairs(const float* x, int64_t channels, int64_t image_stride, const W
         h[k][2] = _mm512_sub_ps(d2, d1);
         h[k][3] = _mm512_sub_ps(d1, d3);
       }
-      const __mmask16 keep = lanes(0, two ? 2 * g.tw : g.tw);
-      float* out = v + c * ldv + (u - u0) * g.tw;
-      for (int q = 0; q < 4; ++q) {
-        _mm512_mask_storeu_ps(out + q * xs, keep, _mm512_sub_ps(h[0][q], h[2][q]));
-        _mm512_mask_storeu_ps(out + (4 + q) * xs, keep, _mm512_add_ps(h[1][q], h[2][q]));
-        _mm512_mask_storeu_ps(out + (8 + q) * xs, keep, _mm512_sub_ps(h[2][q], h[1][q]));
-        _mm512_mask_storeu_ps(out + (12 + q) * xs, keep, _mm512_sub_ps(h[1][q], h[3][q]));
-      }
+      store_v(v + c * ldv + (u - u0) * g.tw, xs, lanes(0, two ? 2 * g.tw : g.tw), h);
     }
   }
 }
@@ -98,38 +154,17 @@ void output_pairs(const float* m, int64_t ldm, int64_t channels, const float* bi
                   const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride) {
   const int64_t xs = winograd_plane(channels, ldm);
   const __m512i kZipA = avx512::zip_lo(), kZipB = zip_second(g.tw);
-  const __m512 zero = _mm512_setzero_ps();
   const __mmask16 row_mask = lanes(0, g.wo);
   for (int64_t k = 0; k < channels; ++k) {
     const __m512 b = _mm512_set1_ps(bias ? bias[k] : 0.0f);
     for (int64_t u = u0; u < u1; u += 2) {
       const bool two = u + 1 < u1;
       const __mmask16 keep = lanes(0, two ? 2 * g.tw : g.tw);
-      const float* mk = m + k * ldm + (u - u0) * g.tw;
       __m512 t[4][2];  // [p][column parity]: m A
-      for (int p = 0; p < 4; ++p) {
-        const __m512 m0 = _mm512_maskz_loadu_ps(keep, mk + (4 * p) * xs);
-        const __m512 m1 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 1) * xs);
-        const __m512 m2 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 2) * xs);
-        const __m512 m3 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 3) * xs);
-        t[p][0] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-        t[p][1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-      }
+      output_columns(m + k * ldm + (u - u0) * g.tw, xs, keep, t);
       for (int a = 0; a < 2; ++a) {
         __m512 ye, yo;
-        if (a == 0) {
-          ye = _mm512_add_ps(_mm512_add_ps(t[0][0], t[1][0]), t[2][0]);
-          yo = _mm512_add_ps(_mm512_add_ps(t[0][1], t[1][1]), t[2][1]);
-        } else {
-          ye = _mm512_sub_ps(_mm512_sub_ps(t[1][0], t[2][0]), t[3][0]);
-          yo = _mm512_sub_ps(_mm512_sub_ps(t[1][1], t[2][1]), t[3][1]);
-        }
-        ye = _mm512_add_ps(ye, b);
-        yo = _mm512_add_ps(yo, b);
-        if (relu) {
-          ye = _mm512_max_ps(ye, zero);
-          yo = _mm512_max_ps(yo, zero);
-        }
+        output_row(t, a, b, relu, ye, yo);
         for (int half = 0; half < (two ? 2 : 1); ++half) {
           const int64_t uu = u + half, row = 2 * (uu % g.th) + a;
           if (row >= g.ho) continue;
@@ -155,23 +190,13 @@ void grad_output_pairs(const float* dy, int64_t channels, int64_t image_stride, 
   for (int64_t k = 0; k < channels; ++k) {
     for (int64_t u = u0; u < u1; u += 2) {
       const bool two = u + 1 < u1;
-      __m512 r[2][4];  // [output row][q]: e A^T
+      __m512 e0[2], e1[2];  // [output row]: even and odd columns
       for (int a = 0; a < 2; ++a) {
         const __m512 la = load(u, k, a), lb = two ? load(u + 1, k, a) : zero;
-        const __m512 e0 = _mm512_permutex2var_ps(la, kE, lb), e1 = _mm512_permutex2var_ps(la, kO, lb);
-        r[a][0] = e0;
-        r[a][1] = _mm512_add_ps(e0, e1);
-        r[a][2] = _mm512_sub_ps(e0, e1);
-        r[a][3] = _mm512_sub_ps(zero, e1);
+        e0[a] = _mm512_permutex2var_ps(la, kE, lb);
+        e1[a] = _mm512_permutex2var_ps(la, kO, lb);
       }
-      const __mmask16 keep = lanes(0, two ? 2 * g.tw : g.tw);
-      float* out = dm + k * ldm + (u - u0) * g.tw;
-      for (int q = 0; q < 4; ++q) {
-        _mm512_mask_storeu_ps(out + q * xs, keep, r[0][q]);
-        _mm512_mask_storeu_ps(out + (4 + q) * xs, keep, _mm512_add_ps(r[0][q], r[1][q]));
-        _mm512_mask_storeu_ps(out + (8 + q) * xs, keep, _mm512_sub_ps(r[0][q], r[1][q]));
-        _mm512_mask_storeu_ps(out + (12 + q) * xs, keep, _mm512_sub_ps(zero, r[1][q]));
-      }
+      store_dm(dm + k * ldm + (u - u0) * g.tw, xs, lanes(0, two ? 2 * g.tw : g.tw), e0, e1);
     }
   }
 }
@@ -226,13 +251,7 @@ void winograd_input_avx512(const float* x, int64_t channels, int64_t image_strid
         row_transform(plane, r0 + 2, h[2]);
         row_transform(plane, r0 + 3, h[3]);
         have = u;
-        float* out = v + c * ldv + col0 + j0;
-        for (int q = 0; q < 4; ++q) {
-          _mm512_mask_storeu_ps(out + q * xs, keep, _mm512_sub_ps(h[0][q], h[2][q]));
-          _mm512_mask_storeu_ps(out + (4 + q) * xs, keep, _mm512_add_ps(h[1][q], h[2][q]));
-          _mm512_mask_storeu_ps(out + (8 + q) * xs, keep, _mm512_sub_ps(h[2][q], h[1][q]));
-          _mm512_mask_storeu_ps(out + (12 + q) * xs, keep, _mm512_sub_ps(h[1][q], h[3][q]));
-        }
+        store_v(v + c * ldv + col0 + j0, xs, keep, h);
       }
     }
   }
@@ -243,7 +262,6 @@ void winograd_output_avx512(const float* m, int64_t ldm, int64_t channels, const
   if (g.tw <= 8) return output_pairs(m, ldm, channels, bias, relu, g, u0, u1, y, image_stride);
   const int64_t xs = winograd_plane(channels, ldm);
   const __m512i kZipLo = avx512::zip_lo(), kZipHi = avx512::zip_hi();
-  const __m512 zero = _mm512_setzero_ps();
   for (int64_t j0 = 0; j0 < g.tw; j0 += 16) {
     const __mmask16 keep = lanes(0, g.tw - j0);
     const int64_t cols = g.wo - 2 * j0;  // valid output columns from 2 j0
@@ -252,33 +270,13 @@ void winograd_output_avx512(const float* m, int64_t ldm, int64_t channels, const
       const __m512 b = _mm512_set1_ps(bias ? bias[k] : 0.0f);
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
-        const float* mk = m + k * ldm + col0 + j0;
         __m512 t[4][2];  // [p][column parity]: m A
-        for (int p = 0; p < 4; ++p) {
-          const __m512 m0 = _mm512_maskz_loadu_ps(keep, mk + (4 * p) * xs);
-          const __m512 m1 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 1) * xs);
-          const __m512 m2 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 2) * xs);
-          const __m512 m3 = _mm512_maskz_loadu_ps(keep, mk + (4 * p + 3) * xs);
-          t[p][0] = _mm512_add_ps(_mm512_add_ps(m0, m1), m2);
-          t[p][1] = _mm512_sub_ps(_mm512_sub_ps(m1, m2), m3);
-        }
+        output_columns(m + k * ldm + col0 + j0, xs, keep, t);
         float* plane = y + n * image_stride + k * g.ho * g.wo;
         const int rows = 2 * i + 1 < g.ho ? 2 : 1;
         for (int a = 0; a < rows; ++a) {
           __m512 ye, yo;
-          if (a == 0) {
-            ye = _mm512_add_ps(_mm512_add_ps(t[0][0], t[1][0]), t[2][0]);
-            yo = _mm512_add_ps(_mm512_add_ps(t[0][1], t[1][1]), t[2][1]);
-          } else {
-            ye = _mm512_sub_ps(_mm512_sub_ps(t[1][0], t[2][0]), t[3][0]);
-            yo = _mm512_sub_ps(_mm512_sub_ps(t[1][1], t[2][1]), t[3][1]);
-          }
-          ye = _mm512_add_ps(ye, b);
-          yo = _mm512_add_ps(yo, b);
-          if (relu) {
-            ye = _mm512_max_ps(ye, zero);
-            yo = _mm512_max_ps(yo, zero);
-          }
+          output_row(t, a, b, relu, ye, yo);
           float* dst = plane + (2 * i + a) * g.wo + 2 * j0;
           _mm512_mask_storeu_ps(dst, keep_lo, _mm512_permutex2var_ps(ye, kZipLo, yo));
           _mm512_mask_storeu_ps(dst + 16, keep_hi, _mm512_permutex2var_ps(ye, kZipHi, yo));
@@ -302,27 +300,15 @@ void winograd_grad_output_avx512(const float* dy, int64_t channels, int64_t imag
       for (int64_t u = u0; u < u1; ++u) {
         const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
         const float* plane = dy + n * image_stride + k * g.ho * g.wo;
-        __m512 r[2][4];  // [output row][q]: e A^T
+        __m512 e0[2] = {zero, zero}, e1[2] = {zero, zero};  // [output row]: even and odd columns
         for (int a = 0; a < 2; ++a) {
-          __m512 e0 = zero, e1 = zero;
-          if (2 * i + a < g.ho) {
-            const float* row = plane + (2 * i + a) * g.wo + 2 * j0;
-            const __m512 lo = _mm512_maskz_loadu_ps(m0, row), hi = _mm512_maskz_loadu_ps(m1, row + 16);
-            e0 = _mm512_permutex2var_ps(lo, kEven, hi);
-            e1 = _mm512_permutex2var_ps(lo, kOdd, hi);
-          }
-          r[a][0] = e0;
-          r[a][1] = _mm512_add_ps(e0, e1);
-          r[a][2] = _mm512_sub_ps(e0, e1);
-          r[a][3] = _mm512_sub_ps(zero, e1);
+          if (2 * i + a >= g.ho) continue;
+          const float* row = plane + (2 * i + a) * g.wo + 2 * j0;
+          const __m512 lo = _mm512_maskz_loadu_ps(m0, row), hi = _mm512_maskz_loadu_ps(m1, row + 16);
+          e0[a] = _mm512_permutex2var_ps(lo, kEven, hi);
+          e1[a] = _mm512_permutex2var_ps(lo, kOdd, hi);
         }
-        float* out = dm + k * ldm + col0 + j0;
-        for (int q = 0; q < 4; ++q) {
-          _mm512_mask_storeu_ps(out + q * xs, keep, r[0][q]);
-          _mm512_mask_storeu_ps(out + (4 + q) * xs, keep, _mm512_add_ps(r[0][q], r[1][q]));
-          _mm512_mask_storeu_ps(out + (8 + q) * xs, keep, _mm512_sub_ps(r[0][q], r[1][q]));
-          _mm512_mask_storeu_ps(out + (12 + q) * xs, keep, _mm512_sub_ps(zero, r[1][q]));
-        }
+        store_dm(dm + k * ldm + col0 + j0, xs, keep, e0, e1);
       }
     }
   }
