@@ -121,21 +121,27 @@ def _fast_paths():
     ]
 
 
-@pytest.mark.parametrize("nt", [1, 2])
-def test_fast_paths_train_like_scalar(isa, threads, nt):
-    cc.set_num_threads(nt)
-    shape = (3, 34, 71)
-    rng = seeded_rng("isa-fast", 8)
-    x = rng.standard_normal((8,) + shape).astype(np.float32)
-    y = rng.integers(0, 10, 8)
+def _two_sgd_steps_like_scalar(layers, shape, n, key, what):
+    """Two SGD-momentum steps of a model of `layers` on n samples: the same
+    losses and weights as on the scalar path."""
+    rng = seeded_rng(key, n)
+    x = rng.standard_normal((n,) + shape).astype(np.float32)
+    y = rng.integers(0, 10, n)
 
     def train():
-        model = cc.Sequential(_fast_paths(), input_shape=shape, seed=5)
+        model = cc.Sequential(layers(), input_shape=shape, seed=5)
         model.compile(optimizer=cc.optimizers.SGD(lr=0.05, momentum=0.9), loss="cross_entropy")
         losses = [model.train_on_batch(x, y) for _ in range(2)]
         return losses, model.get_weights()
 
-    _trains_like_scalar(train, f"fast paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, input={shape}", 1e-5)
+    _trains_like_scalar(train, what, 1e-5)
+
+
+@pytest.mark.parametrize("nt", [1, 2])
+def test_fast_paths_train_like_scalar(isa, threads, nt):
+    cc.set_num_threads(nt)
+    _two_sgd_steps_like_scalar(_fast_paths, (3, 34, 71), 8, "isa-fast",
+                               f"fast paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, input=(3, 34, 71)")
 
 
 def _thin_paths():
@@ -151,18 +157,8 @@ def _thin_paths():
 @pytest.mark.parametrize("nt", [1, 2])
 def test_thin_paths_train_like_scalar(isa, threads, nt):
     cc.set_num_threads(nt)
-    shape = (1, 28, 28)
-    rng = seeded_rng("isa-thin", 40)
-    x = rng.standard_normal((40,) + shape).astype(np.float32)
-    y = rng.integers(0, 10, 40)
-
-    def train():
-        model = cc.Sequential(_thin_paths(), input_shape=shape, seed=5)
-        model.compile(optimizer=cc.optimizers.SGD(lr=0.05, momentum=0.9), loss="cross_entropy")
-        losses = [model.train_on_batch(x, y) for _ in range(2)]
-        return losses, model.get_weights()
-
-    _trains_like_scalar(train, f"thin paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, N=40", 1e-5)
+    _two_sgd_steps_like_scalar(_thin_paths, (1, 28, 28), 40, "isa-thin",
+                               f"thin paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, N=40")
 
 
 # ---------------------------------------------------------------------------
