@@ -121,11 +121,8 @@ def test_cpucnn_run_bench(saved, cpucnn_run, tmp_path):
     model_path, _, x, _ = saved["lenet"]
     np.save(tmp_path / "b1.npy", x[:1])
     proc = run([cpucnn_run, model_path, tmp_path / "b1.npy", "--bench", "30", "--threads", "1"])
-    m = re.search(r"30 runs, batch 1: p50 ([\d.]+) ms, p90 ([\d.]+) ms, p99 ([\d.]+) ms", proc.stdout)
-    assert m, proc.stdout
-    p50, p90, p99 = map(float, m.groups())
-    # The report's shape only (percentiles of one sorted sample are ordered); how fast is for benchmarks/.
-    assert 0 <= p50 <= p90 <= p99
+    # The report's shape only: how fast it ran is for benchmarks/, never asserted here.
+    assert re.search(r"30 runs, batch 1: p50 [\d.]+ ms, p90 [\d.]+ ms, p99 [\d.]+ ms", proc.stdout), proc.stdout
 
 
 def test_cpucnn_run_errors(saved, cpucnn_run, tmp_path):
