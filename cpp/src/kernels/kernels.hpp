@@ -93,7 +93,8 @@ void conv2d_batch_bwd_w_avx512(const float* x, const float* dy, float* dw, int64
 // Convolution with the output channels in the vector lanes (16 a register)
 // for thin layers with a multiple of 16 output channels: forward of images
 // [0, n) with the weights as wl[ci][i][j][co] (bias may be null), and the
-// weight gradient of images [0, n) added to dwl (same layout; kw 3 or 5).
+// weight gradient of images [0, n) into dwl (same layout, overwritten; kw 3
+// or 5).
 // Stride 1 and dilation 1 along W, groups 1. `scratch`: the
 // conv2d_lanes_scratch floats of one thread.
 int64_t conv2d_lanes_scratch(int64_t cin, int64_t cout, const ConvGeometry& g);

@@ -536,7 +536,6 @@ void backward_weight_lanes(const Conv2dShape& s, const Plan& plan, const float* 
   weight_grad_by_images(
       s, plan, 1, dy, dw, db, scratch,
       [&](int64_t n0, int64_t n1, float* pw) {
-        std::memset(pw, 0, s.cout * plan.k * sizeof(float));
         float* sc = thread_workspace().get(Workspace::kCol, static_cast<size_t>(per));
         fn(x + n0 * in_size, dy + n0 * out_size, pw, n1 - n0, s.cin, s.cout, s.geo, sc);
       },

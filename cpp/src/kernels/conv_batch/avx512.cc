@@ -29,16 +29,8 @@ using avx512::transpose16;
 constexpr int kPx = 4;  // output pixels of a row per block
 constexpr int kCo = 6;  // output channels per block (kCo x kPx accumulators)
 
-struct Padded {
-  int64_t hp, wp;
-};
-
-Padded padded_size(const ConvGeometry& g) {
-  return {std::max(g.h + g.ph, (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1), std::max(g.w + g.pw, g.wo + g.kw - 1)};
-}
-
 // xb[ci][r + ph][c + pw][l] = x[image l][ci][r][c], zeros elsewhere.
-void to_batch(const float* x, int64_t images, int64_t cin, const ConvGeometry& g, const Padded& pd, float* xb) {
+void to_batch(const float* x, int64_t images, int64_t cin, const ConvGeometry& g, const PaddedPlane& pd, float* xb) {
   std::memset(xb, 0, static_cast<size_t>(cin * pd.hp * pd.wp * 16) * sizeof(float));
   const int64_t in_size = cin * g.h * g.w;
   for (int64_t ci = 0; ci < cin; ++ci) {
@@ -81,7 +73,7 @@ void from_batch(const float* yb, int64_t images, int64_t cout, int64_t pixels, c
 // CO output channels from co0 x PX pixels from (oh, ow0): taps rows
 // [i0, i1), columns [j0, j1).
 template <int CO, int PX>
-void block(const float* xb, const Padded& pd, const float* w, int64_t cin, const ConvGeometry& g, int64_t co0,
+void block(const float* xb, const PaddedPlane& pd, const float* w, int64_t cin, const ConvGeometry& g, int64_t co0,
            int64_t oh, int64_t ow0, int64_t i0, int64_t i1, int64_t j0, int64_t j1, float* yb) {
   const int64_t taps = g.kh * g.kw, K = cin * taps, pixels = g.ho * g.wo;
   __m512 acc[CO][PX];
@@ -106,7 +98,7 @@ void block(const float* xb, const Padded& pd, const float* w, int64_t cin, const
 }
 
 template <int PX>
-void blocks(const float* xb, const Padded& pd, const float* w, int64_t cin, int64_t cout, const ConvGeometry& g,
+void blocks(const float* xb, const PaddedPlane& pd, const float* w, int64_t cin, int64_t cout, const ConvGeometry& g,
             int64_t oh, int64_t ow0, int64_t i0, int64_t i1, int64_t j0, int64_t j1, float* yb) {
   for (int64_t co0 = 0; co0 < cout; co0 += kCo) {
     switch (std::min<int64_t>(kCo, cout - co0)) {
@@ -124,7 +116,7 @@ void blocks(const float* xb, const Padded& pd, const float* w, int64_t cin, int6
 // group (dyb: dy as [co][pixel][image]) and added to dwb: per-image
 // partial sums, reduced across the lanes once at the end.
 template <int CO, int KW>
-void wblock(const float* xb, const Padded& pd, const float* dyb, float* dwb, int64_t cin, const ConvGeometry& g,
+void wblock(const float* xb, const PaddedPlane& pd, const float* dyb, float* dwb, int64_t cin, const ConvGeometry& g,
             int64_t co0, int64_t ci, int64_t i) {
   const int64_t pixels = g.ho * g.wo, taps = g.kh * KW;
   __m512 acc[CO][KW];
@@ -149,7 +141,7 @@ void wblock(const float* xb, const Padded& pd, const float* dyb, float* dwb, int
 }
 
 template <int KW>
-void wblocks(const float* xb, const Padded& pd, const float* dyb, float* dwb, int64_t cin, int64_t cout,
+void wblocks(const float* xb, const PaddedPlane& pd, const float* dyb, float* dwb, int64_t cin, int64_t cout,
              const ConvGeometry& g, int64_t ci, int64_t i) {
   constexpr int kMaxCo = 20 / KW;  // CO x KW accumulators + CO + 1 vectors within 32 registers
   for (int64_t co0 = 0; co0 < cout; co0 += kMaxCo) {
@@ -166,14 +158,14 @@ void wblocks(const float* xb, const Padded& pd, const float* dyb, float* dwb, in
 }  // namespace
 
 int64_t conv2d_batch_scratch(int64_t cin, int64_t cout, const ConvGeometry& g) {
-  const Padded pd = padded_size(g);
+  const PaddedPlane pd = padded_plane(g);
   // input group, output (or dy) group, and the weight gradient's lane sums
   return (cin * pd.hp * pd.wp + cout * g.ho * g.wo + cout * cin * g.kh * g.kw) * 16;
 }
 
 void conv2d_batch_fwd_avx512(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t cin,
                              int64_t cout, const ConvGeometry& g, bool relu, float* scratch) {
-  const Padded pd = padded_size(g);
+  const PaddedPlane pd = padded_plane(g);
   float* xb = scratch;
   float* yb = scratch + cin * pd.hp * pd.wp * 16;
   const int64_t in_size = cin * g.h * g.w, out_size = cout * g.ho * g.wo;
@@ -215,7 +207,7 @@ namespace cpucnn {
 
 void conv2d_batch_bwd_w_avx512(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
                                const ConvGeometry& g, float* scratch) {
-  const Padded pd = padded_size(g);
+  const PaddedPlane pd = padded_plane(g);
   const int64_t pixels = g.ho * g.wo, wsize = cout * cin * g.kh * g.kw;
   float* xb = scratch;
   float* dyb = xb + cin * pd.hp * pd.wp * 16;
@@ -224,7 +216,7 @@ void conv2d_batch_bwd_w_avx512(const float* x, const float* dy, float* dw, int64
   const int64_t in_size = cin * g.h * g.w, out_size = cout * pixels;
   // dy as a "convolution input" of cout planes, no padding.
   const ConvGeometry gy{g.ho, g.wo, g.ho, g.wo, 1, 1, 1, 1, 0, 0, 1, 1};
-  const Padded pdy{g.ho, g.wo};
+  const PaddedPlane pdy{g.ho, g.wo};
   for (int64_t n0 = 0; n0 < n; n0 += 16) {
     const int64_t images = std::min<int64_t>(16, n - n0);
     to_batch(x + n0 * in_size, images, cin, g, pd, xb);

@@ -25,16 +25,8 @@ namespace {
 using avx512::first_lanes;
 using avx512::transpose16;
 
-struct Padded {
-  int64_t hp, wp;
-};
-
-Padded padded_size(const ConvGeometry& g) {
-  return {std::max(g.h + g.ph, (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1), std::max(g.w + g.pw, g.wo + g.kw - 1)};
-}
-
 // xp (cin planes of hp x wp) = x with ph rows and pw columns of zeros before.
-void pad_image(const float* x, int64_t cin, const ConvGeometry& g, const Padded& p, float* xp) {
+void pad_image(const float* x, int64_t cin, const ConvGeometry& g, const PaddedPlane& p, float* xp) {
   std::memset(xp, 0, static_cast<size_t>(cin * p.hp * p.wp) * sizeof(float));
   for (int64_t c = 0; c < cin; ++c)
     for (int64_t r = 0; r < g.h; ++r)
@@ -81,7 +73,7 @@ void rows_to_planes(const float* rows, int64_t channels, int64_t pixels, const f
 // Forward: CB registers of channels (16 CB channels from c0) x NP output
 // pixels ow0.. of output row oh, over all input channels and taps.
 template <int CB, int NP>
-void fwd_block(const float* xp, const Padded& pd, const float* wl, int64_t cin, int64_t cout, const ConvGeometry& g,
+void fwd_block(const float* xp, const PaddedPlane& pd, const float* wl, int64_t cin, int64_t cout, const ConvGeometry& g,
                int64_t c0, int64_t oh, int64_t ow0, float* out) {
   __m512 acc[NP][CB];
   for (int p = 0; p < NP; ++p)
@@ -105,7 +97,7 @@ void fwd_block(const float* xp, const Padded& pd, const float* wl, int64_t cin, 
 }
 
 template <int CB, int MaxNP>
-void fwd_row(const float* xp, const Padded& pd, const float* wl, int64_t cin, int64_t cout, const ConvGeometry& g,
+void fwd_row(const float* xp, const PaddedPlane& pd, const float* wl, int64_t cin, int64_t cout, const ConvGeometry& g,
              int64_t c0, int64_t oh, float* out) {
   for (int64_t ow0 = 0; ow0 < g.wo; ow0 += MaxNP) {
     switch (std::min<int64_t>(MaxNP, g.wo - ow0)) {
@@ -125,7 +117,7 @@ void fwd_row(const float* xp, const Padded& pd, const float* wl, int64_t cin, in
 // columns by CB registers, summed over every output pixel of one image
 // (dyr: dy pixel-major) and added to dwl.
 template <int CB, int KW, int RB>
-void wgrad_block(const float* xp, const Padded& pd, const float* dyr, float* dwl, int64_t cout,
+void wgrad_block(const float* xp, const PaddedPlane& pd, const float* dyr, float* dwl, int64_t cout,
                  const ConvGeometry& g, int64_t ci, int64_t i0, int64_t c0) {
   __m512 acc[RB][KW][CB];
   float* base = dwl + ((ci * g.kh + i0) * KW) * cout + c0;
@@ -155,7 +147,7 @@ void wgrad_block(const float* xp, const Padded& pd, const float* dyr, float* dwl
 // All kernel rows of input channel ci, RB at a time (as many as the
 // registers hold: RB x KW x CB accumulators, at most 24).
 template <int CB, int KW>
-void wgrad_channel(const float* xp, const Padded& pd, const float* dyr, float* dwl, int64_t cout,
+void wgrad_channel(const float* xp, const PaddedPlane& pd, const float* dyr, float* dwl, int64_t cout,
                    const ConvGeometry& g, int64_t ci, int64_t c0) {
   constexpr int kMaxRB = 24 / (KW * CB);
   for (int64_t i0 = 0; i0 < g.kh; i0 += kMaxRB) {
@@ -172,13 +164,13 @@ void wgrad_channel(const float* xp, const Padded& pd, const float* dyr, float* d
 }  // namespace
 
 int64_t conv2d_lanes_scratch(int64_t cin, int64_t cout, const ConvGeometry& g) {
-  const Padded pd = padded_size(g);
+  const PaddedPlane pd = padded_plane(g);
   return cin * pd.hp * pd.wp + g.ho * g.wo * cout + 16;
 }
 
 void conv2d_lanes_fwd_avx512(const float* x, const float* wl, const float* bias, float* y, int64_t n, int64_t cin,
                              int64_t cout, const ConvGeometry& g, bool relu, float* scratch) {
-  const Padded pd = padded_size(g);
+  const PaddedPlane pd = padded_plane(g);
   float* xp = scratch;
   float* out = scratch + cin * pd.hp * pd.wp;
   const int64_t in_size = cin * g.h * g.w, pixels = g.ho * g.wo;
@@ -199,10 +191,11 @@ void conv2d_lanes_fwd_avx512(const float* x, const float* wl, const float* bias,
 
 void conv2d_lanes_bwd_w_avx512(const float* x, const float* dy, float* dwl, int64_t n, int64_t cin, int64_t cout,
                                const ConvGeometry& g, float* scratch) {
-  const Padded pd = padded_size(g);
+  const PaddedPlane pd = padded_plane(g);
   float* xp = scratch;
   float* dyr = scratch + cin * pd.hp * pd.wp;
   const int64_t in_size = cin * g.h * g.w, pixels = g.ho * g.wo;
+  std::memset(dwl, 0, static_cast<size_t>(cin * g.kh * g.kw * cout) * sizeof(float));
   for (int64_t img = 0; img < n; ++img) {
     pad_image(x + img * in_size, cin, g, pd, xp);
     planes_to_rows(dy + img * cout * pixels, cout, pixels, dyr);
