@@ -119,6 +119,14 @@ void forward_packed(int64_t n, int64_t cin, int64_t cout, const WinogradGeometry
   }
 }
 
+// U[xi] = (G w G^T)[xi] of the weights w (cout x cin x 3 x 3): 16 planes of
+// cout x cin in this thread's workspace.
+float* transform_weights(const float* w, int64_t cout, int64_t cin) {
+  float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(kXi * cout * cin));
+  kernels().winograd_weights(w, cout, cin, cin * 9, 9, false, u);
+  return u;
+}
+
 // The same with transformed weights u (16 x cout x cin), packed here.
 void forward_transformed(int64_t n, int64_t cin, int64_t cout, const WinogradGeometry& wg, const float* x,
                          const float* u, const float* bias, float* y, bool relu, int threads) {
@@ -151,10 +159,8 @@ std::shared_ptr<const WinogradWeights> winograd_prepare(const Conv2dShape& s, co
   p->cin = s.cin;
   const int64_t count = s.cout * s.cin * 9;
   p->source.assign(w, w + count);
-  Tensor u({kXi * s.cout * s.cin});
-  p->table->winograd_weights(w, s.cout, s.cin, s.cin * 9, 9, false, u.data());
   p->packed.resize({kXi * packed_size(s.cout, s.cin)});
-  pack_transformed(u.data(), s.cout, s.cin, false, p->packed.data());
+  pack_transformed(transform_weights(w, s.cout, s.cin), s.cout, s.cin, false, p->packed.data());
   return p;
 }
 
@@ -171,9 +177,8 @@ void winograd_forward_prepared(const Conv2dShape& s, const float* x, const Winog
 
 void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
                       int threads) {
-  float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(kXi * s.cout * s.cin));
-  kernels().winograd_weights(w, s.cout, s.cin, s.cin * 9, 9, false, u);
-  forward_transformed(s.n, s.cin, s.cout, tiles_of(s.geo), x, u, bias, y, relu, threads);
+  forward_transformed(s.n, s.cin, s.cout, tiles_of(s.geo), x, transform_weights(w, s.cout, s.cin), bias, y, relu,
+                      threads);
 }
 
 namespace {
@@ -215,8 +220,7 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
   const int64_t upanel = packed_size(cin, cout);
   float* upt = nullptr;
   if (fused_dx) {
-    float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(usize));
-    kt.winograd_weights(w, cout, cin, cin * 9, 9, false, u);
+    const float* u = transform_weights(w, cout, cin);
     upt = thread_workspace().get(Workspace::kTmp, static_cast<size_t>(kXi * upanel));
     pack_transformed(u, cout, cin, true, upt);
   }
