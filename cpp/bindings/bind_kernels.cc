@@ -12,6 +12,7 @@
 #include "core/errors.hpp"
 #include "ops/conv2d.hpp"
 #include "ops/gemm.hpp"
+#include "ops/winograd.hpp"
 
 namespace py = pybind11;
 
@@ -134,8 +135,8 @@ void register_kernels(py::module_& m) {
           throw ValueError("set_conv2d_winograd: mode must be 'auto', 'always' or 'never', got '" + mode + "'");
       },
       py::arg("mode"),
-      "Winograd F(2x2, 3x3) for eligible 3x3 stride-1 convolutions: 'auto' (where it pays; the default), "
-      "'always' (wherever it applies) or 'never' (im2col + GEMM).");
+      "Winograd (F(2x2) or F(4x4), 3x3) for eligible 3x3 stride-1 convolutions: 'auto' (where it pays; the "
+      "default), 'always' (wherever it applies) or 'never' (im2col + GEMM).");
   k.def(
       "conv2d_winograd",
       [] {
@@ -143,6 +144,29 @@ void register_kernels(py::module_& m) {
         return std::string(m == WinogradMode::kAuto ? "auto" : m == WinogradMode::kAlways ? "always" : "never");
       },
       "The Winograd mode: 'auto', 'always' or 'never'.");
+  k.def(
+      "set_conv2d_winograd_tile",
+      [](const std::string& tile) {
+        if (tile == "auto")
+          set_winograd_tile(WinogradTile::kAuto);
+        else if (tile == "2x2")
+          set_winograd_tile(WinogradTile::kF2);
+        else if (tile == "4x4")
+          set_winograd_tile(WinogradTile::kF4);
+        else
+          throw ValueError("set_conv2d_winograd_tile: tile must be 'auto', '2x2' or '4x4', got '" + tile + "'");
+      },
+      py::arg("tile"),
+      "Which Winograd variant runs where Winograd does: 'auto' (F(4x4, 3x3) where the ISA has it, on maps "
+      "of at least 8x8 outputs with at least 16 of its 4x4 tiles per thread, else F(2x2, 3x3); the default), "
+      "'2x2' or '4x4' (F(4x4) wherever Winograd runs, on ISAs that have it; F(2x2) on the others).");
+  k.def(
+      "conv2d_winograd_tile",
+      [] {
+        const WinogradTile t = winograd_tile();
+        return std::string(t == WinogradTile::kAuto ? "auto" : t == WinogradTile::kF2 ? "2x2" : "4x4");
+      },
+      "The Winograd variant setting: 'auto', '2x2' or '4x4'.");
 }
 
 }  // namespace cpucnn::bindings

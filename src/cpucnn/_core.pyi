@@ -138,10 +138,19 @@ class _Kernels:
         """(dx or None, dw, db)."""
     @staticmethod
     def set_conv2d_winograd(mode: str) -> None:
-        """Winograd F(2x2, 3x3) for eligible 3x3 stride-1 convolutions: 'auto' (where it pays; the
+        """Winograd (F(2x2) or F(4x4), 3x3) for eligible 3x3 stride-1 convolutions: 'auto' (where it pays; the
         default), 'always' (wherever it applies) or 'never' (im2col + GEMM)."""
     @staticmethod
     def conv2d_winograd() -> str:
         """The Winograd mode: 'auto', 'always' or 'never'."""
+    @staticmethod
+    def set_conv2d_winograd_tile(tile: str) -> None:
+        """Which Winograd variant runs where Winograd does: 'auto' (F(4x4, 3x3) where the ISA has it,
+        on maps of at least 8x8 outputs with at least 16 of its 4x4 tiles per thread, else F(2x2, 3x3);
+        the default), '2x2' or '4x4' (F(4x4) wherever Winograd runs, on ISAs that have it; F(2x2) on
+        the others)."""
+    @staticmethod
+    def conv2d_winograd_tile() -> str:
+        """The Winograd variant setting: 'auto', '2x2' or '4x4'."""
 
 kernels: _Kernels

@@ -1,7 +1,9 @@
-"""The Winograd F(2x2, 3x3) convolution path (ops/winograd.cc) on every ISA
-that has it, against the float64 reference and against the im2col + GEMM
-path of the same ISA: forward (with bias and fused ReLU), backward-data,
-backward-weight and bias gradient. Ragged sizes: channel counts that are not
+"""The Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution paths
+(ops/winograd.cc) on every ISA that has them, against the float64 reference
+and against the im2col + GEMM path of the same ISA: forward (with bias and
+fused ReLU), backward-data, backward-weight and bias gradient. Every test
+that takes the `winograd` fixture runs once per tile size (F(4x4) only
+where the ISA has it: elsewhere '4x4' falls back to F(2x2)). Ragged sizes: channel counts that are not
 multiples of the vector width, odd output sizes (half-empty edge tiles),
 tile rows shorter and longer than a 16-tile register, padding 0, 1 and 2,
 batches that split unevenly over threads."""
@@ -29,12 +31,18 @@ SHAPES = [
 ]
 
 
-@pytest.fixture
-def winograd():
-    before = K.conv2d_winograd()
+def _has_f4(isa):
+    return isa == "avx512"
+
+
+@pytest.fixture(params=["2x2", "4x4"])
+def winograd(request):
+    before, tile = K.conv2d_winograd(), K.conv2d_winograd_tile()
     K.set_conv2d_winograd("always")
-    yield
+    K.set_conv2d_winograd_tile(request.param)
+    yield request.param
     K.set_conv2d_winograd(before)
+    K.set_conv2d_winograd_tile(tile)
 
 
 def _case(shape):
@@ -116,7 +124,11 @@ def test_winograd_keeps_nan_within_its_tiles(isa, one_thread, winograd):
     assert (np.isnan(y) >= np.isnan(y_gemm)).all()
     assert not np.isnan(y[0]).any()
     rows, cols = np.nonzero(np.isnan(y[1]).any(axis=0))
-    assert rows.max() <= 3 and cols.min() >= 2  # tiles (0..1, 2..3) x (2..3, 4..5)
+    if winograd == "4x4" and _has_f4(isa):
+        # input (2, 4) is in the patches of tiles (0, 0) and (0, 1): output rows 0..3
+        assert rows.max() <= 3 and np.isnan(y[1][:, 4:, :]).sum() == 0
+    else:
+        assert rows.max() <= 3 and cols.min() >= 2  # tiles (0..1, 2..3) x (2..3, 4..5)
 
 
 def test_auto_mode_uses_winograd_only_where_it_pays(isa, one_thread):
@@ -140,3 +152,40 @@ def test_winograd_mode_is_checked():
     with pytest.raises(ValueError, match="'auto', 'always' or 'never'"):
         K.set_conv2d_winograd("sometimes")
     assert K.conv2d_winograd() == "auto"
+
+
+def test_winograd_tile_setting_is_checked():
+    with pytest.raises(ValueError, match="'auto', '2x2' or '4x4'"):
+        K.set_conv2d_winograd_tile("3x3")
+    assert K.conv2d_winograd_tile() == "auto"
+
+
+@pytest.mark.parametrize(
+    "shape,f4",
+    [
+        ((2, 16, 16, 16, 16, 1), True),
+        ((4, 16, 16, 8, 8, 1), True),  # 16 tiles of 4x4
+        ((3, 16, 16, 8, 8, 1), False),  # 12
+        ((2, 16, 16, 7, 9, 1), False),
+        ((9, 16, 16, 7, 9, 1), False),
+    ],
+    ids=["16x16", "8x8x4", "8x8x3", "7x9", "7x9x9"],
+)
+def test_auto_tile_is_f4_on_maps_of_8x8_or_more(isa, one_thread, winograd, shape, f4):
+    # 'auto' runs F(4x4) on maps of >= 8x8 outputs with >= 16 of its tiles per
+    # thread where the ISA has it, else F(2x2): bit for bit one of the two
+    # forced settings, and the two differ.
+    x, wt, b, dy, p = _case(shape)
+    got = {}
+    for tile in ("auto", "2x2", "4x4"):
+        K.set_conv2d_winograd_tile(tile)
+        got[tile] = [K.conv2d_forward(x, wt, b, padding=(p, p)), *K.conv2d_backward(x, wt, dy, padding=(p, p))]
+    K.set_conv2d_winograd_tile(winograd)
+    picked = "4x4" if f4 and _has_f4(isa) else "2x2"
+    for a, e in zip(got["auto"], got[picked]):
+        np.testing.assert_array_equal(a, e)
+    if _has_f4(isa):
+        assert not np.array_equal(got["2x2"][0], got["4x4"][0]), "F(4x4) did not run"
+    else:  # falls back to F(2x2)
+        for a, e in zip(got["2x2"], got["4x4"]):
+            np.testing.assert_array_equal(a, e)

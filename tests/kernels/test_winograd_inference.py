@@ -113,6 +113,25 @@ def test_prepared_weights_follow_the_isa(one_thread):
         cc.set_isa(default)
 
 
+def test_prepared_weights_follow_the_tile_setting(isa, one_thread):
+    # Prepared F(4x4) weights are never used for F(2x2) or the other way
+    # round: each switch remakes them (on ISAs without F(4x4) both are F(2x2)).
+    m, x = _model(), _x(1)
+    try:
+        for tile in ("2x2", "4x4", "2x2", "auto"):
+            K.set_conv2d_winograd_tile(tile)
+            np.testing.assert_array_equal(m.predict(x), _model().predict(x), err_msg=tile)
+        K.set_conv2d_winograd_tile("2x2")
+        f2 = m.predict(x)
+        K.set_conv2d_winograd_tile("4x4")
+        f4 = m.predict(x)
+    finally:
+        K.set_conv2d_winograd_tile("auto")
+    assert_close(f4, f2, f"{isa} F(4x4) vs F(2x2) prepared")
+    if isa == "avx512":
+        assert not np.array_equal(f4, f2), "F(4x4) did not run"
+
+
 def test_prepared_weights_under_concurrent_predicts(isa, threads):
     cc.set_num_threads(2)
     xs = [_x(1, f"thread{i}") for i in range(4)]

@@ -83,6 +83,10 @@ KernelTable make_avx512() {
   t.winograd_grad_output = winograd_grad_output_avx512;
   t.winograd_weights = winograd_weights_avx512;
   t.winograd_input_adjoint = winograd_input_adjoint_avx512;
+  t.winograd4_input = winograd4_input_avx512;
+  t.winograd4_output = winograd4_output_avx512;
+  t.winograd4_grad_output = winograd4_grad_output_avx512;
+  t.winograd4_weights = winograd4_weights_avx512;
   t.relu_fwd = relu_fwd_avx512;
   t.relu_bwd = relu_bwd_avx512;
   t.sum = sum_avx512;
@@ -102,7 +106,9 @@ KernelTable make_avx512() {
                     "avx512 (16 images a register, 16 images or more per thread: forward and dx as a full "
                     "convolution with <= 16 output channels; dw of 3- and 5-wide kernels where the direct dw "
                     "would run)"});
-  t.impl.push_back({"conv2d_winograd", "avx512 (3x3 stride-1 convs with >= 8 channels in and out)"});
+  t.impl.push_back({"conv2d_winograd",
+                    "avx512 (3x3 stride-1 convs with >= 8 channels in and out; F(4x4) on maps of >= 8x8 outputs "
+                    "with >= 16 of its tiles per thread, F(2x2) below)"});
   mark(t, "relu", "avx512");
   mark(t, "maxpool2d", "avx512 (2x2 stride 2; scalar otherwise)");
   mark(t, "sgd", "avx512");

@@ -38,6 +38,11 @@ struct KernelTable {
   WinogradGradOutputFn winograd_grad_output = nullptr;
   WinogradWeightsFn winograd_weights = nullptr;
   WinogradInputAdjointFn winograd_input_adjoint = nullptr;  // optional even then: dx from the dW pass
+  // optional, all four or none: Winograd F(4x4, 3x3) (36 products a 4x4 block instead of 64)
+  WinogradInputFn winograd4_input = nullptr;
+  WinogradMaskedOutputFn winograd4_output = nullptr;
+  WinogradGradOutputFn winograd4_grad_output = nullptr;
+  WinogradWeightsFn winograd4_weights = nullptr;
   // element-wise
   UnaryFn relu_fwd = nullptr;
   UnaryBwdFn relu_bwd = nullptr;

@@ -154,6 +154,22 @@ using WinogradWeightsFn = void (*)(const float* src, int64_t rows, int64_t cols,
 CPUCNN_DECLARE_WINOGRAD(avx2)
 CPUCNN_DECLARE_WINOGRAD(avx512)
 #undef CPUCNN_DECLARE_WINOGRAD
+// The same for Winograd F(4x4, 3x3): 6x6 patches, 36 xi planes, 4x4 tiles.
+void winograd4_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                            int64_t u0, int64_t u1, float* v, int64_t ldv);
+// Its output also takes relu_y (may be null): y is multiplied by [relu_y > 0]
+// (relu_y laid out as y), the backward of a ReLU before the convolution when
+// this pass computes dx.
+using WinogradMaskedOutputFn = void (*)(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
+                                        const WinogradGeometry& g, int64_t u0, int64_t u1, float* y,
+                                        int64_t image_stride, const float* relu_y);
+void winograd4_output_avx512(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
+                             const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride,
+                             const float* relu_y);
+void winograd4_grad_output_avx512(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                                  int64_t u0, int64_t u1, float* dm, int64_t ldm);
+void winograd4_weights_avx512(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,
+                              float* u);
 
 // Element-wise activations. Forward may run in place (x == y).
 using UnaryFn = void (*)(const float* x, float* y, int64_t n);

@@ -20,6 +20,14 @@ namespace cpucnn {
 
 struct KernelTable;
 
+// Which variant runs: F(4x4, 3x3) where the ISA has it (AVX-512) on maps of
+// at least 8x8 outputs with at least 16 of its 4x4 tiles per thread, else
+// F(2x2, 3x3) ('auto'); or one of them wherever Winograd runs (F(4x4) falls
+// back to F(2x2) on ISAs without it).
+enum class WinogradTile { kAuto, kF2, kF4 };
+void set_winograd_tile(WinogradTile tile);
+WinogradTile winograd_tile();
+
 // Whether this layer can run as Winograd on the current ISA, and whether it
 // pays (enough tiles per call to repay transforming the weights).
 bool winograd_applicable(const Conv2dShape& s);
@@ -33,6 +41,7 @@ bool winograd_prepared_pays(const Conv2dShape& s);
 // table they were made from.
 struct WinogradWeights {
   const KernelTable* table = nullptr;
+  int tile = 2;  // F(tile x tile, 3x3)
   int64_t cout = 0, cin = 0;
   std::vector<float> source;
   Tensor packed;
