@@ -7,9 +7,11 @@ GFLOP/s are nominal: 2 * N * Cout * Ho * Wo * Cin * Kh * Kw per pass,
 whatever the algorithm, so a Winograd layer can exceed the FMA peak.
 --winograd picks how eligible 3x3 stride-1 layers run: auto (the library's
 default), never (im2col + GEMM), always, or both (auto and never side by
-side). backward-data is timed as (backward with dx) - (backward without).
+side); --tile which Winograd variant: auto (the library's choice), 2x2,
+4x4 (F(4x4) where the ISA has it) or both (2x2 and 4x4 side by side).
+backward-data is timed as (backward with dx) - (backward without).
 
-    python benchmarks/bench_kernels.py [--threads 1] [--batch 64] [--isa avx512 ...] [--winograd both]
+    python benchmarks/bench_kernels.py [--threads 1] [--batch 64] [--isa avx512 ...] [--winograd both] [--tile both]
 """
 
 from __future__ import annotations
@@ -62,9 +64,12 @@ def main():
     ap.add_argument("--isa", nargs="+", default=cc.available_isas())
     ap.add_argument("--seconds", type=float, default=0.3)
     ap.add_argument("--winograd", choices=["auto", "never", "always", "both"], default="auto")
+    ap.add_argument("--tile", choices=["auto", "2x2", "4x4", "both"], default="auto")
     ap.add_argument("--json", default="bench_out/kernels.json")
     args = ap.parse_args()
-    algos = ["auto", "never"] if args.winograd == "both" else [args.winograd]
+    tiles = ["2x2", "4x4"] if args.tile == "both" else [args.tile]
+    algos = [(a, t) for a in (["auto", "never"] if args.winograd == "both" else [args.winograd])
+             for t in (["auto"] if a == "never" else tiles)]
     cc.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     default_isa = cc.cpu_info()["isa"]
@@ -80,7 +85,8 @@ def main():
         peak[f"cpucnn_gemm_{isa}_1024"] = flops / timed(lambda: K.gemm(a, b, threads=args.threads), args.seconds) / 1e9
     print(f"sgemm 1024^3 ({args.threads} thread(s)): " + ", ".join(f"{k} {v:.1f} GF/s" for k, v in peak.items()))
 
-    print(f"\n{'layer':18s} {'shape':>22s} {'isa':>7s} {'winograd':>8s} | {'fwd GF/s':>8s} {'bwd-data':>8s} {'bwd-w':>8s}")
+    print(f"\n{'layer':18s} {'shape':>22s} {'isa':>7s} {'winograd':>11s} | {'fwd GF/s':>8s} {'bwd-data':>8s} "
+          f"{'bwd-w':>8s}")
     for name in SPECS:
         for label, cin, h, w, cout, k, pad in conv_layers(name):
             x = rng.random((args.batch, cin, h, w), dtype=np.float32)
@@ -89,22 +95,27 @@ def main():
             ho, wo = h + 2 * pad - k + 1, w + 2 * pad - k + 1
             dy = rng.random((args.batch, cout, ho, wo), dtype=np.float32)
             fl = 2.0 * args.batch * cout * ho * wo * cin * k * k
-            for isa, algo in [(i, a) for i in args.isa for a in algos]:
+            for isa, (algo, tile) in [(i, a) for i in args.isa for a in algos]:
                 cc.set_isa(isa)
                 K.set_conv2d_winograd(algo)
+                K.set_conv2d_winograd_tile(tile)
                 tf = timed(lambda: K.conv2d_forward(x, wt, bias, padding=(pad, pad)), args.seconds)
                 tw = timed(lambda: K.conv2d_backward(x, wt, dy, padding=(pad, pad), need_dx=False), args.seconds)
                 tb = timed(lambda: K.conv2d_backward(x, wt, dy, padding=(pad, pad), need_dx=True), args.seconds)
                 td = max(tb - tw, 1e-9)
-                r = {"layer": label, "cin": cin, "h": h, "w": w, "cout": cout, "k": k, "pad": pad, "isa": isa, "winograd": algo,
+                r = {"layer": label, "cin": cin, "h": h, "w": w, "cout": cout, "k": k, "pad": pad, "isa": isa,
+                     "winograd": algo, "tile": tile,
                      "batch": args.batch, "threads": args.threads, "fwd_gflops": fl / tf / 1e9,
                      "bwd_data_gflops": fl / td / 1e9, "bwd_weight_gflops": fl / tw / 1e9}
                 rows.append(r)
                 shape = f"{cin}x{h}x{w}->{cout}@{k}x{k}"
-                print(f"{label:18s} {shape:>22s} {isa:>7s} {algo:>8s} | {r['fwd_gflops']:8.1f} {r['bwd_data_gflops']:8.1f} "
+                name = algo if tile == "auto" else f"{algo}/{tile}"
+                print(f"{label:18s} {shape:>22s} {isa:>7s} {name:>11s} | {r['fwd_gflops']:8.1f} "
+                      f"{r['bwd_data_gflops']:8.1f} "
                       f"{r['bwd_weight_gflops']:8.1f}", flush=True)
     cc.set_isa(default_isa)
     K.set_conv2d_winograd("auto")
+    K.set_conv2d_winograd_tile("auto")
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"peak": peak, "layers": rows}, f, indent=2)
