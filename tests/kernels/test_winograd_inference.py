@@ -1,7 +1,7 @@
 """Inference through prepared Winograd weights (ops/conv2d.hpp,
 Conv2dWeightCache): a Conv2D transforms and packs its weights once and
 reuses them for every forward outside training, which makes Winograd pay
-from 64 tiles (batch 1 on 16x16 maps) instead of 256. The cache must follow
+from 8 tiles (batch 1 on 6x6 maps) instead of 256. The cache must follow
 every change of the weights (set_weights, a training step, a single value)
 and of the ISA (each packs for its own micro-kernel), and be safe when
 several threads predict at once."""
@@ -57,6 +57,20 @@ def test_prepared_weights_match_the_gemm_path(isa, threads, mode, n, nt):
         assert not np.array_equal(got[0], want)
     else:
         np.testing.assert_array_equal(got[0], want)
+
+
+def test_prepared_weights_run_from_8_tiles(isa, one_thread, mode):
+    # 6x6 output maps at batch 1: 9 tiles of 2x2 (the threshold is 8), 4x4 maps: 4 (GEMM).
+    x = seeded_rng("winograd-inference", "small").standard_normal((1, 16, 6, 6)).astype(np.float32)
+    outs = {}
+    for m in ("never", "auto"):
+        mode(m)
+        big = cc.Sequential([L.Conv2D(16, 3, padding=1)], input_shape=(16, 6, 6), seed=3)
+        small = cc.Sequential([L.Conv2D(16, 3, padding=1)], input_shape=(16, 4, 4), seed=3)
+        outs[m] = (big.predict(x), small.predict(x[:, :, :4, :4]))
+    assert_close(outs["auto"][0], outs["never"][0], f"{isa} 6x6 prepared vs GEMM")
+    assert _has_winograd() != np.array_equal(outs["auto"][0], outs["never"][0])
+    np.testing.assert_array_equal(outs["auto"][1], outs["never"][1])
 
 
 def _fresh_predict(weights, x):
