@@ -1,5 +1,7 @@
 // Winograd F(2x2, 3x3) convolution: the layout shared by its transform
-// kernels (kernels/winograd/) and its driver (ops/winograd.cc).
+// kernels (kernels/winograd/) and its driver (ops/winograd.cc). F(4x4, 3x3)
+// (kernels/winograd4/) uses the same layout with 4x4 tiles from 6x6 patches:
+// units of 4 output rows, xi = 6 p + q over 36 planes.
 //
 // Each 2x2 block of outputs is one tile, computed from a 4x4 input patch:
 //   Y = A^T [ (G g G^T) . (B^T d B) ] A          (. is element-wise)

@@ -1,5 +1,5 @@
-// The convolution operator. Per layer and ISA it picks: Winograd F(2x2, 3x3)
-// for eligible 3x3 stride-1 layers (ops/winograd.hpp); direct kernels for
+// The convolution operator. Per layer and ISA it picks: Winograd (F(2x2) or
+// F(4x4), 3x3) for eligible 3x3 stride-1 layers (ops/winograd.hpp); direct kernels for
 // thin layers (few output channels forward, few input channels for dx, few
 // output channels or taps for dw): with 16 output channels a register
 // (16 or 32 channels, short reductions) or 16 images a register (16+
@@ -57,7 +57,8 @@ class Conv2dWeightCache {
   std::shared_ptr<const WinogradWeights> winograd_;
 };
 
-// Winograd F(2x2, 3x3) for eligible 3x3 stride-1 layers (ops/winograd.hpp):
+// Winograd for eligible 3x3 stride-1 layers (ops/winograd.hpp; which variant:
+// set_winograd_tile there):
 // kAuto (the default) where it pays, kAlways wherever it applies, kNever
 // (im2col + GEMM everywhere). Tests compare the paths; not to be switched
 // while convolutions run.

@@ -254,7 +254,9 @@ bool winograd_prepared_for(const WinogradWeights& p, const Conv2dShape& s, const
 
 void winograd_forward_prepared(const Conv2dShape& s, const float* x, const WinogradWeights& p, const float* bias,
                                float* y, bool relu, int threads) {
-  const Scheme sc = scheme_for(s);
+  // The variant the weights were packed for (the choice for s may have
+  // moved since with the thread count or the tile setting).
+  const Scheme sc = p.tile == 4 ? scheme_f4(*p.table) : scheme_f2(*p.table);
   forward_packed(sc, s.n, s.cin, s.cout, tiles_of(s.geo, sc.m), x, p.packed.data(), bias, y, relu, threads);
 }
 

@@ -1,11 +1,12 @@
-// Winograd F(2x2, 3x3) convolution for 3x3 stride-1 layers: forward,
-// backward-weight (the exact adjoint of the forward transform: dU = sum over
-// tiles of dM . V with dM = A e A^T and V = B^T d B, then dW = G^T dU G) and
-// backward-data in the same pass (dV = U^T dM, dx = overlap-add of B dV B^T;
-// or, where the ISA lacks that adjoint kernel, a forward pass over dy with
-// the kernel flipped and its channel axes swapped). 2.25x fewer multiply-adds than im2col + GEMM; the 16
-// products per tile run as GEMMs on the dispatch table's micro-kernel, the
-// transforms on its winograd kernels. Blocks of tile rows sized for L2 are
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution for 3x3 stride-1 layers:
+// forward, backward-weight (the exact adjoint of the forward transform: dU =
+// sum over tiles of dM . V with dM = A e A^T and V = B^T d B, then dW = G^T dU
+// G) and backward-data in the same pass (dV = U^T dM, dx = overlap-add of
+// B dV B^T; or, where there is no adjoint kernel - always for F(4x4) - a
+// forward pass over dy with the kernel flipped and its channel axes swapped).
+// 2.25x (F(2x2)) or 4x (F(4x4)) fewer multiply-adds than im2col + GEMM; the
+// 16 or 36 products per tile run as GEMMs on the dispatch table's
+// micro-kernel, the transforms on its winograd kernels. Blocks of tile rows sized for L2 are
 // independent, so the forward result does not depend on the thread count;
 // weight-gradient partials are summed in a fixed order.
 #pragma once
