@@ -45,8 +45,8 @@ def _torch_threads_and_report(request):
             f"elements >= 1% of their tensor's max (no cancellation) {_WORST['elem_rel']:.3g} "
             f"at [{_WORST['elem_where']}]")
     if _WORST["ill"]:
-        line += (f"; {_WORST['ill']} ill-conditioned element(s) (torch float32 itself off by more than the "
-                 f"tolerance) up to {_WORST['ill_err']:.3g} at [{_WORST['ill_where']}]")
+        line += (f"; {_WORST['ill']} ill-conditioned element(s) (off by more than the tolerance, within its "
+                 f"float32 slack) up to {_WORST['ill_err']:.3g} at [{_WORST['ill_where']}]")
     rep = request.config.pluginmanager.get_plugin("terminalreporter")
     cap = request.config.pluginmanager.get_plugin("capturemanager")
     if rep is not None and cap is not None:
@@ -56,7 +56,7 @@ def _torch_threads_and_report(request):
         print(line)
 
 
-def assert_parity(actual, expected, what, scale=None, floor=0.0, ref32=None):
+def assert_parity(actual, expected, what, scale=None, floor=0.0, slack=None):
     """|actual - expected| <= rtol*|expected| + atol, atol = 1e-5*scale + floor; records the worst error.
 
     scale defaults to max|expected|; pass the magnitude of the quantities a
@@ -64,10 +64,10 @@ def assert_parity(actual, expected, what, scale=None, floor=0.0, ref32=None):
     in exact arithmetic cannot match to 1e-4 relative in float32). floor is
     added to atol: the resolution of a value read back as a difference.
 
-    ref32 (torch's float32 result for the same computation) admits elements
-    that are ill-conditioned in float32: where torch float32 itself misses the
-    float64 value by more than the tolerance, cpucnn may miss by up to 2x as
-    much. Such elements are counted and reported separately.
+    slack (an array like expected) admits elements that are ill-conditioned:
+    where a float32 computation cannot reach the tolerance whatever its
+    summation order (see update_slack), an element may miss by the tolerance
+    plus its slack. Such elements are counted and reported separately.
     """
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
@@ -82,8 +82,8 @@ def assert_parity(actual, expected, what, scale=None, floor=0.0, ref32=None):
     diff = np.abs(a - e)
     tol = atol + RTOL * np.abs(e)
     ok = diff <= tol
-    if ref32 is not None and not ok.all():
-        ill = ~ok & (diff <= 2 * np.abs(np.asarray(ref32, dtype=np.float64) - e))
+    if slack is not None and not ok.all():
+        ill = ~ok & (diff <= tol + np.asarray(slack, dtype=np.float64))
         if ill.any():
             _WORST["ill"] += int(ill.sum())
             r = float(np.max(diff[ill] / np.abs(e[ill]).clip(1e-300)))
@@ -343,7 +343,9 @@ def test_batchnorm_inference_forward(isa, rng):
 # ---------------------------------------------------------------------------
 
 
-def _torch_step(tm, x, y, loss_name, make_opt, steps=1, train=True):
+def _torch_step(tm, x, y, loss_name, make_opt, steps=1, train=True, grads=None):
+    """Trains tm `steps` steps; returns the losses. grads (a list) receives, per step, {parameter: its
+    gradient as a float64 array}."""
     tm.train(train)
     opt = make_opt(tm.parameters())
     losses = []
@@ -355,9 +357,47 @@ def _torch_step(tm, x, y, loss_name, make_opt, steps=1, train=True):
         else:
             loss = F.mse_loss(out, torch.from_numpy(np.asarray(y)).to(out.dtype))
         loss.backward()
+        if grads is not None:
+            grads.append({p: p.grad.detach().numpy().astype(np.float64) for p in tm.parameters()})
         opt.step()
         losses.append(loss.item())
     return losses
+
+
+# The rounding noise of a float32 gradient, relative to its tensor's largest element: cpucnn's (every
+# ISA) and torch float32's gradients of these models miss the float64 ones by 2e-7..1.1e-6 of that.
+GRAD_NOISE = 2e-6
+
+
+def update_slack(make_opt, start, grads, noise=GRAD_NOISE):
+    """Per element, how far the parameters after len(grads) optimizer steps move when one step's
+    gradient is off by float32 noise (noise * max|g| of its tensor): the conditioning of the update.
+
+    It is ~0 where the update is well-conditioned (SGD: lr * noise * max|g|), and large where it is
+    not: Adam with weight decay, at an element whose gradient and wd * w cancel to a few eps,
+    turns a 1e-6 error of the gradient into a 1e-3 change of the step (lr * eps / (|g| + eps)^2
+    per unit of g). There no float32 implementation, torch's included, can meet the tolerance
+    but by chance. start: {parameter: float64 array}; grads: per step, {parameter: gradient}.
+    """
+    params = list(start)
+
+    def run(bumped_step, sign):
+        ts = [torch.tensor(start[p], dtype=torch.float64, requires_grad=True) for p in params]
+        opt = make_opt(ts)
+        for s, g in enumerate(grads):
+            for t, p in zip(ts, params):
+                d = noise * float(np.abs(g[p]).max()) if s == bumped_step else 0.0
+                t.grad = torch.from_numpy(g[p] + sign * d)
+            opt.step()
+        return [t.detach().numpy() for t in ts]
+
+    base = run(-1, 0)
+    slack = {p: np.zeros_like(b) for p, b in zip(params, base)}
+    for s in range(len(grads)):
+        moved = [np.maximum(np.abs(a - b), np.abs(c - b)) for a, c, b in zip(run(s, 1), run(s, -1), base)]
+        for p, m in zip(params, moved):
+            slack[p] += m
+    return slack
 
 
 def _grads_before_step(tm, x, y):
@@ -538,7 +578,9 @@ def test_model_training_parity(isa, rng, arch, opt, loss_name):
     assert_parity(model.predict(x), ref_pred, f"{what}: predict before training")
 
     model.compile(optimizer=make_cc(), loss=loss_name)
-    ref_losses = _torch_step(tm, x, y, loss_name, make_torch, steps=steps)
+    start = {p: p.detach().numpy().copy() for p in tm.parameters()}
+    grads = []
+    ref_losses = _torch_step(tm, x, y, loss_name, make_torch, steps=steps, grads=grads)
     ref32_losses = _torch_step(t32, x, y, loss_name, make_torch, steps=steps)
     losses = [model.train_on_batch(x, y) for _ in range(steps)]
     for s in range(steps):
@@ -546,12 +588,14 @@ def test_model_training_parity(isa, rng, arch, opt, loss_name):
         assert_parity(losses[s], ref32_losses[s], f"{what}: loss at step {s} (torch float32)")
     assert model.optimizer.iterations == steps
     # parameters (and BatchNorm running statistics) after the steps
-    ref_state = torch_state(owners_of(tm))
-    ref32_state = torch_state(owners_of(t32))
+    slack = update_slack(make_torch, start, grads)
+    owners = owners_of(tm)
+    ref_state = torch_state(owners)
+    tensors = [getattr(m, n) for m in owners for n in _SLOTS[type(m)] if getattr(m, n) is not None]
     weights = model.get_weights()
-    assert len(weights) == len(ref_state)
-    for i, (w, (name, ref), (_, r32)) in enumerate(zip(weights, ref_state, ref32_state)):
-        assert_parity(w, ref, f"{what}: param {i} ({name}) after {steps} step(s)", ref32=r32)
+    assert len(weights) == len(ref_state) == len(tensors)
+    for i, (w, (name, ref), t) in enumerate(zip(weights, ref_state, tensors)):
+        assert_parity(w, ref, f"{what}: param {i} ({name}) after {steps} step(s)", slack=slack.get(t))
     tm.eval()
     with torch.no_grad():
         ref_pred = tm(t64(x)).numpy()
