@@ -1,7 +1,8 @@
 #include "core/parallel.hpp"
 
+#include <pthread.h>
+
 #include <atomic>
-#include <thread>
 
 namespace cpucnn {
 
@@ -14,6 +15,17 @@ int default_threads() {
 #endif
 }
 std::atomic<int> g_threads{0};
+
+// libgomp's thread pool does not survive fork(): a child that opens a
+// parallel region of more than one thread waits forever for workers that do
+// not exist (Python's multiprocessing forks by default on Linux). A forked
+// child therefore runs everything on one thread, as PyTorch does.
+std::atomic<bool> g_forked{false};
+void on_fork_child() {
+  g_forked.store(true);
+  g_threads.store(1);
+}
+[[maybe_unused]] const bool g_atfork_registered = [] { return pthread_atfork(nullptr, nullptr, on_fork_child) == 0; }();
 }  // namespace
 
 int get_num_threads() {
@@ -31,7 +43,10 @@ void set_num_threads(int n) {
 #else
   n = 1;
 #endif
+  if (g_forked.load()) n = 1;
   g_threads.store(n);
 }
+
+bool forked_child() { return g_forked.load(); }
 
 }  // namespace cpucnn

@@ -11,7 +11,10 @@
 namespace cpucnn {
 
 int get_num_threads();
-void set_num_threads(int n);  // n <= 0: all cores
+// n <= 0: all cores. In a process forked from one that used cpucnn the
+// count stays 1 (OpenMP's thread pool does not survive fork()).
+void set_num_threads(int n);
+bool forked_child();
 
 inline int thread_id() {
 #ifdef _OPENMP
