@@ -10,6 +10,8 @@
 
 #include "bindings.hpp"
 #include "core/errors.hpp"
+#include "core/tensor.hpp"
+#include "layers/layer.hpp"
 #include "ops/conv2d.hpp"
 #include "ops/gemm.hpp"
 #include "ops/winograd.hpp"
@@ -43,11 +45,15 @@ Conv2dShape conv_shape(const FloatArray& x, const FloatArray& w, std::pair<int64
   g.pw = padding.second;
   g.dh = dilation.first;
   g.dw = dilation.second;
+  if (g.kh <= 0 || g.kw <= 0 || s.cin <= 0 || s.cout <= 0) throw ValueError("conv2d: empty weight or input channels");
   if (g.sh <= 0 || g.sw <= 0 || g.dh <= 0 || g.dw <= 0 || g.ph < 0 || g.pw < 0) throw ValueError("conv2d: bad geometry");
+  for (int64_t v : {g.sh, g.sw, g.dh, g.dw, g.ph, g.pw})
+    if (v > kMaxSetting) throw ValueError("conv2d: stride, padding and dilation must be at most 2^24");
   const int64_t ekh = g.dh * (g.kh - 1) + 1, ekw = g.dw * (g.kw - 1) + 1;
   if (ekh > g.h + 2 * g.ph || ekw > g.w + 2 * g.pw) throw ValueError("conv2d: kernel larger than padded input");
   g.ho = (g.h + 2 * g.ph - ekh) / g.sh + 1;
   g.wo = (g.w + 2 * g.pw - ekw) / g.sw + 1;
+  checked_numel({s.n, s.cout, g.ho, g.wo}, "conv2d output");
   return s;
 }
 
@@ -67,6 +73,7 @@ void register_kernels(py::module_& m) {
         const int64_t kb = trans_b ? b.shape(1) : b.shape(0);
         g.n = trans_b ? b.shape(0) : b.shape(1);
         if (kb != g.k) throw ValueError("gemm: inner dimensions differ");
+        if (threads < 1 || threads > 1024) throw ValueError("gemm: threads must be in [1, 1024]");
         py::array_t<float> c({g.m, g.n});
         g.a = a.data();
         g.lda = a.shape(1);
@@ -89,6 +96,9 @@ void register_kernels(py::module_& m) {
          std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups, bool relu) {
         const Conv2dShape s = conv_shape(x, w, stride, padding, dilation, groups);
         py::array_t<float> y({s.n, s.cout, s.geo.ho, s.geo.wo});
+        if (bias && (bias->ndim() != 1 || bias->shape(0) != s.cout))
+          throw ValueError("conv2d: bias must have shape (" + std::to_string(s.cout) + ",), got " +
+                           std::to_string(bias->ndim()) + "-D of " + std::to_string(bias->size()) + " elements");
         const float* b = bias ? bias->data() : nullptr;
         float* yp = y.mutable_data();
         py::gil_scoped_release nogil;
@@ -160,6 +170,8 @@ void register_kernels(py::module_& m) {
       "Which Winograd variant runs where Winograd does: 'auto' (F(4x4, 3x3) where the ISA has it, on maps "
       "of at least 8x8 outputs with at least 16 of its 4x4 tiles per thread, else F(2x2, 3x3); the default), "
       "'2x2' or '4x4' (F(4x4) wherever Winograd runs, on ISAs that have it; F(2x2) on the others).");
+  k.def("winograd_prepared_count", &winograd_prepared_count,
+        "How many times inference has transformed and packed a layer's Winograd weights (process-wide).");
   k.def(
       "conv2d_winograd_tile",
       [] {

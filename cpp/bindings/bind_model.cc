@@ -4,6 +4,10 @@
 
 #include <cstring>
 #include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <tuple>
+#include <vector>
 
 #include "bindings.hpp"
 #include "core/errors.hpp"
@@ -25,14 +29,22 @@ Dims dims_of(const py::array& a) {
   return d;
 }
 
+std::string dtype_str(const py::array& a) { return py::str(a.dtype()).cast<std::string>() + " array"; }
+
 py::tuple to_tuple(const Dims& d) {
   py::tuple t(d.size());
   for (size_t i = 0; i < d.size(); ++i) t[i] = d[i];
   return t;
 }
 
-// The model plus a lock: training and parameter writes are exclusive;
-// inference only reads parameters and may overlap with other inference.
+// The model's readers-writer lock (Sequential::mutex), always taken with the
+// GIL released: a thread waiting for it never blocks the interpreter, and a
+// thread holding it never waits for the GIL.
+using ReadLock = std::shared_lock<RwLock>;
+using WriteLock = std::unique_lock<RwLock>;
+
+// The model as Python sees it. Inference, reading parameters and saving hold
+// the lock shared; training, parameter writes and compile hold it exclusively.
 struct PyModel {
   std::unique_ptr<Sequential> m;
 
@@ -77,7 +89,11 @@ void register_model(py::module_& mod) {
       .def_property_readonly("num_layers", [](PyModel& s) { return s.m->size(); })
       .def_property_readonly("seed", [](PyModel& s) { return s.m->seed(); })
       .def_property("step_count", [](PyModel& s) { return s.m->step_count(); },
-                    [](PyModel& s, uint64_t v) { s.m->set_step_count(v); })
+                    [](PyModel& s, uint64_t v) {
+                      py::gil_scoped_release nogil;
+                      WriteLock lock(s.m->mutex());
+                      s.m->set_step_count(v);
+                    })
       .def("layer_info",
            [](PyModel& s, size_t i) {
              if (i >= s.m->size()) throw py::index_error("layer index out of range");
@@ -101,25 +117,67 @@ void register_model(py::module_& mod) {
            })
       .def("get_param",
            [](PyModel& s, size_t i, const std::string& name) {
-             std::lock_guard<std::mutex> lock(s.m->mutex());
-             const Param& p = s.param(i, name);
+             const Param& p = s.param(i, name);   // the set of parameters never changes
              py::array_t<float> out(p.value.shape());
-             std::memcpy(out.mutable_data(), p.value.data(), p.value.numel() * sizeof(float));
+             float* o = out.mutable_data();
+             py::gil_scoped_release nogil;
+             ReadLock lock(s.m->mutex());
+             std::memcpy(o, p.value.data(), p.value.numel() * sizeof(float));
              return out;
            })
+      .def("get_params",
+           [](PyModel& s, const std::vector<std::pair<size_t, std::string>>& which) {
+             std::vector<const Param*> ps;
+             std::vector<py::array_t<float>> outs;
+             for (const auto& w : which) {
+               ps.push_back(&s.param(w.first, w.second));
+               outs.emplace_back(ps.back()->value.shape());
+             }
+             std::vector<float*> dst;
+             for (auto& o : outs) dst.push_back(o.mutable_data());
+             {
+               py::gil_scoped_release nogil;
+               ReadLock lock(s.m->mutex());
+               for (size_t k = 0; k < ps.size(); ++k)
+                 std::memcpy(dst[k], ps[k]->value.data(), ps[k]->value.numel() * sizeof(float));
+             }
+             return outs;
+           },
+           py::arg("which"), "Several parameters [(layer, name)], read as one snapshot.")
       .def("set_param",
            [](PyModel& s, size_t i, const std::string& name, const FloatArray& v) {
-             std::lock_guard<std::mutex> lock(s.m->mutex());
              Param& p = s.param(i, name);
              if (dims_of(v) != p.value.shape())
                throw ValueError(s.m->layer(i).label() + ": " + name + " must have shape " +
                                 shape_str(p.value.shape()) + ", got " + shape_str(dims_of(v)));
+             py::gil_scoped_release nogil;
+             WriteLock lock(s.m->mutex());
              std::memcpy(p.value.data(), v.data(), p.value.numel() * sizeof(float));
+             s.m->parameters_changed();
            })
+      .def("set_params",
+           [](PyModel& s, const std::vector<std::tuple<size_t, std::string, FloatArray>>& items) {
+             std::vector<Param*> ps;
+             for (const auto& [i, name, v] : items) {
+               Param& p = s.param(i, name);
+               if (dims_of(v) != p.value.shape())
+                 throw ValueError(s.m->layer(i).label() + ": " + name + " must have shape " +
+                                  shape_str(p.value.shape()) + ", got " + shape_str(dims_of(v)));
+               ps.push_back(&p);
+             }
+             py::gil_scoped_release nogil;
+             WriteLock lock(s.m->mutex());
+             for (size_t k = 0; k < ps.size(); ++k)
+               std::memcpy(ps[k]->value.data(), std::get<2>(items[k]).data(), ps[k]->value.numel() * sizeof(float));
+             s.m->parameters_changed();
+           },
+           py::arg("items"), "Several parameters [(layer, name, array)], written as one update.")
       .def("compile",
            [](PyModel& s, const std::string& loss, const std::string& optimizer) {
-             std::lock_guard<std::mutex> lock(s.m->mutex());
-             s.m->compile(loss, json::parse(optimizer));
+             const json::Value opt = json::parse(optimizer);
+             py::gil_scoped_release nogil;
+             WriteLock lock(s.m->mutex());
+             s.m->compile(loss, opt);
            })
       .def_property_readonly("compiled", [](PyModel& s) { return s.m->compiled(); })
       .def_property_readonly("loss", [](PyModel& s) { return s.m->loss_name(); })
@@ -135,8 +193,10 @@ void register_model(py::module_& mod) {
             return s.m->optimizer()->lr;
           },
           [](PyModel& s, float lr) {
-            if (!s.m->compiled()) throw ValueError("the model is not compiled");
             if (!(lr >= 0.0f) || lr == INFINITY) throw ValueError("lr must be a finite non-negative number");
+            py::gil_scoped_release nogil;
+            WriteLock lock(s.m->mutex());
+            if (!s.m->compiled()) throw ValueError("the model is not compiled");
             s.m->optimizer()->lr = lr;
           })
       .def_property_readonly("optimizer_steps", [](PyModel& s) {
@@ -148,13 +208,15 @@ void register_model(py::module_& mod) {
              StepResult r;
              if (s.m->loss_name() == "mse") {
                FloatArray t = FloatArray::ensure(y);
+               if (!t) throw py::type_error("mse targets y must be convertible to float32, got " + dtype_str(y));
                py::gil_scoped_release nogil;
-               std::lock_guard<std::mutex> lock(s.m->mutex());
+               WriteLock lock(s.m->mutex());
                r = s.m->train_step(x.data(), n, nullptr, t.data());
              } else {
                LabelArray t = LabelArray::ensure(y);
+               if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
                py::gil_scoped_release nogil;
-               std::lock_guard<std::mutex> lock(s.m->mutex());
+               WriteLock lock(s.m->mutex());
                r = s.m->train_step(x.data(), n, t.data(), nullptr);
              }
              return py::make_tuple(r.loss, r.correct);
@@ -170,6 +232,7 @@ void register_model(py::module_& mod) {
              float* o = out.mutable_data();
              {
                py::gil_scoped_release nogil;
+               ReadLock lock(s.m->mutex());
                s.m->predict(x.data(), n, o, batch_size);
              }
              return out;
@@ -181,11 +244,15 @@ void register_model(py::module_& mod) {
              EvalResult r;
              if (s.m->loss_name() == "mse") {
                FloatArray t = FloatArray::ensure(y);
+               if (!t) throw py::type_error("mse targets y must be convertible to float32, got " + dtype_str(y));
                py::gil_scoped_release nogil;
+               ReadLock lock(s.m->mutex());
                r = s.m->evaluate(x.data(), n, nullptr, t.data(), batch_size);
              } else {
                LabelArray t = LabelArray::ensure(y);
+               if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
                py::gil_scoped_release nogil;
+               ReadLock lock(s.m->mutex());
                r = s.m->evaluate(x.data(), n, t.data(), nullptr, batch_size);
              }
              return py::make_tuple(r.loss_sum, r.correct, r.top5, r.count);
@@ -194,7 +261,7 @@ void register_model(py::module_& mod) {
       .def("save",
            [](PyModel& s, const std::string& path, bool include_optimizer, const Metadata& extra) {
              py::gil_scoped_release nogil;
-             std::lock_guard<std::mutex> lock(s.m->mutex());
+             ReadLock lock(s.m->mutex());
              save_model(*s.m, path, include_optimizer, extra);
            },
            py::arg("path"), py::arg("include_optimizer") = true, py::arg("metadata") = Metadata{})

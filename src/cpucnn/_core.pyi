@@ -78,6 +78,8 @@ class Model:
     def layer_info(self, index: int, /) -> _LayerInfo: ...
     def get_param(self, index: int, name: str, /) -> NDArray[np.float32]: ...
     def set_param(self, index: int, name: str, value: ArrayLike, /) -> None: ...
+    def get_params(self, which: Sequence[tuple[int, str]]) -> list[NDArray[np.float32]]: ...
+    def set_params(self, items: Sequence[tuple[int, str, ArrayLike]]) -> None: ...
     def compile(self, loss: str, optimizer: str, /) -> None:
         """loss: "cross_entropy" or "mse"; optimizer: its config as JSON text."""
 
@@ -149,6 +151,9 @@ class _Kernels:
         on maps of at least 8x8 outputs with at least 16 of its 4x4 tiles per thread, else F(2x2, 3x3);
         the default), '2x2' or '4x4' (F(4x4) wherever Winograd runs, on ISAs that have it; F(2x2) on
         the others)."""
+    @staticmethod
+    def winograd_prepared_count() -> int:
+        """How many times inference has transformed and packed a layer's Winograd weights (process-wide)."""
     @staticmethod
     def conv2d_winograd_tile() -> str:
         """The Winograd variant setting: 'auto', '2x2' or '4x4'."""

@@ -332,28 +332,32 @@ class Sequential:
 
     # -- weights ---------------------------------------------------------------
     def get_weights(self) -> List[np.ndarray]:
-        """Every layer's parameters (and BatchNorm running statistics) in order."""
-        return [layer.get_param(name) for layer in self.layers for name in layer.param_names]
+        """Every layer's parameters (and BatchNorm running statistics) in order, read as one snapshot
+        (a training step or set_weights in another thread is seen whole or not at all)."""
+        return self._m.get_params([(layer._index, name) for layer in self.layers for name in layer.param_names])
 
     def set_weights(self, weights: Sequence[Any]) -> None:
+        """Writes every parameter (the order of get_weights) as one update: predict/evaluate in other
+        threads see the old weights or the new ones, never a mix."""
         slots = [(layer, name) for layer in self.layers for name in layer.param_names]
         weights = list(weights)
         if len(weights) != len(slots):
             raise ValueError(f"set_weights needs {len(slots)} arrays, got {len(weights)}")
-        arrays = []
+        items = []
         for (layer, name), w in zip(slots, weights):
+            info = self._m.layer_info(layer._index)
+            label = info["label"]
             try:
                 arr = np.asarray(w)
             except (ValueError, TypeError) as e:  # ragged nested lists and the like
-                raise TypeError(f"{self._m.layer_info(layer._index)['label']}: {name} must be a numeric array: "
-                                f"{e}") from None
-            want = layer.get_param(name).shape
+                raise TypeError(f"{label}: {name} must be a numeric array: {e}") from None
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"{label}: {name} must be numeric, got dtype {arr.dtype}")
+            want = next(tuple(shape) for pname, shape, _ in info["params"] if pname == name)
             if arr.shape != want:
-                raise ValueError(f"{self._m.layer_info(layer._index)['label']}: {name} must have shape {want}, "
-                                 f"got {arr.shape}")
-            arrays.append(arr)
-        for (layer, name), arr in zip(slots, arrays):
-            layer.set_param(name, arr)
+                raise ValueError(f"{label}: {name} must have shape {want}, got {arr.shape}")
+            items.append((layer._index, name, np.ascontiguousarray(arr, dtype=np.float32)))
+        self._m.set_params(items)
 
     def count_params(self) -> int:
         return sum(self._m.layer_info(i)["trainable_count"] for i in range(len(self.layers)))

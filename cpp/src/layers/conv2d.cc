@@ -97,7 +97,7 @@ void Conv2D::forward(const float* x, float* y, int64_t n, const ForwardContext& 
   if (ctx.training)
     conv2d_forward(shape(n), x, params_[0].value.data(), bias, y, fused_relu);
   else
-    inference_.forward(shape(n), x, params_[0].value.data(), bias, y, fused_relu);
+    inference_.forward(shape(n), x, params_[0].value.data(), bias, y, fused_relu, ctx.version);
 }
 
 void Conv2D::backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {

@@ -28,6 +28,9 @@ struct ForwardContext {
   bool training = false;
   uint64_t seed = 0;     // model seed, for dropout
   uint64_t step = 0;     // training step counter, for dropout
+  // The parameters' version (Sequential::version()): weights prepared for
+  // inference are remade when it moves, never compared value by value.
+  uint64_t version = 0;
 };
 
 class Layer {

@@ -184,7 +184,7 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
   }
   check_finite(x, n, checked_numel(input_shape_), "x");
 
-  ForwardContext ctx{true, seed_, step_};
+  ForwardContext ctx{true, seed_, step_, version()};
   const float* in = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (storage_[i] == kOwn) {
@@ -229,6 +229,7 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
   }
   optimizer_->step();
   ++step_;
+  parameters_changed();
   return r;
 }
 
@@ -238,7 +239,7 @@ void Sequential::predict(const float* x, int64_t n, float* out, int64_t batch_si
   const int64_t out_size = checked_numel(output_shape());
   const int64_t bs = std::min(batch_size, std::max<int64_t>(n, 1));
   Tensor a({bs * max_numel_}), b({bs * max_numel_});
-  ForwardContext ctx{false, seed_, 0};
+  ForwardContext ctx{false, seed_, 0, version()};
   for (int64_t s = 0; s < n; s += bs) {
     const int64_t m = std::min(bs, n - s);
     const float* cur = x + s * in_size;

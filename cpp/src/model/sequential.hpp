@@ -5,10 +5,11 @@
 
 #include <functional>
 #include <memory>
-#include <mutex>
+#include <atomic>
 #include <string>
 #include <vector>
 
+#include "core/rwlock.hpp"
 #include "layers/layer.hpp"
 #include "model/json.hpp"
 #include "model/optimizer.hpp"
@@ -69,8 +70,17 @@ class Sequential {
   EvalResult evaluate(const float* x, int64_t n, const int64_t* labels, const float* targets,
                       int64_t batch_size) const;
 
-  // Guards training and parameter writes against concurrent use.
-  std::mutex& mutex() { return mutex_; }
+  // Readers-writer lock for concurrent use: inference (predict, evaluate,
+  // reading parameters, saving) holds it shared; anything that writes
+  // parameters or optimizer state (train_step, parameter writes, compile)
+  // holds it exclusively, so a reader sees the old or the new weights, never
+  // a mix. The model's own methods do not take it: callers (the bindings,
+  // the C API) do.
+  RwLock& mutex() { return mutex_; }
+  // Bumped by every write to the parameters (train_step does it itself;
+  // whoever writes a Param's value directly calls parameters_changed()).
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+  void parameters_changed() { version_.fetch_add(1, std::memory_order_acq_rel); }
 
  private:
   void plan_storage();
@@ -97,7 +107,8 @@ class Sequential {
   std::vector<float*> out_;          // out_[i] = where layer i's output is (training)
   Tensor grad_a_, grad_b_;       // ping-pong gradient buffers
   int64_t max_numel_ = 0;        // largest per-sample activation
-  std::mutex mutex_;
+  RwLock mutex_;
+  std::atomic<uint64_t> version_{1};
 };
 
 }  // namespace cpucnn

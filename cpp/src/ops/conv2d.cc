@@ -362,7 +362,7 @@ void conv2d_bias_grad(const float* dy, int64_t n, int64_t cout, int64_t plane, f
 }
 
 void Conv2dWeightCache::forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
-                                bool relu) {
+                                bool relu, uint64_t version) {
   const auto mode = static_cast<WinogradMode>(g_winograd.load(std::memory_order_relaxed));
   if (mode == WinogradMode::kNever || !winograd_applicable(s) ||
       (mode == WinogradMode::kAuto && !winograd_prepared_pays(s)))
@@ -371,8 +371,9 @@ void Conv2dWeightCache::forward(const Conv2dShape& s, const float* x, const floa
   std::shared_ptr<const WinogradWeights> p;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (!winograd_ || !winograd_prepared_for(*winograd_, s, w)) winograd_ = winograd_prepare(s, w);
-    p = winograd_;
+    std::shared_ptr<const WinogradWeights>& slot = winograd_[winograd_tile_for(s) == 4 ? 1 : 0];
+    if (!slot || !winograd_prepared_for(*slot, s, version)) slot = winograd_prepare(s, w, version);
+    p = slot;
   }
   winograd_forward_prepared(s, x, *p, bias, y, relu, plan.threads);
 }

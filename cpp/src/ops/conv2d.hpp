@@ -44,17 +44,21 @@ void conv2d_bias_grad(const float* dy, int64_t n, int64_t cout, int64_t plane, f
 struct WinogradWeights;
 
 // One layer's weights prepared once for inference (Winograd's transformed
-// and packed kernels, where that path applies), made again when the weights'
-// values or the ISA change: each call compares the weights with the copy
-// they were made from. Safe to use from several threads at once.
+// and packed kernels, where that path applies), made again when the
+// parameters' version (ForwardContext::version) or the ISA changes; one entry
+// per Winograd variant, so batch sizes that alternate between F(2x2) and
+// F(4x4) do not transform again each call. Safe to use from several threads
+// at once; the caller holds the model's lock shared, so the weights cannot
+// change while an entry is made from them.
 class Conv2dWeightCache {
  public:
   // conv2d_forward through the prepared weights where they pay.
-  void forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu);
+  void forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
+               uint64_t version);
 
  private:
   std::mutex mutex_;
-  std::shared_ptr<const WinogradWeights> winograd_;
+  std::shared_ptr<const WinogradWeights> winograd_[2];   // F(2x2), F(4x4)
 };
 
 // Winograd for eligible 3x3 stride-1 layers (ops/winograd.hpp; which variant:

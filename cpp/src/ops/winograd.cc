@@ -232,24 +232,31 @@ WinogradTile winograd_tile() { return static_cast<WinogradTile>(g_tile.load()); 
 bool winograd_pays(const Conv2dShape& s) { return tile_count(s) >= kMinTiles; }
 bool winograd_prepared_pays(const Conv2dShape& s) { return tile_count(s) >= kMinTilesPrepared; }
 
-std::shared_ptr<const WinogradWeights> winograd_prepare(const Conv2dShape& s, const float* w) {
+int winograd_tile_for(const Conv2dShape& s) { return scheme_for(s).m; }
+
+namespace {
+std::atomic<uint64_t> g_prepared{0};
+}  // namespace
+
+uint64_t winograd_prepared_count() { return g_prepared.load(); }
+
+std::shared_ptr<const WinogradWeights> winograd_prepare(const Conv2dShape& s, const float* w, uint64_t version) {
   const Scheme sc = scheme_for(s);
   auto p = std::make_shared<WinogradWeights>();
   p->table = &kernels();
   p->tile = sc.m;
   p->cout = s.cout;
   p->cin = s.cin;
-  const int64_t count = s.cout * s.cin * 9;
-  p->source.assign(w, w + count);
+  p->version = version;
+  g_prepared.fetch_add(1);
   p->packed.resize({sc.xi * packed_size(s.cout, s.cin)});
   pack_transformed(transform_weights(sc, w, s.cout, s.cin), sc.xi, s.cout, s.cin, false, p->packed.data());
   return p;
 }
 
-bool winograd_prepared_for(const WinogradWeights& p, const Conv2dShape& s, const float* w) {
-  return p.table == &kernels() && p.tile == scheme_for(s).m && p.cout == s.cout && p.cin == s.cin &&
-         static_cast<int64_t>(p.source.size()) == s.cout * s.cin * 9 &&
-         std::memcmp(p.source.data(), w, p.source.size() * sizeof(float)) == 0;
+bool winograd_prepared_for(const WinogradWeights& p, const Conv2dShape& s, uint64_t version) {
+  return p.version == version && p.table == &kernels() && p.tile == scheme_for(s).m && p.cout == s.cout &&
+         p.cin == s.cin;
 }
 
 void winograd_forward_prepared(const Conv2dShape& s, const float* x, const WinogradWeights& p, const float* bias,

@@ -44,13 +44,18 @@ struct WinogradWeights {
   const KernelTable* table = nullptr;
   int tile = 2;  // F(tile x tile, 3x3)
   int64_t cout = 0, cin = 0;
-  std::vector<float> source;
+  uint64_t version = 0;   // of the parameters it was made from
   Tensor packed;
 };
-std::shared_ptr<const WinogradWeights> winograd_prepare(const Conv2dShape& s, const float* w);
-// Whether `p` was made from exactly these weights (bit for bit) for this
-// layer shape and the current kernel table.
-bool winograd_prepared_for(const WinogradWeights& p, const Conv2dShape& s, const float* w);
+// How many times winograd_prepare has run in this process (tests check that
+// inference prepares weights once per version, not once per call).
+uint64_t winograd_prepared_count();
+// The tile size (2 or 4) the forward pass would use for s now.
+int winograd_tile_for(const Conv2dShape& s);
+std::shared_ptr<const WinogradWeights> winograd_prepare(const Conv2dShape& s, const float* w, uint64_t version);
+// Whether `p` was made from this version of the parameters for this layer
+// shape, the variant s runs with now and the current kernel table.
+bool winograd_prepared_for(const WinogradWeights& p, const Conv2dShape& s, uint64_t version);
 void winograd_forward_prepared(const Conv2dShape& s, const float* x, const WinogradWeights& p, const float* bias,
                                float* y, bool relu, int threads);
 
