@@ -11,7 +11,8 @@ from bit-identical parameters); cpucnn computes in float32. The tolerance is
 tensor compared. The worst error seen (as a fraction of that tolerance, times
 rtol: below 1e-4 means it passes) is printed at the end of the module.
 
-Every test runs once per ISA this CPU supports (the ``isa`` fixture).
+Every test runs once per ISA of the build (the ``isa`` fixture); those this
+CPU lacks are skipped, with the reason.
 """
 
 import copy

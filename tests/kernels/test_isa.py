@@ -1,7 +1,7 @@
 """Kernel paths: every ISA gives the scalar path's results (forward and a
-training step of a small CNN with ragged sizes); CPUCNN_ISA forces a path
-and a bad value is a clear error; training is bit-for-bit reproducible for
-a fixed seed and thread count.
+training step of a small CNN with ragged sizes); CPUCNN_ISA forces a path, and a
+bad value or an ISA the CPU lacks is a clear error; training is bit-for-bit
+reproducible for a fixed seed and thread count.
 """
 
 import json
@@ -17,7 +17,6 @@ import cpucnn as cc
 from harness import seeded_rng
 
 L = cc.layers
-ISAS = cc.available_isas()
 
 
 def _cnn(dropout=0.3):
@@ -175,21 +174,48 @@ def _python(code, isa_env):
                           timeout=120)
 
 
-@pytest.mark.parametrize("isa_env", ISAS + [None, ""])
-def test_cpucnn_isa_env_forces_the_path(isa_env):
+def _forced(isa_env):
+    """(isa, {op: kernel}) a fresh process reports with CPUCNN_ISA=isa_env."""
     r = _python("""
         import json, cpucnn
         info = cpucnn.cpu_info()
         print(json.dumps([info["isa"], info["kernels"]]))
         """, isa_env)
     assert r.returncode == 0, f"CPUCNN_ISA={isa_env!r}: rc={r.returncode} {r.stderr}"
-    isa, impls = json.loads(r.stdout)
-    want = isa_env or ISAS[0]  # unset or empty: the best path
-    assert isa == want, f"CPUCNN_ISA={isa_env!r} ran {isa}"
+    return json.loads(r.stdout)
+
+
+def test_cpucnn_isa_env_forces_the_path(isa):
+    ran, impls = _forced(isa)
+    assert ran == isa, f"CPUCNN_ISA={isa!r} ran {ran}"
     # per-op kernels are the forced ISA's own (possibly with a note on the
     # shapes it covers) or the scalar reference, never another ISA
     for op, impl in impls.items():
-        assert impl.split()[0] in (want, "scalar"), f"CPUCNN_ISA={isa_env!r}: {op} runs {impl!r}"
+        assert impl.split()[0] in (isa, "scalar"), f"CPUCNN_ISA={isa!r}: {op} runs {impl!r}"
+
+
+@pytest.mark.parametrize("isa_env", [None, ""])
+def test_cpucnn_isa_env_unset_or_empty_runs_the_best_path(isa_env):
+    ran, _ = _forced(isa_env)
+    assert ran == cc.available_isas()[0], f"CPUCNN_ISA={isa_env!r} ran {ran}"
+
+
+def test_an_isa_the_cpu_lacks_is_a_clear_error(lacked_isas):
+    before = cc.cpu_info()["isa"]
+    for name in lacked_isas:
+        with pytest.raises(ValueError, match="not supported by this CPU"):
+            cc.set_isa(name)
+        assert cc.cpu_info()["isa"] == before, f"a rejected set_isa({name!r}) must keep the current path"
+        r = _python("""
+            import cpucnn
+            try:
+                cpucnn.cpu_info()
+            except ValueError as e:
+                print("ValueError:", e)
+            """, name)
+        assert r.returncode == 0, f"CPUCNN_ISA={name!r}: crashed, rc={r.returncode}: {r.stderr[-2000:]}"
+        assert "ValueError:" in r.stdout and "not supported by this CPU" in r.stdout, \
+            f"CPUCNN_ISA={name!r}: no clear error, got {r.stdout!r}"
 
 
 @pytest.mark.parametrize("bad", ["bogus", "AVX2", "neon"])
