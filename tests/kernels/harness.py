@@ -16,6 +16,7 @@ import zlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import pytest
 
 import cpucnn as cc
 import reference as ref
@@ -245,6 +246,12 @@ def conv_case(tag: str, shape):
 
 def conv_case_id(shape) -> str:
     return "x".join(map(str, shape[:5])) + f"-k{shape[5]}-s{shape[6]}-d{shape[8]}"
+
+
+def skip_scalar_vs_scalar(isa: str) -> None:
+    """Skips, with the reason, a test comparing the current ISA with scalar when it is scalar."""
+    if isa == "scalar":
+        pytest.skip("scalar vs scalar: the test would compare the scalar path with itself")
 
 
 def assert_avx512_only_kernel(isa: str, op: str) -> None:
