@@ -248,6 +248,18 @@ def conv_case_id(shape) -> str:
     return "x".join(map(str, shape[:5])) + f"-k{shape[5]}-s{shape[6]}-d{shape[8]}"
 
 
+def listed_kernel(op: str) -> Optional[str]:
+    """What cpu_info lists for `op` on the current ISA (None: the ISA has no such kernel)."""
+    return dict(cc.cpu_info()["kernels"]).get(op)
+
+
+def skip_unless_kernel(isa: str, op: str, would: str = "") -> None:
+    """Skips, with the reason, a test of kernel `op` on an ISA that has none:
+    there the test `would` (by default: check the GEMM path instead of `op`)."""
+    if listed_kernel(op) is None:
+        pytest.skip(f"{op} has no {isa} kernel: the test would {would or f'check the GEMM path, not {op}'}")
+
+
 def skip_scalar_vs_scalar(isa: str) -> None:
     """Skips, with the reason, a test comparing the current ISA with scalar when it is scalar."""
     if isa == "scalar":
@@ -256,7 +268,7 @@ def skip_scalar_vs_scalar(isa: str) -> None:
 
 def assert_avx512_only_kernel(isa: str, op: str) -> None:
     """cpu_info lists `op` as an AVX-512 kernel on that ISA and not at all on the others."""
-    impl = dict(cc.cpu_info()["kernels"]).get(op)
+    impl = listed_kernel(op)
     if isa == "avx512":
         assert impl is not None and impl.startswith("avx512"), f"{op}: {impl!r}"
     else:
