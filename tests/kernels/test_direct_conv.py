@@ -1,5 +1,6 @@
-"""The direct convolution kernels for thin layers (kernels/conv_direct/) on
-every ISA, through the conv operator, against the float64 reference:
+"""The direct convolution kernels for thin layers (kernels/conv_direct/,
+AVX-512) on every ISA that has them (elsewhere skipped: the shapes would run
+the GEMM path), through the conv operator, against the float64 reference:
 forward (few output channels), backward-data as a full convolution (few
 input channels) and the direct weight gradient (fewer than 8 output channels
 or fewer than 16 taps x input channels). Ragged sizes: rows wider than a
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import cpucnn as cc
-from harness import check_conv_layer, conv_case, conv_case_id
+from harness import assert_avx512_only_kernel, check_conv_layer, conv_case, conv_case_id, skip_unless_kernel
 
 K = cc._core.kernels
 
@@ -34,14 +35,20 @@ def _case(shape):
 @pytest.mark.parametrize("nt", [1, 2])
 @pytest.mark.parametrize("shape", SHAPES, ids=conv_case_id)
 def test_thin_convolutions_match_reference(isa, threads, shape, nt):
+    skip_unless_kernel(isa, "conv2d_direct")
     cc.set_num_threads(nt)
     check_conv_layer(isa, "direct", shape)
 
 
 def test_direct_weight_gradient_is_reproducible(isa, threads):
+    skip_unless_kernel(isa, "conv2d_direct", "check the GEMM's reproducibility")
     cc.set_num_threads(2)
     x, wt, _, dy, _ = _case(SHAPES[0])
     first = K.conv2d_backward(x, wt, dy, padding=(2, 2), need_dx=False)
     again = K.conv2d_backward(x, wt, dy, padding=(2, 2), need_dx=False)
     for a, e in zip(first[1:], again[1:]):
         np.testing.assert_array_equal(a, e)
+
+
+def test_direct_kernel_is_listed_on_avx512_only(isa):
+    assert_avx512_only_kernel(isa, "conv2d_direct")

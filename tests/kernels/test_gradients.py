@@ -11,13 +11,15 @@ parametrised layer (Conv2D 1x1 or Dense) in front of it: that layer's weight
 gradient is built from the dx of the layer under test.
 """
 
+import re
+
 import numpy as np
 import pytest
 
 import cpucnn as cc
 import reference as ref
-from harness import (analytic_grads, assert_close, assert_grads_close, build, check_fd, eval_loss, get_params,
-                     probe_outputs, randomize, ref_loss_grads, seeded_rng, train_loss)
+from harness import (analytic_grads, assert_close, assert_grads_close, build, cancelled_grad_scales, check_fd, eval_loss,
+                     get_params, probe_outputs, randomize, ref_loss_grads, seeded_rng, train_loss)
 
 L = cc.layers
 
@@ -290,9 +292,11 @@ def test_batchnorm2d_gradients(isa, case, loss):
     model.layers[0].weight = w + np.sign(w) * 0.5
     grads = analytic_grads(model, x, y)
     _, expected = ref_loss_grads(model, x, y, loss, training=True)
-    # BatchNorm amplifies the rounding of its small-variance input: the
-    # tolerance is relative to the model's largest gradient
-    assert_grads_close(grads, expected, what, rtol=1e-4, atol_frac=1e-4, floor=1.0)
+    # each parameter at its own scale; the conv's gradients cancel through
+    # BatchNorm (its bias's is zero, with one channel its weight's is too but
+    # for eps): those at the scale of the terms they sum
+    assert_grads_close(grads, expected, what, rtol=1e-4, atol_frac=1e-4,
+                       cancelled=cancelled_grad_scales(model, x, y, loss))
     check_fd(model, grads, lambda: train_loss(model, x, y), rng, what, h=1e-2, per_param=5,
              rtol=2e-2, atol_frac=5e-3)
 
@@ -365,15 +369,48 @@ def test_dropout_gradients(isa, rate, loss):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
-def test_stack_gradients(isa, loss):
+def _stack(loss):
+    """(analytic, reference, cancelled) gradients of a CNN with every layer type."""
     layers = [L.Conv2D(5, 3, padding="same"), L.BatchNorm2D(), L.ReLU(), L.MaxPool2D(2, padding=1),
               L.Conv2D(6, (2, 3), stride=(1, 2), groups=1), L.LeakyReLU(0.1), L.AvgPool2D(2, stride=1),
               L.Conv2D(4, 1), L.Sigmoid(), L.Flatten(), L.Dense(9), L.Tanh(), L.Dense(5)]
     model, x, y, _ = _setup(layers, (3, 13, 11), loss, 6, ("stack-grad", loss))
-    grads = analytic_grads(model, x, y)
     _, expected = ref_loss_grads(model, x, y, loss, training=True)
-    assert_grads_close(grads, expected, f"stack isa={isa} loss={loss}", rtol=1e-4, atol_frac=1e-4, floor=1.0)
+    return analytic_grads(model, x, y), expected, cancelled_grad_scales(model, x, y, loss)
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_stack_gradients(isa, loss):
+    grads, expected, cancelled = _stack(loss)
+    # each parameter at its own scale (the first conv's and BatchNorm's are
+    # ~1% of the largest); the first conv's bias, zero through BatchNorm, at
+    # the scale of its terms
+    assert_grads_close(grads, expected, f"stack isa={isa} loss={loss}", rtol=1e-4, atol_frac=1e-4,
+                       cancelled=cancelled)
+
+
+def _model_relative_check_passes(ana, expected, rtol=1e-4, atol_frac=1e-4):
+    """The check the stack test made before: atol = atol_frac times the
+    model's largest gradient (assert_grads_close's former floor=1.0)."""
+    overall = max(float(np.abs(e).max()) for e in expected.values())
+    return all(np.allclose(ana[k], e, rtol=rtol, atol=atol_frac * overall) for k, e in expected.items())
+
+
+@pytest.mark.parametrize("key", [(0, "weight"), (1, "weight"), (1, "bias")], ids=lambda k: f"{k[0]}.{k[1]}")
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_stack_check_catches_a_half_percent_gradient_bug(isa, loss, key):
+    # An early layer's gradient 0.5% too large (the first conv's weight,
+    # BatchNorm's weight or bias) fails the stack test's check.
+    grads, expected, cancelled = _stack(loss)
+    bad = dict(grads)
+    bad[key] = grads[key] * 1.005
+    with pytest.raises(AssertionError, match=re.escape(f"gradient of {key}")):
+        assert_grads_close(bad, expected, f"stack isa={isa} loss={loss}", rtol=1e-4, atol_frac=1e-4,
+                           cancelled=cancelled)
+    if key[0] == 1:
+        # BatchNorm's gradients are ~1% of the model's largest: the former,
+        # model-relative tolerance (1e-4 of the largest) let this bug pass
+        assert _model_relative_check_passes(bad, expected), "the premise: the old check missed this bug"
 
 
 # ---------------------------------------------------------------------------
@@ -420,4 +457,5 @@ def test_layer_chains(isa, threads, name, nt):
         assert_close(model.predict(x, batch_size=1), expected, what + " predict batch_size=1")
     value, expected_grads = ref_loss_grads(model, x, y, loss, training=True)
     np.testing.assert_allclose(train_loss(model, x, y), value, rtol=1e-5, atol=1e-7, err_msg=what + " loss")
-    assert_grads_close(analytic_grads(model, x, y), expected_grads, what, rtol=1e-4, atol_frac=1e-4)
+    assert_grads_close(analytic_grads(model, x, y), expected_grads, what, rtol=1e-4, atol_frac=1e-4,
+                       cancelled=cancelled_grad_scales(model, x, y, loss))

@@ -1,7 +1,8 @@
 """Kernel paths: every ISA gives the scalar path's results (forward and a
-training step of a small CNN with ragged sizes); CPUCNN_ISA forces a path
-and a bad value is a clear error; training is bit-for-bit reproducible for
-a fixed seed and thread count.
+training step of a small CNN with ragged sizes; scalar itself is skipped
+there, it would be compared with itself); CPUCNN_ISA forces a path, and a
+bad value or an ISA the CPU lacks is a clear error; training is bit-for-bit
+reproducible for a fixed seed and thread count.
 """
 
 import json
@@ -14,10 +15,9 @@ import numpy as np
 import pytest
 
 import cpucnn as cc
-from harness import seeded_rng
+from harness import seeded_rng, skip_scalar_vs_scalar
 
 L = cc.layers
-ISAS = cc.available_isas()
 
 
 def _cnn(dropout=0.3):
@@ -71,6 +71,7 @@ def _allclose_list(got, want, what, rtol, atol_frac):
 @pytest.mark.parametrize("nt", [1, 2])
 @pytest.mark.parametrize("n", [1, 67])
 def test_forward_matches_scalar(isa, threads, n, nt):
+    skip_scalar_vs_scalar(isa)
     cc.set_num_threads(nt)
     x, _ = _data(n)
     model = _model(cc.optimizers.SGD(lr=0.0))
@@ -89,6 +90,7 @@ OPTIMIZERS = {
 def test_training_steps_match_scalar(isa, threads, opt):
     """Two training steps (forward, backward, optimizer with its state) on
     this ISA and on scalar, from the same weights."""
+    skip_scalar_vs_scalar(isa)
     cc.set_num_threads(2)
     x, y = _data(67)
 
@@ -139,6 +141,7 @@ def _two_sgd_steps_like_scalar(layers, shape, n, key, what):
 
 @pytest.mark.parametrize("nt", [1, 2])
 def test_fast_paths_train_like_scalar(isa, threads, nt):
+    skip_scalar_vs_scalar(isa)
     cc.set_num_threads(nt)
     _two_sgd_steps_like_scalar(_fast_paths, (3, 34, 71), 8, "isa-fast",
                                f"fast paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, input=(3, 34, 71)")
@@ -156,6 +159,7 @@ def _thin_paths():
 
 @pytest.mark.parametrize("nt", [1, 2])
 def test_thin_paths_train_like_scalar(isa, threads, nt):
+    skip_scalar_vs_scalar(isa)
     cc.set_num_threads(nt)
     _two_sgd_steps_like_scalar(_thin_paths, (1, 28, 28), 40, "isa-thin",
                                f"thin paths isa={isa} vs scalar, threads={nt}, 2 SGD steps, N=40")
@@ -175,21 +179,48 @@ def _python(code, isa_env):
                           timeout=120)
 
 
-@pytest.mark.parametrize("isa_env", ISAS + [None, ""])
-def test_cpucnn_isa_env_forces_the_path(isa_env):
+def _forced(isa_env):
+    """(isa, {op: kernel}) a fresh process reports with CPUCNN_ISA=isa_env."""
     r = _python("""
         import json, cpucnn
         info = cpucnn.cpu_info()
         print(json.dumps([info["isa"], info["kernels"]]))
         """, isa_env)
     assert r.returncode == 0, f"CPUCNN_ISA={isa_env!r}: rc={r.returncode} {r.stderr}"
-    isa, impls = json.loads(r.stdout)
-    want = isa_env or ISAS[0]  # unset or empty: the best path
-    assert isa == want, f"CPUCNN_ISA={isa_env!r} ran {isa}"
+    return json.loads(r.stdout)
+
+
+def test_cpucnn_isa_env_forces_the_path(isa):
+    ran, impls = _forced(isa)
+    assert ran == isa, f"CPUCNN_ISA={isa!r} ran {ran}"
     # per-op kernels are the forced ISA's own (possibly with a note on the
     # shapes it covers) or the scalar reference, never another ISA
     for op, impl in impls.items():
-        assert impl.split()[0] in (want, "scalar"), f"CPUCNN_ISA={isa_env!r}: {op} runs {impl!r}"
+        assert impl.split()[0] in (isa, "scalar"), f"CPUCNN_ISA={isa!r}: {op} runs {impl!r}"
+
+
+@pytest.mark.parametrize("isa_env", [None, ""])
+def test_cpucnn_isa_env_unset_or_empty_runs_the_best_path(isa_env):
+    ran, _ = _forced(isa_env)
+    assert ran == cc.available_isas()[0], f"CPUCNN_ISA={isa_env!r} ran {ran}"
+
+
+def test_an_isa_the_cpu_lacks_is_a_clear_error(lacked_isas):
+    before = cc.cpu_info()["isa"]
+    for name in lacked_isas:
+        with pytest.raises(ValueError, match="not supported by this CPU"):
+            cc.set_isa(name)
+        assert cc.cpu_info()["isa"] == before, f"a rejected set_isa({name!r}) must keep the current path"
+        r = _python("""
+            import cpucnn
+            try:
+                cpucnn.cpu_info()
+            except ValueError as e:
+                print("ValueError:", e)
+            """, name)
+        assert r.returncode == 0, f"CPUCNN_ISA={name!r}: crashed, rc={r.returncode}: {r.stderr[-2000:]}"
+        assert "ValueError:" in r.stdout and "not supported by this CPU" in r.stdout, \
+            f"CPUCNN_ISA={name!r}: no clear error, got {r.stdout!r}"
 
 
 @pytest.mark.parametrize("bad", ["bogus", "AVX2", "neon"])

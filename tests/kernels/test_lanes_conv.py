@@ -1,5 +1,6 @@
 """The convolution with output channels in the vector lanes
-(kernels/conv_lanes/, AVX-512) through the conv operator, on every ISA,
+(kernels/conv_lanes/, AVX-512) through the conv operator, on every ISA
+that has it (elsewhere skipped: the shapes would run the GEMM path),
 against the float64 reference: forward (16 or 32 output channels, 64 to
 256 taps x input channels) and the weight gradient (3- or 5-wide kernels,
 any reduction up to 256). Ragged sizes: rows wider than the 24- and
@@ -13,7 +14,8 @@ import pytest
 
 import cpucnn as cc
 import reference as ref
-from harness import assert_avx512_only_kernel, assert_close, check_conv_layer, conv_case, conv_case_id, seeded_rng
+from harness import (assert_avx512_only_kernel, assert_close, check_conv_layer, conv_case, conv_case_id, seeded_rng,
+                     skip_unless_kernel)
 
 K = cc._core.kernels
 
@@ -39,12 +41,14 @@ def _case(shape):
 @pytest.mark.parametrize("nt", [1, 2])
 @pytest.mark.parametrize("shape", SHAPES, ids=conv_case_id)
 def test_lanes_convolutions_match_reference(isa, threads, shape, nt):
+    skip_unless_kernel(isa, "conv2d_lanes")
     cc.set_num_threads(nt)
     check_conv_layer(isa, "lanes", shape)
 
 
 def test_same_padding_odd_row_at_the_bottom(isa, threads):
     # "same" with an even kernel: one row and column of padding, after the input.
+    # Not skipped without conv2d_lanes: the layer's padding is checked on any path.
     cc.set_num_threads(2)
     m = cc.Sequential([cc.layers.Conv2D(16, (4, 4), padding="same")], input_shape=(5, 7, 9), seed=1)
     x = seeded_rng("lanes-same").standard_normal((4, 5, 7, 9)).astype(np.float32)
@@ -54,6 +58,7 @@ def test_same_padding_odd_row_at_the_bottom(isa, threads):
 
 
 def test_lanes_weight_gradient_is_reproducible(isa, threads):
+    skip_unless_kernel(isa, "conv2d_lanes", "check the GEMM's reproducibility")
     cc.set_num_threads(2)
     x, wt, _, dy, _ = _case(SHAPES[0])
     first = K.conv2d_backward(x, wt, dy, need_dx=False)

@@ -2,11 +2,14 @@
 (ops/winograd.cc) on every ISA that has them, against the float64 reference
 and against the im2col + GEMM path of the same ISA: forward (with bias and
 fused ReLU), backward-data, backward-weight and bias gradient. Every test
-that takes the `winograd` fixture runs once per tile size (F(4x4) only
-where the ISA has it: elsewhere '4x4' falls back to F(2x2)). Ragged sizes: channel counts that are not
-multiples of the vector width, odd output sizes (half-empty edge tiles),
-tile rows shorter and longer than a 16-tile register, padding 0, 1 and 2,
-batches that split unevenly over threads."""
+that takes the `winograd` fixture runs once per tile size; a case that
+would only re-run another is skipped with the reason: '4x4' where the ISA
+has no F(4x4) (it falls back to F(2x2)), both on an ISA without Winograd
+(the GEMM runs). test_fallbacks_are_exact checks those fallbacks, bit for
+bit. Ragged sizes: channel counts that are not multiples of the vector
+width, odd output sizes (half-empty edge tiles), tile rows shorter and
+longer than a 16-tile register, padding 0, 1 and 2, batches that split
+unevenly over threads."""
 
 import numpy as np
 import pytest
@@ -35,14 +38,35 @@ def _has_f4(isa):
     return isa == "avx512"
 
 
-@pytest.fixture(params=["2x2", "4x4"])
-def winograd(request):
+def _applies(isa):
+    return dict(cc.cpu_info()["kernels"]).get("conv2d_winograd") is not None
+
+
+def _skip_without_winograd(isa, would):
+    if not _applies(isa):
+        pytest.skip(f"{isa} has no Winograd kernel: the test would {would} (test_fallbacks_are_exact checks that)")
+
+
+@pytest.fixture
+def settings():
+    """Restores the Winograd mode and tile a test changes."""
     before, tile = K.conv2d_winograd(), K.conv2d_winograd_tile()
-    K.set_conv2d_winograd("always")
-    K.set_conv2d_winograd_tile(request.param)
-    yield request.param
+    yield
     K.set_conv2d_winograd(before)
     K.set_conv2d_winograd_tile(tile)
+
+
+@pytest.fixture(params=["2x2", "4x4"])
+def winograd(request, isa, settings):
+    """Winograd forced ('always') with one tile size; the cases that would
+    only re-run another are skipped, with the reason."""
+    _skip_without_winograd(isa, "run the GEMM path, not Winograd")
+    if request.param == "4x4" and not _has_f4(isa):
+        pytest.skip(f"{isa} has no F(4x4): '4x4' would re-run the '2x2' case as F(2x2) "
+                    "(test_fallbacks_are_exact checks that)")
+    K.set_conv2d_winograd("always")
+    K.set_conv2d_winograd_tile(request.param)
+    return request.param
 
 
 def _case(shape):
@@ -54,10 +78,6 @@ def _case(shape):
     ho, wo = h + 2 * p - 2, w + 2 * p - 2
     dy = rng.standard_normal((n, cout, ho, wo)).astype(np.float32)
     return x, wt, b, dy, p
-
-
-def _applies(isa):
-    return dict(cc.cpu_info()["kernels"]).get("conv2d_winograd") is not None
 
 
 @pytest.mark.parametrize("nt", [1, 2])
@@ -89,13 +109,15 @@ def test_winograd_agrees_with_gemm_path(isa, one_thread, winograd, shape):
     want = [K.conv2d_forward(x, wt, b, padding=(p, p)), *K.conv2d_backward(x, wt, dy, padding=(p, p))]
     for what, g, e in zip(("y", "dx", "dw", "db"), got, want):
         assert_close(g, e, f"{isa} {what} {shape}")
-    if isa != "scalar":  # the path really differs: Winograd rounds differently from the GEMM
-        assert not np.array_equal(got[0], want[0]), "the Winograd path did not run"
+    # the path really differs: Winograd rounds differently from the GEMM
+    assert not np.array_equal(got[0], want[0]), "the Winograd path did not run"
 
 
 def test_winograd_is_listed_per_isa(isa):
     listed = _applies(isa)
     assert listed == (isa in ("avx2", "avx512")), cc.cpu_info()["kernels"]
+    note = dict(cc.cpu_info()["kernels"]).get("conv2d_winograd") or ""
+    assert ("F(4x4)" in note) == _has_f4(isa), note
 
 
 @pytest.mark.parametrize("shape", [SHAPES[2], SHAPES[8]], ids=lambda s: "x".join(map(str, s)))
@@ -124,7 +146,7 @@ def test_winograd_keeps_nan_within_its_tiles(isa, one_thread, winograd):
     assert (np.isnan(y) >= np.isnan(y_gemm)).all()
     assert not np.isnan(y[0]).any()
     rows, cols = np.nonzero(np.isnan(y[1]).any(axis=0))
-    if winograd == "4x4" and _has_f4(isa):
+    if winograd == "4x4":
         # input (2, 4) is in the patches of tiles (0, 0) and (0, 1): output rows 0..3
         assert rows.max() <= 3 and np.isnan(y[1][:, 4:, :]).sum() == 0
     else:
@@ -133,6 +155,7 @@ def test_winograd_keeps_nan_within_its_tiles(isa, one_thread, winograd):
 
 def test_auto_mode_uses_winograd_only_where_it_pays(isa, one_thread):
     assert K.conv2d_winograd() == "auto"  # the default
+    _skip_without_winograd(isa, "compare the GEMM path ('auto') with itself ('never')")
     small = _case(SHAPES[0])  # 18 tiles: the weight transform would cost more than it saves
     big = _case((2, 16, 16, 32, 32, 1))  # 512 tiles
     try:
@@ -143,8 +166,7 @@ def test_auto_mode_uses_winograd_only_where_it_pays(isa, one_thread):
     finally:
         K.set_conv2d_winograd("auto")
     np.testing.assert_array_equal(outs["auto"][0], outs["never"][0])
-    if isa != "scalar":
-        assert not np.array_equal(outs["auto"][1], outs["never"][1])
+    assert not np.array_equal(outs["auto"][1], outs["never"][1])
     assert_close(outs["auto"][1], outs["never"][1], f"{isa} auto vs never")
 
 
@@ -171,21 +193,51 @@ def test_winograd_tile_setting_is_checked():
     ],
     ids=["16x16", "8x8x4", "8x8x3", "7x9", "7x9x9"],
 )
-def test_auto_tile_is_f4_on_maps_of_8x8_or_more(isa, one_thread, winograd, shape, f4):
+def test_auto_tile_is_f4_on_maps_of_8x8_or_more(isa, one_thread, settings, shape, f4):
     # 'auto' runs F(4x4) on maps of >= 8x8 outputs with >= 16 of its tiles per
-    # thread where the ISA has it, else F(2x2): bit for bit one of the two
-    # forced settings, and the two differ.
-    x, wt, b, dy, p = _case(shape)
+    # thread, else F(2x2): bit for bit one of the two forced settings, and the
+    # two differ.
+    if not _has_f4(isa):
+        pytest.skip(f"{isa} has no F(4x4): 'auto', '2x2' and '4x4' would all run one path "
+                    "(test_fallbacks_are_exact checks that)")
+    K.set_conv2d_winograd("always")
+    got = _tiles(_case(shape), ("auto", "2x2", "4x4"))
+    for a, e in zip(got["auto"], got["4x4" if f4 else "2x2"]):
+        np.testing.assert_array_equal(a, e)
+    assert not np.array_equal(got["2x2"][0], got["4x4"][0]), "F(4x4) did not run"
+
+
+def _tiles(case, tiles):
+    """{tile: [y, dx, dw, db]} of one case for each tile setting."""
+    x, wt, b, dy, p = case
     got = {}
-    for tile in ("auto", "2x2", "4x4"):
+    for tile in tiles:
         K.set_conv2d_winograd_tile(tile)
         got[tile] = [K.conv2d_forward(x, wt, b, padding=(p, p)), *K.conv2d_backward(x, wt, dy, padding=(p, p))]
-    K.set_conv2d_winograd_tile(winograd)
-    picked = "4x4" if f4 and _has_f4(isa) else "2x2"
-    for a, e in zip(got["auto"], got[picked]):
-        np.testing.assert_array_equal(a, e)
+    return got
+
+
+def test_fallbacks_are_exact(isa, one_thread, settings):
+    """Where the ISA lacks a path, asking for it runs the one it falls back
+    to, bit for bit (so the cases skipped for that reason would have re-run
+    another): without F(4x4), '4x4' and 'auto' are F(2x2); without Winograd,
+    'always' and 'auto' are the GEMM. On an F(4x4)-sized case (16x16 maps)."""
     if _has_f4(isa):
-        assert not np.array_equal(got["2x2"][0], got["4x4"][0]), "F(4x4) did not run"
-    else:  # falls back to F(2x2)
-        for a, e in zip(got["2x2"], got["4x4"]):
-            np.testing.assert_array_equal(a, e)
+        pytest.skip(f"{isa} has Winograd F(2x2) and F(4x4): nothing falls back")
+    case = _case((2, 16, 16, 16, 16, 1))
+    K.set_conv2d_winograd("never")
+    gemm = _tiles(case, ("2x2",))["2x2"]
+    if _applies(isa):
+        K.set_conv2d_winograd("always")
+        got = _tiles(case, ("2x2", "4x4", "auto"))
+        assert not np.array_equal(got["2x2"][0], gemm[0]), "F(2x2) did not run"
+        want, what = got.pop("2x2"), "F(2x2)"
+    else:
+        got = {}
+        for mode in ("always", "auto"):
+            K.set_conv2d_winograd(mode)
+            got.update({f"{mode} {t}": v for t, v in _tiles(case, ("2x2", "4x4", "auto")).items()})
+        want, what = gemm, "the GEMM"
+    for setting, outs in got.items():
+        for name, a, e in zip(("y", "dx", "dw", "db"), outs, want):
+            np.testing.assert_array_equal(a, e, err_msg=f"{isa}: {setting} {name} is not {what}")
