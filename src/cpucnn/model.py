@@ -217,6 +217,7 @@ class Sequential:
         self._require_compiled()
         batch_size = _positive_int("batch_size", batch_size)
         x, y = self._prepare(x, y)
+        _require_finite(x, "x")
         return self._evaluate_arrays(x, y, batch_size)
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> Dict[str, float]:
@@ -265,6 +266,7 @@ class Sequential:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")
             val = self._prepare(*validation_data)
+            _require_finite(val[0], "validation_data x")
             if val[0].shape[0] == 0:
                 raise ValueError("validation_data holds no samples")
         elif validation_split:
