@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import numbers
 import os
-import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, _fit
 from . import callbacks as callbacks_mod
 from . import layers as layers_mod
 from . import optimizers as optimizers_mod
@@ -73,6 +72,30 @@ def _as_targets(y: Any, n: int, outputs: int) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError("targets y contain NaN or Inf")
     return arr
+
+
+def _require_finite(x: np.ndarray, what: str) -> None:
+    """Raises ValueError naming the first sample of x that holds NaN or Inf."""
+    if not np.all(np.isfinite(x)):
+        bad = int(np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0][0])
+        raise ValueError(f"{what} contains NaN or Inf (sample {bad})")
+
+
+def _fit_settings(epochs: Any, batch_size: Any, initial_epoch: Any, verbose: Any,
+                  seed: Any) -> Tuple[int, int, int, int]:
+    """fit's counts and switches, checked; a seed is drawn when None."""
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    batch_size = _positive_int("batch_size", batch_size)
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
+        raise ValueError(f"initial_epoch must be a non-negative integer, got {initial_epoch!r}")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    return int(epochs), batch_size, int(initial_epoch), int(seed)
 
 
 def _positive_int(name: str, v: Any) -> int:
@@ -194,6 +217,7 @@ class Sequential:
         self._require_compiled()
         batch_size = _positive_int("batch_size", batch_size)
         x, y = self._prepare(x, y)
+        _require_finite(x, "x")
         return self._evaluate_arrays(x, y, batch_size)
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> Dict[str, float]:
@@ -219,30 +243,30 @@ class Sequential:
         run resumed with ``initial_epoch`` sees the same batches. The last
         partial batch is trained. Ctrl-C stops after the current batch and
         keeps the weights and the history of the completed epochs
-        (``history.interrupted`` is then True).
+        (``history.interrupted`` is then True); wherever it lands (a callback,
+        validation, the progress bar), fit returns normally.
         """
         self._require_compiled()
-        if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
-        epochs = int(epochs)
-        batch_size = _positive_int("batch_size", batch_size)
-        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, numbers.Integral) or initial_epoch < 0:
-            raise ValueError(f"initial_epoch must be a non-negative integer, got {initial_epoch!r}")
-        if verbose not in (0, 1, 2):
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        epochs, batch_size, initial_epoch, seed = _fit_settings(epochs, batch_size, initial_epoch, verbose, seed)
         if isinstance(callbacks, callbacks_mod.Callback):
             callbacks = [callbacks]
-        x, y = self._prepare(x, y)   # the one float32 conversion; batches are gathered from these arrays
-        if not np.all(np.isfinite(x)):
-            bad = int(np.argwhere(~np.isfinite(x.reshape(x.shape[0], -1)))[0][0])
-            raise ValueError(f"x contains NaN or Inf (sample {bad})")
+        x, y, val = self._fit_data(x, y, validation_data, validation_split)
+        loop = _fit.FitLoop(self, x, y, val, list(callbacks or []), epochs=epochs, initial_epoch=initial_epoch,
+                            batch_size=batch_size, shuffle=shuffle, seed=seed, verbose=verbose)
+        return loop.run()
+
+    def _fit_data(self, x: Any, y: Any, validation_data: Optional[Tuple[Any, Any]],
+                  validation_split: float) -> Tuple[np.ndarray, np.ndarray, Optional[Tuple[np.ndarray, np.ndarray]]]:
+        """The training arrays and the validation pair, checked and converted once (batches are
+        gathered from these arrays)."""
+        x, y = self._prepare(x, y)
+        _require_finite(x, "x")   # before the split: validation_split's samples are named as in x
         val = None
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")
             val = self._prepare(*validation_data)
+            _require_finite(val[0], "validation_data x")
             if val[0].shape[0] == 0:
                 raise ValueError("validation_data holds no samples")
         elif validation_split:
@@ -253,82 +277,9 @@ class Sequential:
                 raise ValueError(f"validation_split={validation_split} leaves no training or validation samples")
             val = (x[cut:], y[cut:])
             x, y = x[:cut], y[:cut]
-        n = x.shape[0]
-        if n == 0:
+        if x.shape[0] == 0:
             raise ValueError("fit needs at least one training sample")
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1)[0])
-
-        history = callbacks_mod.History()
-        cbs = callbacks_mod.CallbackList(list(callbacks or []) + [history], model=self)
-        self.history = history
-        self.stop_training = False
-        steps = (n + batch_size - 1) // batch_size
-        interrupted = False
-        cbs.on_train_begin()
-        try:
-            for epoch in range(initial_epoch, epochs):
-                bar = None
-                seen = 0
-                try:
-                    cbs.on_epoch_begin(epoch)
-                    order = (np.random.default_rng([int(seed), epoch]).permutation(n) if shuffle else None)
-                    bar = callbacks_mod._progress(verbose, steps, epoch, epochs)
-                    line = verbose == 2 or (verbose == 1 and bar is None)   # no tqdm: epoch lines
-                    loss_sum, hits, t0 = 0.0, 0, time.perf_counter()
-                    for b in range(steps):
-                        lo, hi = b * batch_size, min((b + 1) * batch_size, n)
-                        if order is None:
-                            xb, yb = x[lo:hi], y[lo:hi]      # contiguous views, no copy
-                        else:
-                            idx = order[lo:hi]
-                            xb, yb = x[idx], y[idx]           # one gather per batch, in numpy
-                        loss, correct = self._m.train_step(xb, yb)
-                        m = hi - lo
-                        loss_sum += loss * m
-                        hits += correct
-                        seen += m
-                        logs = {"loss": loss_sum / seen}
-                        if "accuracy" in self.metrics:
-                            logs["accuracy"] = hits / seen
-                        if bar is not None:
-                            bar.update(logs, seen / max(time.perf_counter() - t0, 1e-9))
-                        cbs.on_batch_end(b, {"loss": float(loss), "size": m})
-                        if self.stop_training:
-                            break
-                    elapsed = time.perf_counter() - t0
-                    logs = {"loss": loss_sum / seen}
-                    if "accuracy" in self.metrics:
-                        logs["accuracy"] = hits / seen
-                    if val is not None:
-                        for k, v in self._evaluate_arrays(val[0], val[1], 256).items():
-                            logs["val_" + k] = v
-                    logs["lr"] = float(self.optimizer.lr)
-                    if bar is not None:
-                        bar.finish(logs, seen / max(elapsed, 1e-9))   # final numbers, validation included
-                        bar = None
-                    cbs.on_epoch_end(epoch, logs)
-                    if line:
-                        print(callbacks_mod._epoch_line(epoch, epochs, logs, elapsed, seen))
-                except KeyboardInterrupt:
-                    # Ctrl-C (or a callback raising KeyboardInterrupt): the step in flight has
-                    # finished in C++; keep its weights and the completed epochs' history.
-                    interrupted = True
-                    self.stop_training = True
-                    if bar is not None:
-                        bar.close()
-                        bar = None
-                    if verbose:
-                        print(f"Interrupted in epoch {epoch + 1} after {seen} samples; weights and history kept.")
-                finally:
-                    if bar is not None:
-                        bar.close()
-                if self.stop_training:
-                    break
-        finally:
-            history.interrupted = interrupted
-            cbs.on_train_end()
-        return history
+        return x, y, val
 
     # -- weights ---------------------------------------------------------------
     def get_weights(self) -> List[np.ndarray]:
