@@ -210,13 +210,27 @@ def test_predict_does_not_reject_nan(model, data):
     np.testing.assert_array_equal(np.delete(out, 2, axis=0), np.delete(clean, 2, axis=0))
 
 
-@pytest.mark.xfail(reason="the core's ReLU still maps NaN to 0; remove this mark with the core's fix")
-def test_predict_propagates_nan_like_pytorch(model, data):
-    """Conv2D -> ReLU -> Flatten -> Dense: a NaN input gives NaN outputs for that sample, as in PyTorch."""
-    x, _ = data
+NAN_NETS = {   # (layers, input shape), made fresh per test
+    "conv-relu-dense": lambda: ([L.Conv2D(3, 3), L.ReLU(), L.Flatten(), L.Dense(3)], (2, 6, 6)),
+    "conv-relu-maxpool-dense": lambda: ([L.Conv2D(4, 3, padding=1), L.ReLU(), L.MaxPool2D(2), L.Flatten(),
+                                         L.Dense(3)], (2, 6, 6)),
+    "winograd-relu-maxpool": lambda: ([L.Conv2D(16, 3, padding=1), L.ReLU(), L.Conv2D(16, 3, padding=1), L.ReLU(),
+                                       L.MaxPool2D(2), L.GlobalAvgPool2D(), L.Dense(3)], (16, 12, 12)),
+    "maxpool3x3-stride1": lambda: ([L.MaxPool2D(3, stride=1, padding=1), L.Flatten(), L.Dense(3)], (2, 6, 6)),
+}
+
+
+@pytest.mark.parametrize("net", list(NAN_NETS))
+@pytest.mark.parametrize("n", [4, 64])
+def test_predict_propagates_nan_like_pytorch(isa, net, n):
+    """A NaN input gives NaN outputs for that sample, as in PyTorch (ReLU and MaxPool keep NaN; the
+    Winograd, fused-ReLU and pooling kernels of every ISA), and leaves the other samples finite."""
+    layers, shape = NAN_NETS[net]()
+    model = cc.Sequential(layers, input_shape=shape, seed=0)
+    x = np.random.default_rng(0).standard_normal((n,) + shape).astype(np.float32)
     x[2, 0, 3, 3] = np.nan
     out = model.predict(x)
-    assert np.isnan(out[2]).all()
+    assert np.isnan(out[2]).all(), f"{net} isa={isa}: {out[2]}"
     assert np.isfinite(np.delete(out, 2, axis=0)).all()
 
 

@@ -111,7 +111,7 @@ void forward_chunk(const Conv2dShape& s, const Plan& plan, const float* x, const
       if (relu) {
         for (int64_t q = 0; q < plan.p; ++q) {
           const float v = src[q] + b;
-          dst[q] = v > 0.0f ? v : 0.0f;
+          dst[q] = v < 0.0f ? 0.0f : v;
         }
       } else if (src != dst || b != 0.0f) {
         for (int64_t q = 0; q < plan.p; ++q) dst[q] = src[q] + b;
@@ -231,7 +231,7 @@ void forward_spatial(const Conv2dShape& s, const Plan& plan, const float* x, con
         float* d = y + (n * s.cout + co) * plan.p + oh0 * geo.wo;
         const float b = bias ? bias[co] : 0.0f;
         if (relu) {
-          for (int64_t q = 0; q < cols; ++q) d[q] = d[q] + b > 0.0f ? d[q] + b : 0.0f;
+          for (int64_t q = 0; q < cols; ++q) d[q] = d[q] + b < 0.0f ? 0.0f : d[q] + b;
         } else if (b != 0.0f) {
           for (int64_t q = 0; q < cols; ++q) d[q] += b;
         }

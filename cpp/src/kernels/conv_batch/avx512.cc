@@ -61,7 +61,7 @@ void from_batch(const float* yb, int64_t images, int64_t cout, int64_t pixels, c
       __m512 v[16];
       for (int p = 0; p < 16; ++p) {
         v[p] = p < np ? _mm512_add_ps(_mm512_loadu_ps(yb + (co * pixels + p0 + p) * 16), b) : zero;
-        if (relu) v[p] = _mm512_max_ps(v[p], zero);
+        if (relu) v[p] = _mm512_max_ps(zero, v[p]);
       }
       transpose16(v);  // v[l]: pixels p0.. of image l
       const __mmask16 m = first_lanes(np);

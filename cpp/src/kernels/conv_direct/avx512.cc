@@ -59,7 +59,7 @@ inline void block(const float* x, const float* w, const float* bias, float* y, i
     const __m512 b = _mm512_set1_ps(bias ? bias[co0 + r] : 0.0f);
     for (int v = 0; v < V; ++v) {
       __m512 o = _mm512_add_ps(acc[r][v], b);
-      if (relu) o = _mm512_max_ps(o, vzero);
+      if (relu) o = _mm512_max_ps(vzero, o);
       _mm512_mask_storeu_ps(y + (co0 + r) * P + (oh + v) * g.wo + ow, out_mask, o);
     }
   }

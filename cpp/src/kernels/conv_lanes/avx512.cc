@@ -63,7 +63,7 @@ void rows_to_planes(const float* rows, int64_t channels, int64_t pixels, const f
       for (int c = 0; c < 16; ++c) {
         __m512 v = r[c];
         if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[c0 + c]));
-        if (relu) v = _mm512_max_ps(v, zero);
+        if (relu) v = _mm512_max_ps(zero, v);
         _mm512_mask_storeu_ps(planes + (c0 + c) * pixels + p0, m, v);
       }
     }

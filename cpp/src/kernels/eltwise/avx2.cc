@@ -7,8 +7,8 @@ namespace cpucnn {
 void relu_fwd_avx2(const float* x, float* y, int64_t n) {
   const __m256 vzero = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_max_ps(_mm256_loadu_ps(x + i), vzero));
-  for (; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_max_ps(vzero, _mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 void relu_bwd_avx2(const float* y, const float* dy, float* dx, int64_t n) {

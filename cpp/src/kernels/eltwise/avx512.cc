@@ -7,10 +7,10 @@ namespace cpucnn {
 void relu_fwd_avx512(const float* x, float* y, int64_t n) {
   const __m512 vzero = _mm512_setzero_ps();
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_max_ps(_mm512_loadu_ps(x + i), vzero));
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_max_ps(vzero, _mm512_loadu_ps(x + i)));
   if (i < n) {
     const __mmask16 tail = static_cast<__mmask16>((1u << (n - i)) - 1u);
-    _mm512_mask_storeu_ps(y + i, tail, _mm512_max_ps(_mm512_maskz_loadu_ps(tail, x + i), vzero));
+    _mm512_mask_storeu_ps(y + i, tail, _mm512_max_ps(vzero, _mm512_maskz_loadu_ps(tail, x + i)));
   }
 }
 

@@ -62,8 +62,8 @@ inline void output_row(const __m512 t[4][2], int a, __m512 b, bool relu, __m512&
   ye = _mm512_add_ps(ye, b);
   yo = _mm512_add_ps(yo, b);
   if (relu) {
-    ye = _mm512_max_ps(ye, _mm512_setzero_ps());
-    yo = _mm512_max_ps(yo, _mm512_setzero_ps());
+    ye = _mm512_max_ps(_mm512_setzero_ps(), ye);
+    yo = _mm512_max_ps(_mm512_setzero_ps(), yo);
   }
 }
 

@@ -236,7 +236,7 @@ void winograd4_output_avx512(const float* m, int64_t ldm, int64_t channels, cons
         __m512 d[kTile], tm[4];
         for (int c = 0; c < kTile; ++c) {
           d[c] = _mm512_add_ps(yc[c][a], b);
-          if (relu) d[c] = _mm512_max_ps(d[c], _mm512_setzero_ps());
+          if (relu) d[c] = _mm512_max_ps(_mm512_setzero_ps(), d[c]);
         }
         join4(d, tm);
 #pragma GCC unroll 4
