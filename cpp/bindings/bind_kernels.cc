@@ -15,6 +15,8 @@
 #include "ops/conv2d.hpp"
 #include "ops/gemm.hpp"
 #include "ops/winograd.hpp"
+#include "ops/workspace.hpp"
+#include "core/parallel.hpp"
 
 namespace py = pybind11;
 
@@ -170,6 +172,17 @@ void register_kernels(py::module_& m) {
       "Which Winograd variant runs where Winograd does: 'auto' (F(4x4, 3x3) where the ISA has it, on maps "
       "of at least 8x8 outputs with at least 16 of its 4x4 tiles per thread, else F(2x2, 3x3); the default), "
       "'2x2' or '4x4' (F(4x4) wherever Winograd runs, on ISAs that have it; F(2x2) on the others).");
+  k.def(
+      "fail_allocation_after",
+      [](int64_t n) { fail_allocation_after(n); }, py::arg("n"),
+      "Testing: the n-th allocation of the core from now (0: the next) fails with MemoryError, once; -1: off.");
+  k.def(
+      "release_workspaces",
+      [] {
+        py::gil_scoped_release nogil;
+        release_thread_workspaces(get_num_threads());
+      },
+      "Testing: frees the per-thread workspaces, so the next operations allocate them again.");
   k.def("winograd_prepared_count", &winograd_prepared_count,
         "How many times inference has transformed and packed a layer's Winograd weights (process-wide).");
   k.def(

@@ -152,6 +152,12 @@ class _Kernels:
         the default), '2x2' or '4x4' (F(4x4) wherever Winograd runs, on ISAs that have it; F(2x2) on
         the others)."""
     @staticmethod
+    def fail_allocation_after(n: int) -> None:
+        """Testing: the n-th allocation of the core from now (0: the next) fails with MemoryError, once; -1: off."""
+    @staticmethod
+    def release_workspaces() -> None:
+        """Testing: frees the per-thread workspaces, so the next operations allocate them again."""
+    @staticmethod
     def winograd_prepared_count() -> int:
         """How many times inference has transformed and packed a layer's Winograd weights (process-wide)."""
     @staticmethod

@@ -2,7 +2,10 @@
 // library is built without OpenMP (then everything runs on one thread).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <exception>
+#include <mutex>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -40,6 +43,36 @@ inline bool in_parallel() {
 #endif
 }
 
+// An exception must not leave an OpenMP region: that is std::terminate (an
+// abort, not a MemoryError). Work inside a region runs through run(), which
+// keeps the first exception (out of memory growing a workspace, most often)
+// and makes the rest of the team's work a no-op; rethrow() after the region,
+// on the calling thread, throws it. run() never spans a barrier, so a thread
+// that failed still reaches every barrier its team waits at.
+class RegionError {
+ public:
+  template <class F>
+  void run(F&& f) noexcept {
+    if (failed_.load(std::memory_order_relaxed)) return;
+    try {
+      f();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!first_) first_ = std::current_exception();
+      failed_.store(true, std::memory_order_relaxed);
+    }
+  }
+  bool failed() const { return failed_.load(std::memory_order_relaxed); }
+  void rethrow() const {
+    if (first_) std::rethrow_exception(first_);
+  }
+
+ private:
+  std::atomic<bool> failed_{false};
+  std::mutex mutex_;
+  std::exception_ptr first_;
+};
+
 // Runs f(begin, end) over [0, n) split into at most get_num_threads()
 // contiguous ranges of at least `grain` items (one range: no threads).
 template <class F>
@@ -51,10 +84,12 @@ void parallel_for(int64_t n, int64_t grain, F&& f) {
     if (n > 0) f(int64_t(0), n);
     return;
   }
+  RegionError err;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static)
 #endif
-  for (int64_t c = 0; c < chunks; ++c) f(c * n / chunks, (c + 1) * n / chunks);
+  for (int64_t c = 0; c < chunks; ++c) err.run([&] { f(c * n / chunks, (c + 1) * n / chunks); });
+  err.rethrow();
 }
 
 }  // namespace cpucnn

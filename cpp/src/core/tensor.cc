@@ -1,3 +1,4 @@
+#include <atomic>
 #include "core/tensor.hpp"
 
 #include <algorithm>
@@ -34,9 +35,16 @@ int64_t checked_numel(const Dims& dims, const char* what) {
   return n;
 }
 
+namespace {
+std::atomic<int64_t> g_fail_after{-1};
+}  // namespace
+
+void fail_allocation_after(int64_t n) { g_fail_after.store(n < 0 ? -1 : n); }
+
 float* aligned_alloc_floats(size_t n) {
   if (n == 0) n = 1;
   if (n > static_cast<size_t>(kMaxNumel)) throw std::bad_alloc();
+  if (g_fail_after.load(std::memory_order_relaxed) >= 0 && g_fail_after.fetch_sub(1) == 0) throw std::bad_alloc();
   size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
   void* p = std::aligned_alloc(64, bytes);
   if (!p) throw std::bad_alloc();

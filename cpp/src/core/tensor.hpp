@@ -23,6 +23,9 @@ int64_t checked_numel(const Dims& dims, const char* what = "shape");
 
 // 64-byte aligned float storage.
 float* aligned_alloc_floats(size_t n);
+// Fault injection for tests: the n-th allocation from now (0: the next one)
+// throws std::bad_alloc, once; n < 0 turns it off.
+void fail_allocation_after(int64_t n);
 void aligned_free(void* p);
 
 class Tensor {

@@ -195,11 +195,12 @@ void forward_spatial(const Conv2dShape& s, const Plan& plan, const float* x, con
   const ConvGeometry& geo = s.geo;
   const int64_t hw = geo.h * geo.w;
   const int64_t slabs = std::min<int64_t>(plan.threads, geo.ho);
+  RegionError err;
 #pragma omp parallel for num_threads(static_cast<int>(slabs)) schedule(static) collapse(2)
   for (int64_t n = 0; n < s.n; ++n) {
-    for (int64_t t = 0; t < slabs; ++t) {
+    for (int64_t t = 0; t < slabs; ++t) err.run([&] {
       const int64_t oh0 = geo.ho * t / slabs, oh1 = geo.ho * (t + 1) / slabs;
-      if (oh1 <= oh0) continue;
+      if (oh1 <= oh0) return;
       ConvGeometry part = geo;  // output rows [oh0, oh1) only
       part.ho = oh1 - oh0;
       part.ph = geo.ph - oh0 * geo.sh;
@@ -236,8 +237,9 @@ void forward_spatial(const Conv2dShape& s, const Plan& plan, const float* x, con
           for (int64_t q = 0; q < cols; ++q) d[q] += b;
         }
       }
-    }
+    });
   }
+  err.rethrow();
 }
 
 }  // namespace
@@ -284,14 +286,16 @@ void forward_lanes(const Conv2dShape& s, const Plan& plan, const float* x, const
   const int64_t in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * plan.p;
   const int64_t per = conv2d_lanes_scratch(s.cin, s.cout, s.geo);
   const int use = static_cast<int>(std::min<int64_t>(plan.threads, s.n));
+  RegionError err;
 #pragma omp parallel num_threads(use) if (use > 1)
-  {
+  err.run([&] {
     const int t = thread_id(), team = team_size();
     const int64_t n0 = s.n * t / team, n1 = s.n * (t + 1) / team;
     float* sc = thread_workspace().get(Workspace::kCol, static_cast<size_t>(per));
     if (n1 > n0)
       kt.conv_lanes_fwd(x + n0 * in_size, wl, bias, y + n0 * out_size, n1 - n0, s.cin, s.cout, s.geo, relu, sc);
-  }
+  });
+  err.rethrow();
 }
 
 // Thin layers (<= 16 output channels) with 16 images or more per thread:
@@ -311,14 +315,16 @@ void forward_batch(const Conv2dShape& s, const Plan& plan, const float* x, const
   const int64_t per = conv2d_batch_scratch(s.cin, s.cout, s.geo);
   const int64_t groups = (s.n + 15) / 16;
   const int use = static_cast<int>(std::min<int64_t>(plan.threads, groups));
+  RegionError err;
 #pragma omp parallel num_threads(use) if (use > 1)
-  {
+  err.run([&] {
     const int t = thread_id(), team = team_size();
     const int64_t n0 = 16 * (groups * t / team), n1 = std::min(s.n, 16 * (groups * (t + 1) / team));
     float* sc = thread_workspace().get(Workspace::kCol, static_cast<size_t>(per));
     if (n1 > n0)
       kt.conv_batch_fwd(x + n0 * in_size, w, bias, y + n0 * out_size, n1 - n0, s.cin, s.cout, s.geo, relu, sc);
-  }
+  });
+  err.rethrow();
 }
 
 // Work items are (sample, slab of output rows); each writes its own outputs.
@@ -388,11 +394,13 @@ void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const 
   if (use_batch(s, plan)) return forward_batch(s, plan, x, w, bias, y, relu);
   if (use_direct(s, plan)) return forward_direct(s, plan, x, w, bias, y, relu);
   if (plan.batch_parallel) {
+    RegionError err;
 #pragma omp parallel for num_threads(plan.threads) schedule(static, 1)
     for (int64_t c = 0; c < plan.chunks; ++c) {
       const int64_t n0 = c * plan.chunk;
-      forward_chunk(s, plan, x, w, bias, y, relu, n0, std::min(plan.chunk, s.n - n0));
+      err.run([&] { forward_chunk(s, plan, x, w, bias, y, relu, n0, std::min(plan.chunk, s.n - n0)); });
     }
+    err.rethrow();
   } else if (plan.threads > 1 && s.geo.ho > 1 && s.cout * plan.k * plan.p * s.n >= (int64_t(1) << 18)) {
     forward_spatial(s, plan, x, w, bias, y, relu);
   } else {
@@ -466,15 +474,18 @@ void weight_grad_by_images(const Conv2dShape& s, const Plan& plan, int64_t unit,
   const int64_t stride = (wsize + 15) / 16 * 16;
   scratch.resize({static_cast<int64_t>(T) * stride});
   float* part = scratch.data();
+  RegionError err;
 #pragma omp parallel num_threads(T) if (T > 1)
   {
     const int t = thread_id(), team = team_size();
     const int64_t n0 = std::min(s.n, unit * (units * t / team)), n1 = std::min(s.n, unit * (units * (t + 1) / team));
     float* pw = part + t * stride;
-    if (n1 > n0)
-      fn(n0, n1, pw);
-    else
-      std::memset(pw, 0, wsize * sizeof(float));
+    err.run([&] {
+      if (n1 > n0)
+        fn(n0, n1, pw);
+      else
+        std::memset(pw, 0, wsize * sizeof(float));
+    });
 #pragma omp barrier
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < wsize; ++i) {
@@ -485,6 +496,7 @@ void weight_grad_by_images(const Conv2dShape& s, const Plan& plan, int64_t unit,
     }
     if (db) conv2d_bias_grad(dy, s.n, s.cout, plan.p, db);
   }
+  err.rethrow();
 }
 
 void backward_weight_direct(const Conv2dShape& s, const Plan& plan, const float* x, const float* dy, float* dw,
@@ -571,19 +583,22 @@ void backward_gemm_or_direct(const Conv2dShape& s, const Plan& plan, const float
   const int64_t stride = (wsize + s.cout + 15) / 16 * 16;
   scratch.resize({static_cast<int64_t>(T) * stride});
   float* part = scratch.data();
+  RegionError err;
 #pragma omp parallel num_threads(T)
   {
     const int t = thread_id();
     const int team = team_size();  // may be fewer than asked for
     float* pw = part + t * stride;
     float* pb = pw + wsize;
-    bool first = true;
-    for (int64_t c = t; c < plan.chunks; c += team) {
-      const int64_t n0 = c * plan.chunk;
-      backward_chunk(s, plan, x, w, dy, dx, pw, db ? pb : nullptr, first, n0, std::min(plan.chunk, s.n - n0));
-      first = false;
-    }
-    if (first) std::memset(pw, 0, stride * sizeof(float));
+    err.run([&] {
+      bool first = true;
+      for (int64_t c = t; c < plan.chunks; c += team) {
+        const int64_t n0 = c * plan.chunk;
+        backward_chunk(s, plan, x, w, dy, dx, pw, db ? pb : nullptr, first, n0, std::min(plan.chunk, s.n - n0));
+        first = false;
+      }
+      if (first) std::memset(pw, 0, stride * sizeof(float));
+    });
 #pragma omp barrier
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < wsize + s.cout; ++i) {
@@ -596,6 +611,7 @@ void backward_gemm_or_direct(const Conv2dShape& s, const Plan& plan, const float
         db[i - wsize] = acc;
     }
   }
+  err.rethrow();
 }
 
 }  // namespace

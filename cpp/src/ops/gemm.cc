@@ -83,11 +83,13 @@ void gemm_parallel(const GemmArgs& g, int threads) {
   const int use = static_cast<int>(std::min<int64_t>(threads, tiles));
   if (use <= 1) return gemm(g);
   const GemmTile& tl = g;
+  RegionError err;
 #pragma omp parallel for num_threads(use) schedule(static)
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t i0 = (t % mt) * kMc, j0 = (t / mt) * nc;
-    run_tile(tl, kt, i0, std::min(kMc, g.m - i0), j0, std::min(nc, g.n - j0));
+    err.run([&] { run_tile(tl, kt, i0, std::min(kMc, g.m - i0), j0, std::min(nc, g.n - j0)); });
   }
+  err.rethrow();
 }
 
 }  // namespace cpucnn

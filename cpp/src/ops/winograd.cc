@@ -176,8 +176,9 @@ void forward_packed(const Scheme& sc, int64_t n, int64_t cin, int64_t cout, cons
   const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
   const int64_t vsize = sc.xi * winograd_plane(cin, ld), msize = sc.xi * winograd_plane(cout, ld);
   const int use = static_cast<int>(std::min<int64_t>(threads, blocks));
+  RegionError err;
 #pragma omp parallel for num_threads(use) schedule(static) if (use > 1)
-  for (int64_t b = 0; b < blocks; ++b) {
+  for (int64_t b = 0; b < blocks; ++b) err.run([&] {
     const int64_t u0 = b * ub, u1 = std::min(units, u0 + ub);
     const int64_t cols = (u1 - u0) * wg.tw;
     Workspace& ws = thread_workspace();
@@ -191,7 +192,8 @@ void forward_packed(const Scheme& sc, int64_t n, int64_t cin, int64_t cout, cons
       sc.masked_output(m, ld, cout, bias, relu, wg, u0, u1, y, out_stride, relu_y);
     else
       sc.output(m, ld, cout, bias, relu, wg, u0, u1, y, out_stride);
-  }
+  });
+  err.rethrow();
 }
 
 // U[xi] = (G w G^T)[xi] of the weights w (cout x cin x 3 x 3): xi planes of
@@ -369,56 +371,59 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
   const int use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, items)));
   scratch.resize({static_cast<int64_t>(use) * stride});
   float* part = scratch.data();
+  RegionError err;
 #pragma omp parallel num_threads(use) if (use > 1)
   {
     const int t = thread_id(), team = team_size();
-    float* du = part + t * stride;
-    double* bsum = db ? reinterpret_cast<double*>(du + bias_at) : nullptr;
-    if (bsum) std::fill(bsum, bsum + cout, 0.0);
-    // This thread's units, in blocks; the split depends only on the team size.
-    int64_t t0 = units * t / team, t1 = units * (t + 1) / team;
-    if (by_image) {
-      const int64_t n0 = s.n * t / team, n1 = s.n * (t + 1) / team;
-      t0 = n0 * wg.th;
-      t1 = n1 * wg.th;
-      if (fused_dx && n1 > n0)
-        std::memset(dx + n0 * in_stride, 0, static_cast<size_t>((n1 - n0) * in_stride) * sizeof(float));
-    }
-    Workspace& ws = thread_workspace();
-    float* v = ws.get(Workspace::kCol, static_cast<size_t>(sc.xi * winograd_plane(cin, ld)));
-    float* dm = ws.get(Workspace::kCol2, static_cast<size_t>(sc.xi * winograd_plane(cout, ld)));
-    float* dv = fused_dx ? ws.get(Workspace::kCol3, static_cast<size_t>(sc.xi * winograd_plane(cin, ld))) : nullptr;
-    bool first = true;
-    for (int64_t u0 = t0; u0 < t1; u0 += ub) {
-      const int64_t u1 = std::min(t1, u0 + ub);
-      const int64_t cols = (u1 - u0) * wg.tw;
-      sc.input(x, cin, in_stride, wg, u0, u1, v, ld);
-      sc.grad_output(dy, cout, out_stride, wg, u0, u1, dm, ld);
-      if (bsum)
-        for (int64_t k = 0; k < cout; ++k)
-          bsum[k] += kt.sum(dm + sc.bias_xi * winograd_plane(cout, ld) + k * ld, cols);
-      for (int xi = 0; xi < sc.xi; ++xi) {
-        GemmArgs a;  // dU[xi] (cout x cin) += dM[xi] (cout x cols) V[xi]^T (cols x cin)
-        a.trans_b = true;
-        a.m = cout;
-        a.n = cin;
-        a.k = cols;
-        a.a = dm + xi * winograd_plane(cout, ld);
-        a.lda = ld;
-        a.b = v + xi * winograd_plane(cin, ld);
-        a.ldb = ld;
-        a.c = du + xi * cout * cin;
-        a.ldc = cin;
-        a.accumulate = !first;
-        gemm(a);
-        if (fused_dx)  // dV[xi] (cin x cols) = U[xi]^T (cin x cout) dM[xi] (cout x cols)
-          packed_product(cin, cols, cout, upt + xi * upanel, dm + xi * winograd_plane(cout, ld),
-                         dv + xi * winograd_plane(cin, ld), ld);
+    err.run([&] {
+      float* du = part + t * stride;
+      double* bsum = db ? reinterpret_cast<double*>(du + bias_at) : nullptr;
+      if (bsum) std::fill(bsum, bsum + cout, 0.0);
+      // This thread's units, in blocks; the split depends only on the team size.
+      int64_t t0 = units * t / team, t1 = units * (t + 1) / team;
+      if (by_image) {
+        const int64_t n0 = s.n * t / team, n1 = s.n * (t + 1) / team;
+        t0 = n0 * wg.th;
+        t1 = n1 * wg.th;
+        if (fused_dx && n1 > n0)
+          std::memset(dx + n0 * in_stride, 0, static_cast<size_t>((n1 - n0) * in_stride) * sizeof(float));
       }
-      if (fused_dx) sc.adjoint(dv, ld, cin, wg, u0, u1, dx, in_stride, relu_x ? x : nullptr);
-      first = false;
-    }
-    if (first) std::memset(du, 0, usize * sizeof(float));
+      Workspace& ws = thread_workspace();
+      float* v = ws.get(Workspace::kCol, static_cast<size_t>(sc.xi * winograd_plane(cin, ld)));
+      float* dm = ws.get(Workspace::kCol2, static_cast<size_t>(sc.xi * winograd_plane(cout, ld)));
+      float* dv = fused_dx ? ws.get(Workspace::kCol3, static_cast<size_t>(sc.xi * winograd_plane(cin, ld))) : nullptr;
+      bool first = true;
+      for (int64_t u0 = t0; u0 < t1; u0 += ub) {
+        const int64_t u1 = std::min(t1, u0 + ub);
+        const int64_t cols = (u1 - u0) * wg.tw;
+        sc.input(x, cin, in_stride, wg, u0, u1, v, ld);
+        sc.grad_output(dy, cout, out_stride, wg, u0, u1, dm, ld);
+        if (bsum)
+          for (int64_t k = 0; k < cout; ++k)
+            bsum[k] += kt.sum(dm + sc.bias_xi * winograd_plane(cout, ld) + k * ld, cols);
+        for (int xi = 0; xi < sc.xi; ++xi) {
+          GemmArgs a;  // dU[xi] (cout x cin) += dM[xi] (cout x cols) V[xi]^T (cols x cin)
+          a.trans_b = true;
+          a.m = cout;
+          a.n = cin;
+          a.k = cols;
+          a.a = dm + xi * winograd_plane(cout, ld);
+          a.lda = ld;
+          a.b = v + xi * winograd_plane(cin, ld);
+          a.ldb = ld;
+          a.c = du + xi * cout * cin;
+          a.ldc = cin;
+          a.accumulate = !first;
+          gemm(a);
+          if (fused_dx)  // dV[xi] (cin x cols) = U[xi]^T (cin x cout) dM[xi] (cout x cols)
+            packed_product(cin, cols, cout, upt + xi * upanel, dm + xi * winograd_plane(cout, ld),
+                           dv + xi * winograd_plane(cin, ld), ld);
+        }
+        if (fused_dx) sc.adjoint(dv, ld, cin, wg, u0, u1, dx, in_stride, relu_x ? x : nullptr);
+        first = false;
+      }
+      if (first) std::memset(du, 0, usize * sizeof(float));
+    });
 #pragma omp barrier
     // dW = G^T (sum of partials, in thread order) G, per (k, c) pair.
     const int64_t pairs = cout * cin, chunks = (pairs + kPairs - 1) / kPairs;
@@ -439,6 +444,7 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
       }
     }
   }
+  err.rethrow();
   return masked;
 }
 

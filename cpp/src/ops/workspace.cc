@@ -20,6 +20,20 @@ float* Workspace::get(Slot slot, size_t n) {
   return ptr_[slot];
 }
 
+void Workspace::release() {
+  for (int s = 0; s < kSlots; ++s) {
+    aligned_free(ptr_[s]);
+    ptr_[s] = nullptr;
+    cap_[s] = 0;
+  }
+}
+
+void release_thread_workspaces(int threads) {
+  thread_workspace().release();
+#pragma omp parallel num_threads(threads)
+  thread_workspace().release();
+}
+
 Workspace& thread_workspace() {
   thread_local Workspace ws;
   return ws;

@@ -16,6 +16,8 @@ class Workspace {
   Workspace& operator=(const Workspace&) = delete;
   // At least n floats, 64-byte aligned; contents unspecified.
   float* get(Slot slot, size_t n);
+  // Frees every slot (tests: the next get() allocates again).
+  void release();
 
  private:
   float* ptr_[kSlots] = {};
@@ -23,5 +25,8 @@ class Workspace {
 };
 
 Workspace& thread_workspace();
+// Releases the calling thread's workspace and those of an OpenMP team of
+// `threads` (tests of out-of-memory paths: workspaces grow again).
+void release_thread_workspaces(int threads);
 
 }  // namespace cpucnn
