@@ -23,6 +23,7 @@
 #include "cpucnn/cpucnn.hpp"
 #include "model/json.hpp"
 #include "model/model_file.hpp"
+#include "model/safetensors.hpp"
 #include "model/sequential.hpp"
 #include "check.hpp"
 
@@ -213,6 +214,43 @@ void test_errors() {
   }
 }
 
+// Files that are not cpucnn model files say so, with their path.
+void test_not_model_files() {
+  std::mt19937 gen(11);
+  std::string random(4096, '\0');
+  for (char& c : random) c = static_cast<char>(gen() & 0xFF);
+  const std::string onnx = std::string("\x08\x08\x12\x07pytorch\x1a\x05" "2.1.0:\x9c\x02\n\x0c", 22) + random;
+  const struct {
+    const char* name;
+    std::string bytes;
+    const char* why;
+  } cases[] = {
+      {"empty.cnn", "", "the file is empty"},
+      {"random.cnn", random, "does not start with a safetensors header"},
+      {"zip.pt", std::string("PK\x03\x04\x14\0\0\0\x08\0", 10) + "archive/data.pkl" + std::string(200, '\0'),
+       "zip archive"},
+      {"model.onnx", onnx, "does not start with a safetensors header"},
+      {"text.cnn", "hello, this is not a model file at all\n", "text file"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = g_dir + "/" + c.name;
+    write_file(path, c.bytes);
+    cpucnn_model* m = cpucnn_load(path.c_str());
+    const std::string err = cpucnn_last_error();
+    check(m == nullptr && contains(err.c_str(), "cpucnn_load: '" + path + "' is not a cpucnn model file (") &&
+              contains(err.c_str(), c.why),
+          std::string(c.name) + ": " + err);
+    cpucnn_free(m);
+  }
+  // A plain safetensors file (no metadata), as any other program writes it.
+  const std::vector<float> w = {1.0f, 2.0f, 3.0f, 4.0f};
+  const std::string plain = g_dir + "/plain.safetensors";
+  cpucnn::safetensors::write_file(plain, {}, {{"weight", "F32", {2, 2}, w.data()}});
+  check(cpucnn_load(plain.c_str()) == nullptr &&
+            contains(cpucnn_last_error(), "'" + plain + "' is not a cpucnn model file (it is a safetensors file"),
+        std::string("plain safetensors file: ") + cpucnn_last_error());
+}
+
 void test_thread_local_errors() {
   cpucnn_load((g_dir + "/missing.cnn").c_str());
   const std::string here = cpucnn_last_error();
@@ -269,6 +307,7 @@ int main() {
   test_version();
   test_matches_core();
   test_errors();
+  test_not_model_files();
   test_thread_local_errors();
   test_concurrent_predict();
 

@@ -637,8 +637,69 @@ void test_safetensors_crafted() {
   bad("{" + tensor("b", "{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[4,4]}") + "," + a8 + "}",
       buf16, "empty tensor inside another", "overlap");
   bad("{" + a8 + "," + a8 + "}", buf16, "duplicate tensor name", "duplicate key 'a'");
+  bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", buf16, "rank 9",
+      "tensor 'a' has 9 dimensions, exceeding the limit of 8");
+  ok("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", buf16, "rank 8");
+  std::string long_shape = "[1";
+  for (int i = 0; i < 1100; ++i) long_shape += ",1";
+  bad("{\"a\":{\"dtype\":\"F32\",\"shape\":" + long_shape + "],\"data_offsets\":[0,4]}}", buf16, "1101 dims",
+      "has an invalid header: JSON: the length of an array exceeds the limit of 1024 elements");
+  bad("{\"a\":" + std::string(100, '[') + std::string(100, ']') + "}", "", "nested 100 deep",
+      "JSON: nesting depth exceeds the limit of 64 levels");
   bad("{\"__metadata__\":[]}", "", "metadata not an object", "__metadata__");
   bad("{\"__metadata__\":{\"k\":1}}", "", "metadata value not a string", "metadata value 'k'");
+}
+
+// With a format, a file that is not one of ours says so; one that carries the marker keeps the
+// specific messages.
+void test_safetensors_format() {
+  const std::string path = g_dir + "/fmt.st";
+  auto not_ours = [&](const std::string& bytes, const std::string& what, const std::string& why) {
+    write_bytes(path, bytes);
+    expect_throw<cpucnn::ValueError>(what, [&] { st::File f(path, "cpucnn"); },
+                                     "'" + path + "' is not a cpucnn model file (" + why);
+  };
+  auto ours_bad = [&](const std::string& bytes, const std::string& what, const std::string& part) {
+    write_bytes(path, bytes);
+    expect_throw<cpucnn::ValueError>(what, [&] { st::File f(path, "cpucnn"); }, "model file '" + path + "' " + part);
+  };
+  std::string random(4096, '\0');
+  std::mt19937 rng(3);
+  for (char& c : random) c = static_cast<char>(rng() & 0xFF);
+  not_ours("", "empty", "the file is empty");
+  not_ours("abc", "3 bytes", "it is too short: 3 bytes");
+  not_ours(random, "random bytes", "it does not start with a safetensors header; its first bytes are ");
+  not_ours(std::string("PK\x03\x04\x14\0\0\0", 8) + std::string(100, '\0'), "zip", "it is a zip archive");
+  not_ours(std::string("\x08\x08\x12\x07pytorch\x1a\x05" "2.1.0:\x9c\x02", 20) + random, "ONNX-like",
+           "it does not start with a safetensors header; its first bytes are 08 08 12 07 70 79 74 6f");
+  not_ours("ir_version: 8\nproducer_name: \"pytorch\"\n", "text", "it looks like a text file");
+  not_ours(make_file("{}", "", 1000), "cut short without the marker", "it looks like a truncated safetensors file");
+  not_ours(make_file("{\"a\":1", ""), "framed, not JSON", "its header is not valid JSON");
+  Sample s;
+  st::write_file(path, {}, s.views());
+  std::string plain = read_bytes(path);
+  not_ours(plain, "plain safetensors", "it is a safetensors file whose metadata has no \"format\", not \"cpucnn\"");
+  st::write_file(path, {{"format", "pt"}}, s.views());
+  not_ours(read_bytes(path), "format pt", "it is a safetensors file whose metadata has \"format\": \"pt\"");
+
+  st::write_file(path, kMeta, s.views());  // kMeta has "format": "cpucnn"
+  const std::string good = read_bytes(path);
+  try {
+    st::File f(path, "cpucnn");
+    check(f.tensors().size() == s.views().size(), "a file with the format loads");
+  } catch (const std::exception& e) {
+    check(false, std::string("a file with the format threw ") + e.what());
+  }
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(good[i]);
+  ours_bad(good.substr(0, 8 + header_len / 2), "ours, truncated",
+           "is truncated: header says " + std::to_string(header_len) + " bytes");
+  std::string flipped = good;
+  flipped[5] = static_cast<char>(flipped[5] ^ 0x10);
+  ours_bad(flipped, "ours, length field damaged", "has a header length of ");
+  std::string broken = good;
+  broken[8 + header_len - 3] = '#';
+  ours_bad(broken, "ours, header damaged", "has an invalid header: JSON");
 }
 
 }  // namespace
@@ -669,8 +730,9 @@ int main() {
   test_safetensors_open_errors();
   test_safetensors_corrupted();
   test_safetensors_crafted();
+  test_safetensors_format();
 
-  for (const char* name : {"model.st", "keep.st", "small.st", "fuzz.st", "bad.st"}) {
+  for (const char* name : {"model.st", "keep.st", "small.st", "fuzz.st", "bad.st", "fmt.st"}) {
     std::remove((g_dir + "/" + name).c_str());
   }
   rmdir(g_dir.c_str());

@@ -91,7 +91,7 @@ uint64_t parse_u64(const std::string* s, const char* what, const std::string& pa
 }  // namespace
 
 LoadedModel load_model(const std::string& path) {
-  safetensors::File f(path);
+  safetensors::File f(path, kModelFormat);  // anything but a cpucnn model file is named as such
   const std::string* format = f.meta("format");
   if (!format || *format != kModelFormat)
     throw ValueError("'" + path + "' is not a cpucnn model file (its metadata has no \"format\": \"cpucnn\")");
