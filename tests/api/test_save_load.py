@@ -440,6 +440,97 @@ def test_truncated_and_length_damaged_model_files(tmp_path, saved):
         cc.load(path)
 
 
+# -- sizes a model states: the activation limit ---------------------------------------------------
+
+GiB = 2**30
+
+
+@pytest.fixture
+def activation_limit():
+    """Restores the process-wide activation limit after the test."""
+    before = cc.get_max_activation_bytes()
+    yield
+    cc.set_max_activation_bytes(before)
+
+
+def test_activation_limit_setting(activation_limit):
+    assert cc.get_max_activation_bytes() == GiB                       # the default
+    assert "set_max_activation_bytes" in cc.__all__ and "get_max_activation_bytes" in cc.__all__
+    cc.set_max_activation_bytes(3 * GiB)
+    assert cc.get_max_activation_bytes() == 3 * GiB
+    for bad in (0, -1, 2**63):
+        with pytest.raises(ValueError, match="positive number of bytes"):
+            cc.set_max_activation_bytes(bad)
+    for bad in (1.5, "1", True, None):
+        with pytest.raises(TypeError, match="integer number of bytes"):
+            cc.set_max_activation_bytes(bad)
+    assert cc.get_max_activation_bytes() == 3 * GiB
+    with pytest.raises(ValueError, match="positive"):
+        cc._core.set_max_activation_bytes(0)
+
+
+def _hostile_model_file(path):
+    """A valid model file whose only layer, 65536 1x1 filters on a 128x128 input, has 512 KiB of
+    weights and 4 GiB of output per sample."""
+    from safetensors.numpy import save_file
+
+    arch = {"input_shape": [1, 128, 128], "layers": [{"type": "Conv2D", "filters": 65536, "kernel_size": 1}]}
+    save_file({"0.conv2d.weight": np.zeros((65536, 1, 1, 1), np.float32), "0.conv2d.bias": np.zeros(65536, np.float32)},
+              str(path), metadata={"format": "cpucnn", "version": "1", "architecture": json.dumps(arch)})
+    return path
+
+
+def test_model_file_over_the_activation_limit_is_refused(tmp_path, activation_limit):
+    pytest.importorskip("safetensors")
+    path = _hostile_model_file(tmp_path / "huge.cnn")
+    with pytest.raises(ValueError) as info:
+        cc.load(path)
+    msg = str(info.value)
+    assert msg.startswith(f"model file '{path}': layer 0 Conv2D(65536, 1x1): activations of one sample "
+                          "(output (65536, 128, 128)) need 4.0 GiB, over the limit of 1.0 GiB; "
+                          "raise it with cpucnn.set_max_activation_bytes()"), msg
+    # The check is what refused it: raised, the limit lets the same file load (running it would
+    # then need the 4 GiB).
+    cc.set_max_activation_bytes(8 * GiB)
+    m = cc.load(path)
+    assert m.output_shape == (65536, 128, 128)
+
+
+def test_building_over_the_activation_limit_names_the_layer(activation_limit):
+    with pytest.raises(ValueError, match=r"^input_shape \(3, 100000, 100000\): the values of one sample need "
+                                         r"111\.8 GiB, over the limit of 1\.0 GiB"):
+        cc.Sequential([L.Flatten(), L.Dense(2)], input_shape=(3, 100000, 100000))
+    with pytest.raises(ValueError, match=r"^layer 1 Conv2D\(65536, 1x1\): activations of one sample "
+                                         r"\(output \(65536, 128, 128\)\) need 4\.0 GiB, over the limit"):
+        cc.Sequential([L.ReLU(), L.Conv2D(65536, 1), L.Flatten(), L.Dense(2)], input_shape=(1, 128, 128))
+    with pytest.raises(ValueError, match=r"^layer 0 Conv2D\(4, 3x3\): the unfolded input \(im2col columns\) of "
+                                         r"one sample need 1\.6 GiB, over the limit of 1\.0 GiB"):
+        cc.Sequential([L.Conv2D(4, 3, padding="same")], input_shape=(3, 4000, 4000))
+    with pytest.raises(ValueError, match=r"^layer 2 Dense\(4\): activations of one sample \(output \(4,\)\) need "
+                                         r"16 bytes, over the limit of 8 bytes"):
+        cc.set_max_activation_bytes(8)
+        cc.Sequential([L.Dense(2), L.ReLU(), L.Dense(4)], input_shape=(1,))
+
+
+def test_impossible_sizes_are_value_errors(activation_limit):
+    cc.set_max_activation_bytes(2**62)
+    with pytest.raises(ValueError, match=r"input_shape \(3, 10000000, 10000000\) is too large"):
+        cc.Sequential([L.Flatten()], input_shape=(3, 10**7, 10**7))
+    with pytest.raises(ValueError, match=r"^layer 0 Conv2D\(1, 1x1\): Conv2D output .* is too large"):
+        cc.Sequential([L.Conv2D(1, 1, padding=2**24)], input_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match=r"^layer 1 Conv2D\(1048576, 1x1\): Conv2D output .* is too large"):
+        cc.Sequential([L.ReLU(), L.Conv2D(2**20, 1)], input_shape=(1, 2**10, 2**11))
+
+
+def test_maxpool_argmax_planes_stay_below_2_to_31(activation_limit):
+    cc.set_max_activation_bytes(2**40)
+    with pytest.raises(ValueError, match=r"^layer 0 MaxPool2D\(2x2\): input planes of 65536x32768 = 2147483648 "
+                                         r"elements are too large: its argmax indices are int32"):
+        cc.Sequential([L.MaxPool2D(2)], input_shape=(1, 65536, 32768))
+    m = cc.Sequential([L.MaxPool2D(2)], input_shape=(1, 65536, 32767))   # 2^31 - 65536: fine (nothing runs)
+    assert m.output_shape == (1, 32768, 16383)
+
+
 FUZZ = textwrap.dedent(r"""
     import json, os, sys
     import numpy as np

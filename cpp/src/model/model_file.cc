@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/errors.hpp"
+#include "core/limits.hpp"
 #include "model/safetensors.hpp"
 
 namespace cpucnn {
@@ -124,6 +125,8 @@ LoadedModel load_model(const std::string& path) {
     out.model = std::make_unique<Sequential>(json::parse(*arch_text), seed, check);
   } catch (const TensorMismatch&) {
     throw;
+  } catch (const SizeLimitError& e) {  // a valid architecture, too large for the set limit
+    throw SizeLimitError("model file '" + path + "': " + e.what());
   } catch (const ValueError& e) {
     throw ValueError("model file '" + path + "' has an invalid architecture: " + e.what());
   }
