@@ -674,7 +674,11 @@ void test_safetensors_format() {
            "it does not start with a safetensors header; its first bytes are 08 08 12 07 70 79 74 6f");
   not_ours("ir_version: 8\nproducer_name: \"pytorch\"\n", "text", "it looks like a text file");
   not_ours(make_file("{}", "", 1000), "cut short without the marker", "it looks like a truncated safetensors file");
-  not_ours(make_file("{\"a\":1", ""), "framed, not JSON", "its header is not valid JSON");
+  not_ours(make_file("{\"a\":1", ""), "framed, not JSON", "its header could not be read: JSON: ");
+  std::string wide = "{\"a\":[0";
+  for (int i = 0; i < 2000; ++i) wide += ",0";
+  not_ours(make_file(wide + "]}", ""), "framed, over the header caps",
+           "its header could not be read: JSON: the length of an array exceeds the limit of 1024 elements");
   Sample s;
   st::write_file(path, {}, s.views());
   std::string plain = read_bytes(path);

@@ -354,7 +354,7 @@ NOT_MODEL_FILES = {
     "array header": (_framed(b"[]"), "does not start with a safetensors header"),
     "not JSON": (_framed(b"nope"), "does not start with a safetensors header"),
     "framed, invalid JSON": (_framed(b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'[:40]),
-                             "header is not valid JSON"),
+                             "its header could not be read: JSON: unterminated string"),
     "safetensors, no metadata": (_framed(b"{}      "), 'metadata has no "format"'),
     "safetensors, other format": (_framed(b'{"__metadata__":{"format":"pt"}}'), 'metadata has "format": "pt"'),
 }

@@ -372,7 +372,7 @@ void File::parse_header(const uint8_t* bytes, size_t size, const std::string& fo
   try {
     header = json::parse({reinterpret_cast<const char*>(bytes + 8), header_size}, header_limits());
   } catch (const ValueError& e) {
-    if (framed) not_ours("its header is not valid JSON");
+    if (framed) not_ours(std::string("its header could not be read: ") + e.what());
     fail(std::string("has an invalid header: ") + e.what());
   }
   if (!header.is_object()) {

@@ -49,9 +49,9 @@ struct TensorInfo {
   size_t nbytes;
 };
 
-// Caps on what a header may hold, beyond its length (at most 100 MB): JSON nesting, array length
-// and object size, values in all, and tensor rank. They bound the memory a header takes while it
-// is parsed (16 bytes per JSON value) whatever the file says.
+// A header is at most 100 MB and is parsed under caps on JSON nesting (64), array length (1024),
+// object size (2^20 tensors) and values in all (2^22, 16 bytes each), so the memory it takes is
+// bounded whatever the file says; a tensor has at most kMaxRank dimensions.
 constexpr size_t kMaxRank = 8;
 
 // A read-only safetensors file, memory-mapped where possible (read into memory otherwise).
