@@ -330,14 +330,14 @@ void File::parse_header(const uint8_t* bytes, size_t size, const std::string& fo
   // something else (then that is what the message says)? Ours: the format marker is in the
   // header, read as far as the length field and the file allow. Framed like a safetensors file
   // but without the marker: the parsed metadata decides below.
-  bool framed = false;
+  bool decide_by_metadata = false;  // framed like a safetensors file, without the marker
   if (!format.empty()) {
     if (size == 0) not_ours("the file is empty");
     if (size < 8) not_ours("it is too short: " + std::to_string(size) + " bytes");
     uint64_t len = 0;
     for (int i = 7; i >= 0; --i) len = (len << 8) | bytes[i];
     const bool brace = size > 8 && bytes[8] == '{';
-    framed = brace && len >= 2 && len <= size - 8 && len <= kMaxHeaderBytes;
+    const bool framed = brace && len >= 2 && len <= size - 8 && len <= kMaxHeaderBytes;
     const size_t window = static_cast<size_t>(std::min<uint64_t>({len, size - 8, kMaxHeaderBytes}));
     const bool marked = brace && has_format_marker({reinterpret_cast<const char*>(bytes + 8), window}, format);
     if (!framed && !marked) {
@@ -347,7 +347,7 @@ void File::parse_header(const uint8_t* bytes, size_t size, const std::string& fo
       }
       not_ours(describe_start(bytes, size));
     }
-    if (marked) framed = false;  // ours: no second guess after parsing
+    decide_by_metadata = framed && !marked;
   }
 
   if (size < 8) {
@@ -372,14 +372,14 @@ void File::parse_header(const uint8_t* bytes, size_t size, const std::string& fo
   try {
     header = json::parse({reinterpret_cast<const char*>(bytes + 8), header_size}, header_limits());
   } catch (const ValueError& e) {
-    if (framed) not_ours(std::string("its header could not be read: ") + e.what());
+    if (decide_by_metadata) not_ours(std::string("its header could not be read: ") + e.what());
     fail(std::string("has an invalid header: ") + e.what());
   }
   if (!header.is_object()) {
     fail(std::string("has an invalid header: expected a JSON object, got ") +
          json::kind_name(header.kind()));
   }
-  if (framed) {  // a safetensors file without the marker: say what its metadata holds
+  if (decide_by_metadata) {  // say what its metadata holds unless it has the format after all
     const json::Value* meta = header.find(kMetadataKey);
     const json::Value* declared = meta && meta->is_object() ? meta->find("format") : nullptr;
     if (!declared || !declared->is_string() || declared->as_string() != format) {
