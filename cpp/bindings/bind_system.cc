@@ -2,6 +2,7 @@
 #include <pybind11/stl.h>
 
 #include "bindings.hpp"
+#include "core/limits.hpp"
 #include "core/parallel.hpp"
 #include "dispatch/cpu_features.hpp"
 #include "dispatch/dispatch.hpp"
@@ -16,6 +17,10 @@ void register_system(py::module_& m) {
   m.def("get_num_threads", &get_num_threads);
   m.def("available_isas", &available_isas, "ISAs this CPU can run, best first.");
   m.def("set_isa", &set_isa, py::arg("name"), "Force a kernel path (scalar, avx2, avx512).");
+  m.def("set_max_activation_bytes", &set_max_activation_bytes, py::arg("n"),
+        "The most bytes one sample's activations may take in one buffer (a layer's output or its "
+        "unfolded input); models built or loaded afterwards are checked against it. n > 0.");
+  m.def("get_max_activation_bytes", &max_activation_bytes);
   m.def("cpu_info", [] {
     const KernelTable& kt = kernels();
     const CpuFeatures& f = cpu_features();

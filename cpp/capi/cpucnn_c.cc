@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/errors.hpp"
+#include "core/limits.hpp"
 #include "core/parallel.hpp"
 #include "model/model_file.hpp"
 #include "model/sequential.hpp"
@@ -112,6 +113,15 @@ void cpucnn_set_num_threads(int n) {
     return 0;
   });
 }
+
+int cpucnn_set_max_activation_bytes(long long bytes) {
+  return guarded("cpucnn_set_max_activation_bytes", -1, [&] {
+    cpucnn::set_max_activation_bytes(static_cast<int64_t>(bytes));
+    return 0;
+  });
+}
+
+long long cpucnn_max_activation_bytes(void) { return static_cast<long long>(cpucnn::max_activation_bytes()); }
 
 void cpucnn_free(cpucnn_model* model) { delete model; }
 

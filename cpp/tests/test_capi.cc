@@ -23,6 +23,7 @@
 #include "cpucnn/cpucnn.hpp"
 #include "model/json.hpp"
 #include "model/model_file.hpp"
+#include "model/safetensors.hpp"
 #include "model/sequential.hpp"
 #include "check.hpp"
 
@@ -102,6 +103,7 @@ std::unique_ptr<cpucnn::Sequential> save_case(const Case& c, bool with_optimizer
 
 void test_version() {
   check(std::string(cpucnn_version()) == CPUCNN_VERSION_STRING, "cpucnn_version() is the build's version");
+  check(CPUCNN_API_VERSION == 2, "API version 2 (cpucnn_set_max_activation_bytes)");
   check(std::string(cpucnn_last_error()).empty(), "no error before any failure");
 }
 
@@ -213,6 +215,89 @@ void test_errors() {
   }
 }
 
+// Files that are not cpucnn model files say so, with their path.
+void test_not_model_files() {
+  std::mt19937 gen(11);
+  std::string random(4096, '\0');
+  for (char& c : random) c = static_cast<char>(gen() & 0xFF);
+  const std::string onnx = std::string("\x08\x08\x12\x07pytorch\x1a\x05" "2.1.0:\x9c\x02\n\x0c", 22) + random;
+  const struct {
+    const char* name;
+    std::string bytes;
+    const char* why;
+  } cases[] = {
+      {"empty.cnn", "", "the file is empty"},
+      {"random.cnn", random, "does not start with a safetensors header"},
+      {"zip.pt", std::string("PK\x03\x04\x14\0\0\0\x08\0", 10) + "archive/data.pkl" + std::string(200, '\0'),
+       "zip archive"},
+      {"model.onnx", onnx, "does not start with a safetensors header"},
+      {"text.cnn", "hello, this is not a model file at all\n", "text file"},
+  };
+  for (const auto& c : cases) {
+    const std::string path = g_dir + "/" + c.name;
+    write_file(path, c.bytes);
+    cpucnn_model* m = cpucnn_load(path.c_str());
+    const std::string err = cpucnn_last_error();
+    check(m == nullptr && contains(err.c_str(), "cpucnn_load: '" + path + "' is not a cpucnn model file (") &&
+              contains(err.c_str(), c.why),
+          std::string(c.name) + ": " + err);
+    cpucnn_free(m);
+  }
+  // A plain safetensors file (no metadata), as any other program writes it.
+  const std::vector<float> w = {1.0f, 2.0f, 3.0f, 4.0f};
+  const std::string plain = g_dir + "/plain.safetensors";
+  cpucnn::safetensors::write_file(plain, {}, {{"weight", "F32", {2, 2}, w.data()}});
+  check(cpucnn_load(plain.c_str()) == nullptr &&
+            contains(cpucnn_last_error(), "'" + plain + "' is not a cpucnn model file (it is a safetensors file"),
+        std::string("plain safetensors file: ") + cpucnn_last_error());
+}
+
+// A model file states its activation sizes: one over the limit is refused before anything is
+// allocated, naming the layer; the limit can be raised.
+void test_activation_limit() {
+  check(cpucnn_max_activation_bytes() == (1LL << 30), "the default limit is 1 GiB");
+  check(cpucnn_set_max_activation_bytes(0) == -1 && contains(cpucnn_last_error(), "positive"), "a limit of 0");
+  check(cpucnn_set_max_activation_bytes(-5) == -1 && cpucnn_max_activation_bytes() == (1LL << 30),
+        "a negative limit changes nothing");
+
+  // 65536 1x1 filters on a 128x128 input: 512 KiB of weights, 4 GiB of output per sample.
+  const char* arch = R"({"input_shape":[1,128,128],"layers":[{"type":"Conv2D","filters":65536,"kernel_size":1}]})";
+  check(cpucnn_set_max_activation_bytes(8LL << 30) == 0 && cpucnn_max_activation_bytes() == (8LL << 30),
+        "raise the limit to 8 GiB");
+  const std::string path = g_dir + "/huge_activations.cnn";
+  {
+    cpucnn::Sequential net(cpucnn::json::parse(arch), 1);
+    cpucnn::save_model(net, path, false, {});
+  }
+  cpucnn_model* m = cpucnn_load(path.c_str());
+  check(m != nullptr && cpucnn_output_size(m) == (1 << 30),
+        std::string("under an 8 GiB limit it loads (nothing runs, so nothing large is allocated): ") +
+            cpucnn_last_error());
+  cpucnn_free(m);
+  check(cpucnn_set_max_activation_bytes(1LL << 30) == 0, "back to 1 GiB");
+  m = cpucnn_load(path.c_str());
+  const std::string err = cpucnn_last_error();
+  check(m == nullptr && contains(err.c_str(), "model file '" + path + "': layer 0 Conv2D(65536, 1x1): activations of one "
+                                               "sample (output (65536, 128, 128)) need 4.0 GiB, over the limit of "
+                                               "1.0 GiB; raise it with") &&
+            contains(err.c_str(), "cpucnn_set_max_activation_bytes"),
+        "over the limit: " + err);
+  cpucnn_free(m);
+
+  // A small limit catches an ordinary model at its first large layer.
+  save_case(kCases[0], false);
+  check(cpucnn_set_max_activation_bytes(4096) == 0, "a 4 KiB limit");
+  m = cpucnn_load((g_dir + "/" + kCases[0].name + ".cnn").c_str());
+  check(m == nullptr && contains(cpucnn_last_error(), "layer 0 Conv2D(6, 5x5): the unfolded input (im2col columns) "
+                                                      "of one sample need 76.6 KiB, over the limit of 4.0 KiB"),
+        std::string("4 KiB limit: ") + cpucnn_last_error());
+  cpucnn_free(m);
+  check(cpucnn_set_max_activation_bytes(1LL << 30) == 0, "back to 1 GiB");
+  m = cpucnn_load((g_dir + "/" + kCases[0].name + ".cnn").c_str());
+  check(m != nullptr, std::string("loads again under the default: ") + cpucnn_last_error());
+  cpucnn_free(m);
+}
+
 void test_thread_local_errors() {
   cpucnn_load((g_dir + "/missing.cnn").c_str());
   const std::string here = cpucnn_last_error();
@@ -269,6 +354,8 @@ int main() {
   test_version();
   test_matches_core();
   test_errors();
+  test_not_model_files();
+  test_activation_limit();
   test_thread_local_errors();
   test_concurrent_predict();
 

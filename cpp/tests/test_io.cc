@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <new>
 #include <random>
 #include <sstream>
 #include <string>
@@ -25,6 +27,31 @@
 
 namespace json = cpucnn::json;
 namespace st = cpucnn::safetensors;
+
+// Counts the bytes live through the global operator new, and their peak, so the JSON memory test
+// can measure what a parse costs. (The aligned forms are left alone: nothing here uses them.)
+namespace {
+std::atomic<size_t> g_live_bytes{0}, g_peak_bytes{0};
+constexpr size_t kPrefix = 16;  // keeps the default new alignment
+}  // namespace
+
+void* operator new(size_t n) {
+  void* p = std::malloc(n + kPrefix);
+  if (!p) throw std::bad_alloc();
+  *static_cast<size_t*>(p) = n;
+  const size_t live = g_live_bytes.fetch_add(n) + n;
+  size_t peak = g_peak_bytes.load();
+  while (live > peak && !g_peak_bytes.compare_exchange_weak(peak, live)) {
+  }
+  return static_cast<char*>(p) + kPrefix;
+}
+void operator delete(void* p) noexcept {
+  if (!p) return;
+  char* block = static_cast<char*>(p) - kPrefix;
+  g_live_bytes.fetch_sub(*reinterpret_cast<size_t*>(block));
+  std::free(block);
+}
+void operator delete(void* p, size_t) noexcept { operator delete(p); }
 
 namespace {
 
@@ -226,6 +253,103 @@ void test_json_depth() {
                                    [] { json::parse(std::string(1000000, '[')); }, "nesting");
   expect_throw<cpucnn::ValueError>("1e6 nested arrays",
                                    [&] { json::parse(nested_arrays(1000000)); }, "nesting");
+}
+
+// A parse costs 16 bytes per value (a tagged node) plus, while it runs, the stack the elements
+// of unfinished arrays wait on; before the tagged node it was 104 bytes per value (156 at peak).
+void test_json_memory() {
+  check(sizeof(json::Value) == 16, "sizeof(json::Value) is " + std::to_string(sizeof(json::Value)));
+  struct Case {
+    const char* item;
+    double live_per_value, peak_per_value;  // bounds, in bytes
+  };
+  for (const Case& c : {Case{"0", 16.5, 40}, Case{"-1.25e-3", 16.5, 40}, Case{"\"ab\"", 48.5, 72}}) {
+    std::string text = "[";
+    size_t n = 0;
+    while (text.size() < (size_t(1) << 20)) {
+      if (n++) text += ',';
+      text += c.item;
+    }
+    text += ']';
+    const size_t base = g_live_bytes.load();
+    g_peak_bytes.store(base);
+    size_t live = 0, values = 0;
+    {
+      json::Value v = json::parse(text);
+      live = g_live_bytes.load() - base;
+      values = v.size() + 1;
+    }
+    const size_t peak = g_peak_bytes.load() - base;
+    const bool freed = g_live_bytes.load() == base;
+    const double live_per = double(live) / double(values), peak_per = double(peak) / double(values);
+    std::printf("json: a 1 MB array of %zu x %s: %.1f bytes per value live, %.1f at peak (%.1fx the text)\n",
+                values - 1, c.item, live_per, peak_per, double(peak) / double(text.size()));
+    check(values == n + 1, "the array has every element");
+    check(live_per <= c.live_per_value, std::string("live bytes per value of ") + c.item + ": " +
+                                            std::to_string(live_per));
+    check(peak_per <= c.peak_per_value, std::string("peak bytes per value of ") + c.item + ": " +
+                                            std::to_string(peak_per));
+    check(freed, "everything freed after the parse");
+  }
+}
+
+void test_json_value_semantics() {
+  json::Value v = json::parse("[[1,2],[3],\"s\",{\"k\":[4]}]");
+  json::Value copy = v;
+  copy.as_array()[0].push_back(9);
+  check(json::dump(v) == "[[1,2],[3],\"s\",{\"k\":[4]}]", "a copy is deep: " + json::dump(v));
+  check(json::dump(copy) == "[[1,2,9],[3],\"s\",{\"k\":[4]}]", "the copy changed: " + json::dump(copy));
+  json::Value moved = std::move(copy);
+  check(copy.is_null() && moved.size() == 4, "a moved-from value is null");
+  v = v.as_array()[0];  // assigning a part of itself
+  check(json::dump(v) == "[1,2]", "v = v[0] gives " + json::dump(v));
+  moved = std::move(moved.as_array()[3]);
+  check(json::dump(moved) == "{\"k\":[4]}", "moving a part of itself gives " + json::dump(moved));
+  json::Value& self = v;
+  v = self;
+  check(json::dump(v) == "[1,2]", "self-assignment");
+  check(json::Value(int64_t{9007199254740993}).as_int() == 9007199254740993 &&
+            json::Value(int64_t{9007199254740993}).is_exact_int() && !json::Value(1.0).is_exact_int(),
+        "exact integers are kept exactly");
+}
+
+void test_json_limits() {
+  json::Limits l;
+  l.max_array = 3;
+  l.max_object = 2;
+  l.max_values = 6;
+  l.max_depth = 3;
+  auto ok = [&](const std::string& text) {
+    try {
+      check(json::dump(json::parse(text, l)) == text, "within the limits: " + text);
+    } catch (const std::exception& e) {
+      check(false, "within the limits: " + text + " threw " + e.what());
+    }
+  };
+  ok("[1,2,3]");
+  ok("{\"a\":1,\"b\":[]}");
+  ok("[[[1]],2]");
+  ok("[1,2,[3,4]]");
+  expect_throw<cpucnn::ValueError>("array over the limit", [&] { json::parse("[1,2,3,4]", l); },
+                                   "JSON: the length of an array exceeds the limit of 3 elements at offset 7");
+  expect_throw<cpucnn::ValueError>("object over the limit", [&] { json::parse("{\"a\":1,\"b\":2,\"c\":3}", l); },
+                                   "JSON: the size of an object exceeds the limit of 2 members");
+  expect_throw<cpucnn::ValueError>("values over the limit", [&] { json::parse("[1,[2,[3]],[4,5]]", l); },
+                                   "JSON: the number of values exceeds the limit of 6 values");
+  expect_throw<cpucnn::ValueError>("depth over the limit", [&] { json::parse("[[[[1]]]]", l); },
+                                   "JSON: nesting depth exceeds the limit of 3 levels");
+  // The defaults: 2^20 elements per array.
+  std::string big = "[0";
+  for (size_t i = 0; i < (size_t(1) << 20); ++i) big += ",0";
+  big += "]";
+  expect_throw<cpucnn::ValueError>("2^20 + 1 elements", [&] { json::parse(big); }, "exceeds the limit of 1048576");
+  // Duplicate keys in a large object (found by sorting) are reported where they repeat.
+  std::string obj = "{";
+  for (int i = 0; i < 40; ++i) obj += "\"k" + std::to_string(i) + "\":0,";
+  const size_t dup_at = obj.size();
+  obj += "\"k7\":1,\"k3\":2}";
+  expect_throw<cpucnn::ValueError>("duplicate key in a large object", [&] { json::parse(obj); },
+                                   "duplicate key 'k7' at offset " + std::to_string(dup_at));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -513,8 +637,73 @@ void test_safetensors_crafted() {
   bad("{" + tensor("b", "{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[4,4]}") + "," + a8 + "}",
       buf16, "empty tensor inside another", "overlap");
   bad("{" + a8 + "," + a8 + "}", buf16, "duplicate tensor name", "duplicate key 'a'");
+  bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", buf16, "rank 9",
+      "tensor 'a' has 9 dimensions, exceeding the limit of 8");
+  ok("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", buf16, "rank 8");
+  std::string long_shape = "[1";
+  for (int i = 0; i < 1100; ++i) long_shape += ",1";
+  bad("{\"a\":{\"dtype\":\"F32\",\"shape\":" + long_shape + "],\"data_offsets\":[0,4]}}", buf16, "1101 dims",
+      "has an invalid header: JSON: the length of an array exceeds the limit of 1024 elements");
+  bad("{\"a\":" + std::string(100, '[') + std::string(100, ']') + "}", "", "nested 100 deep",
+      "JSON: nesting depth exceeds the limit of 64 levels");
   bad("{\"__metadata__\":[]}", "", "metadata not an object", "__metadata__");
   bad("{\"__metadata__\":{\"k\":1}}", "", "metadata value not a string", "metadata value 'k'");
+}
+
+// With a format, a file that is not one of ours says so; one that carries the marker keeps the
+// specific messages.
+void test_safetensors_format() {
+  const std::string path = g_dir + "/fmt.st";
+  auto not_ours = [&](const std::string& bytes, const std::string& what, const std::string& why) {
+    write_bytes(path, bytes);
+    expect_throw<cpucnn::ValueError>(what, [&] { st::File f(path, "cpucnn"); },
+                                     "'" + path + "' is not a cpucnn model file (" + why);
+  };
+  auto ours_bad = [&](const std::string& bytes, const std::string& what, const std::string& part) {
+    write_bytes(path, bytes);
+    expect_throw<cpucnn::ValueError>(what, [&] { st::File f(path, "cpucnn"); }, "model file '" + path + "' " + part);
+  };
+  std::string random(4096, '\0');
+  std::mt19937 rng(3);
+  for (char& c : random) c = static_cast<char>(rng() & 0xFF);
+  not_ours("", "empty", "the file is empty");
+  not_ours("abc", "3 bytes", "it is too short: 3 bytes");
+  not_ours(random, "random bytes", "it does not start with a safetensors header; its first bytes are ");
+  not_ours(std::string("PK\x03\x04\x14\0\0\0", 8) + std::string(100, '\0'), "zip", "it is a zip archive");
+  not_ours(std::string("\x08\x08\x12\x07pytorch\x1a\x05" "2.1.0:\x9c\x02", 20) + random, "ONNX-like",
+           "it does not start with a safetensors header; its first bytes are 08 08 12 07 70 79 74 6f");
+  not_ours("ir_version: 8\nproducer_name: \"pytorch\"\n", "text", "it looks like a text file");
+  not_ours(make_file("{}", "", 1000), "cut short without the marker", "it looks like a truncated safetensors file");
+  not_ours(make_file("{\"a\":1", ""), "framed, not JSON", "its header could not be read: JSON: ");
+  std::string wide = "{\"a\":[0";
+  for (int i = 0; i < 2000; ++i) wide += ",0";
+  not_ours(make_file(wide + "]}", ""), "framed, over the header caps",
+           "its header could not be read: JSON: the length of an array exceeds the limit of 1024 elements");
+  Sample s;
+  st::write_file(path, {}, s.views());
+  std::string plain = read_bytes(path);
+  not_ours(plain, "plain safetensors", "it is a safetensors file whose metadata has no \"format\", not \"cpucnn\"");
+  st::write_file(path, {{"format", "pt"}}, s.views());
+  not_ours(read_bytes(path), "format pt", "it is a safetensors file whose metadata has \"format\": \"pt\"");
+
+  st::write_file(path, kMeta, s.views());  // kMeta has "format": "cpucnn"
+  const std::string good = read_bytes(path);
+  try {
+    st::File f(path, "cpucnn");
+    check(f.tensors().size() == s.views().size(), "a file with the format loads");
+  } catch (const std::exception& e) {
+    check(false, std::string("a file with the format threw ") + e.what());
+  }
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<unsigned char>(good[i]);
+  ours_bad(good.substr(0, 8 + header_len / 2), "ours, truncated",
+           "is truncated: header says " + std::to_string(header_len) + " bytes");
+  std::string flipped = good;
+  flipped[5] = static_cast<char>(flipped[5] ^ 0x10);
+  ours_bad(flipped, "ours, length field damaged", "has a header length of ");
+  std::string broken = good;
+  broken[8 + header_len - 3] = '#';
+  ours_bad(broken, "ours, header damaged", "has an invalid header: JSON");
 }
 
 }  // namespace
@@ -537,13 +726,17 @@ int main() {
   test_json_accessors();
   test_json_malformed();
   test_json_depth();
+  test_json_memory();
+  test_json_value_semantics();
+  test_json_limits();
   test_safetensors_round_trip();
   test_safetensors_write_errors();
   test_safetensors_open_errors();
   test_safetensors_corrupted();
   test_safetensors_crafted();
+  test_safetensors_format();
 
-  for (const char* name : {"model.st", "keep.st", "small.st", "fuzz.st", "bad.st"}) {
+  for (const char* name : {"model.st", "keep.st", "small.st", "fuzz.st", "bad.st", "fmt.st"}) {
     std::remove((g_dir + "/" + name).c_str());
   }
   rmdir(g_dir.c_str());

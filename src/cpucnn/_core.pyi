@@ -55,6 +55,10 @@ def set_isa(name: str) -> None:
     """Force a kernel path (scalar, avx2, avx512)."""
 
 def cpu_info() -> _CpuInfo: ...
+def set_max_activation_bytes(n: int) -> None:
+    """The most bytes one sample's activations may take in one buffer (a layer's output or its unfolded input); models built or loaded afterwards are checked against it. n > 0."""
+
+def get_max_activation_bytes() -> int: ...
 
 class Model:
     """A built Sequential model; owns parameters, gradients, optimizer state and buffers."""

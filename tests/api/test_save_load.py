@@ -328,31 +328,207 @@ def test_inconsistent_files_raise_value_error(tmp_path, saved, case):
         cc.load(bad)
 
 
-def test_non_cpucnn_safetensors_file(tmp_path):
-    safetensors_numpy = pytest.importorskip("safetensors.numpy")
-    path = tmp_path / "plain.safetensors"
-    safetensors_numpy.save_file({"weight": np.ones((2, 2), np.float32)}, str(path))
-    with pytest.raises(ValueError, match="not a cpucnn model file"):
-        cc.load(path)
+def _framed(header, data=b"", length=None):
+    """A safetensors-style blob: an 8-byte little-endian length, the header, the data."""
+    return (len(header) if length is None else length).to_bytes(8, "little") + header + data
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"", "too short"),
-    (b"\x00" * 7, "too short"),
-    (b"\x00" * 8, "empty header"),
-    ((2**64 - 1).to_bytes(8, "little") + b"{}", "header length"),
-    ((100).to_bytes(8, "little") + b"{}", "truncated"),
-    ((2).to_bytes(8, "little") + b"[]", "JSON object"),
-    ((4).to_bytes(8, "little") + b"nope", "invalid header"),
-    ((8).to_bytes(8, "little") + b"{}      ", "not a cpucnn model file"),
-    (b"PK\x03\x04" + bytes(100), "header length|truncated"),   # e.g. a zip (a PyTorch .pt file)
-    ((40).to_bytes(8, "little") + b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'[:40], "header"),
-])
-def test_garbage_files_raise_value_error(tmp_path, content, match):
+def _onnx_like():
+    """The start of an ONNX ModelProto (protobuf): ir_version, producer name and version, a graph."""
+    return (b"\x08\x08\x12\x07pytorch\x1a\x052.1.0:\x9c\x02\n\x0c\n\x05input\x12\x03out\x1a\x04Conv"
+            + bytes(range(256)))
+
+
+NOT_MODEL_FILES = {
+    "empty file": (b"", "the file is empty"),
+    "7 bytes": (b"\x00" * 7, "too short"),
+    "8 zero bytes": (b"\x00" * 8, "does not start with a safetensors header"),
+    "random bytes": (np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+                     "does not start with a safetensors header"),
+    "zip (PyTorch .pt)": (b"PK\x03\x04\x14\x00\x00\x00\x08\x00archive/data.pkl" + bytes(200), "zip archive"),
+    "ONNX-like protobuf": (_onnx_like(), "does not start with a safetensors header"),
+    "text file": (b"hello, this is not a model file at all\n" * 4, "text file"),
+    "JSON text": (b'{"format": "cpucnn", "layers": []}', "text file"),
+    "length 2^64-1": ((2**64 - 1).to_bytes(8, "little") + b"{}", "does not start with a safetensors header"),
+    "cut short, no marker": (_framed(b"{}", length=100), "truncated safetensors file"),
+    "array header": (_framed(b"[]"), "does not start with a safetensors header"),
+    "not JSON": (_framed(b"nope"), "does not start with a safetensors header"),
+    "framed, invalid JSON": (_framed(b'{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'[:40]),
+                             "its header could not be read: JSON: unterminated string"),
+    "safetensors, no metadata": (_framed(b"{}      "), 'metadata has no "format"'),
+    "safetensors, other format": (_framed(b'{"__metadata__":{"format":"pt"}}'), 'metadata has "format": "pt"'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_MODEL_FILES))
+def test_files_that_are_not_model_files_say_so(tmp_path, case):
+    """Not a .cnn file at all: the message says so (and names the file) instead of quoting what its
+    first 8 bytes would mean as a header length."""
+    content, detail = NOT_MODEL_FILES[case]
     path = tmp_path / "g.cnn"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError) as info:
         cc.load(path)
+    msg = str(info.value)
+    assert f"'{path}' is not a cpucnn model file" in msg and detail in msg, msg
+    assert "header length" not in msg and "header says" not in msg, msg
+
+
+@pytest.mark.parametrize("metadata", [None, {"format": "pt"}, {"note": "cpucnn"}])
+def test_safetensors_files_of_other_programs_are_not_model_files(tmp_path, metadata):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    path = tmp_path / "plain.safetensors"
+    safetensors_numpy.save_file({"weight": np.ones((2, 2), np.float32)}, str(path), metadata=metadata)
+    with pytest.raises(ValueError) as info:
+        cc.load(path)
+    msg = str(info.value)
+    assert f"'{path}' is not a cpucnn model file (it is a safetensors file whose metadata has" in msg, msg
+
+
+MARKED = b'{"__metadata__":{"format":"cpucnn","version":"1"}'   # the start of every model file's header
+
+
+def _tensor(shape):
+    return b',"a":{"dtype":"F32","shape":%s,"data_offsets":[0,4]}}' % json.dumps(shape).encode()
+
+
+DAMAGED_MODEL_FILES = {
+    # A header that carries the cpucnn marker is a model file: its problems get their own messages.
+    "length over the limit": (_framed(MARKED + b"}", length=2**40), "over the limit of 100000000"),
+    "cut short": (_framed(MARKED + b"}", length=4096), "is truncated: header says 4096 bytes"),
+    "invalid JSON": (_framed(MARKED + b',"a":}'), "has an invalid header: JSON"),
+    "rank 9": (_framed(MARKED + _tensor([1] * 9), b"\0" * 4), "has 9 dimensions, exceeding the limit of 8"),
+    "2000-long shape": (_framed(MARKED + _tensor([1] * 2000), b"\0" * 4),
+                        "length of an array exceeds the limit of 1024 elements"),
+    "nesting 100 deep": (_framed(MARKED + b',"a":' + b"[" * 100 + b"]" * 100 + b"}"),
+                         "nesting depth exceeds the limit of 64 levels"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED_MODEL_FILES))
+def test_damaged_model_files_keep_their_messages(tmp_path, case):
+    content, detail = DAMAGED_MODEL_FILES[case]
+    path = tmp_path / "d.cnn"
+    path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        cc.load(path)
+    msg = str(info.value)
+    assert msg.startswith(f"model file '{path}' ") and detail in msg, msg
+
+
+def test_truncated_and_length_damaged_model_files(tmp_path, saved):
+    data = saved[1].read_bytes()
+    header_len = int.from_bytes(data[:8], "little")
+    path = tmp_path / "t.cnn"
+    marker_end = data.index(b'"format":"cpucnn"') + len(b'"format":"cpucnn"')
+    assert marker_end < 64                            # our writer puts the marker first
+    for cut in (marker_end, 8 + header_len // 2, 8 + header_len - 1):
+        path.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match=f"model file '.*t.cnn' is truncated: header says {header_len} bytes"):
+            cc.load(path)
+    for cut in (9, marker_end - 1):                   # cut before the marker: nothing says it is ours
+        path.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="is not a cpucnn model file .*looks like a truncated safetensors file"):
+            cc.load(path)
+    path.write_bytes(data[:8 + header_len + 10])     # the header intact, the tensors cut short
+    with pytest.raises(ValueError, match="outside the data buffer"):
+        cc.load(path)
+    damaged = bytearray(data)
+    damaged[6] ^= 0x40                                # the length field says 2^54 + ...
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="model file '.*' has a header length of .* over the limit"):
+        cc.load(path)
+
+
+# -- sizes a model states: the activation limit ---------------------------------------------------
+
+GiB = 2**30
+
+
+@pytest.fixture
+def activation_limit():
+    """Restores the process-wide activation limit after the test."""
+    before = cc.get_max_activation_bytes()
+    yield
+    cc.set_max_activation_bytes(before)
+
+
+def test_activation_limit_setting(activation_limit):
+    assert cc.get_max_activation_bytes() == GiB                       # the default
+    assert "set_max_activation_bytes" in cc.__all__ and "get_max_activation_bytes" in cc.__all__
+    cc.set_max_activation_bytes(3 * GiB)
+    assert cc.get_max_activation_bytes() == 3 * GiB
+    for bad in (0, -1, 2**63):
+        with pytest.raises(ValueError, match="positive number of bytes"):
+            cc.set_max_activation_bytes(bad)
+    for bad in (1.5, "1", True, None):
+        with pytest.raises(TypeError, match="integer number of bytes"):
+            cc.set_max_activation_bytes(bad)
+    assert cc.get_max_activation_bytes() == 3 * GiB
+    with pytest.raises(ValueError, match="positive"):
+        cc._core.set_max_activation_bytes(0)
+
+
+def _hostile_model_file(path):
+    """A valid model file whose only layer, 65536 1x1 filters on a 128x128 input, has 512 KiB of
+    weights and 4 GiB of output per sample."""
+    from safetensors.numpy import save_file
+
+    arch = {"input_shape": [1, 128, 128], "layers": [{"type": "Conv2D", "filters": 65536, "kernel_size": 1}]}
+    save_file({"0.conv2d.weight": np.zeros((65536, 1, 1, 1), np.float32), "0.conv2d.bias": np.zeros(65536, np.float32)},
+              str(path), metadata={"format": "cpucnn", "version": "1", "architecture": json.dumps(arch)})
+    return path
+
+
+def test_model_file_over_the_activation_limit_is_refused(tmp_path, activation_limit):
+    pytest.importorskip("safetensors")
+    path = _hostile_model_file(tmp_path / "huge.cnn")
+    with pytest.raises(ValueError) as info:
+        cc.load(path)
+    msg = str(info.value)
+    assert msg.startswith(f"model file '{path}': layer 0 Conv2D(65536, 1x1): activations of one sample "
+                          "(output (65536, 128, 128)) need 4.0 GiB, over the limit of 1.0 GiB; "
+                          "raise it with cpucnn.set_max_activation_bytes()"), msg
+    # The check is what refused it: raised, the limit lets the same file load (running it would
+    # then need the 4 GiB).
+    cc.set_max_activation_bytes(8 * GiB)
+    m = cc.load(path)
+    assert m.output_shape == (65536, 128, 128)
+
+
+def test_building_over_the_activation_limit_names_the_layer(activation_limit):
+    with pytest.raises(ValueError, match=r"^input_shape \(3, 100000, 100000\): the values of one sample need "
+                                         r"111\.8 GiB, over the limit of 1\.0 GiB"):
+        cc.Sequential([L.Flatten(), L.Dense(2)], input_shape=(3, 100000, 100000))
+    with pytest.raises(ValueError, match=r"^layer 1 Conv2D\(65536, 1x1\): activations of one sample "
+                                         r"\(output \(65536, 128, 128\)\) need 4\.0 GiB, over the limit"):
+        cc.Sequential([L.ReLU(), L.Conv2D(65536, 1), L.Flatten(), L.Dense(2)], input_shape=(1, 128, 128))
+    with pytest.raises(ValueError, match=r"^layer 0 Conv2D\(4, 3x3\): the unfolded input \(im2col columns\) of "
+                                         r"one sample need 1\.6 GiB, over the limit of 1\.0 GiB"):
+        cc.Sequential([L.Conv2D(4, 3, padding="same")], input_shape=(3, 4000, 4000))
+    with pytest.raises(ValueError, match=r"^layer 2 Dense\(4\): activations of one sample \(output \(4,\)\) need "
+                                         r"16 bytes, over the limit of 8 bytes"):
+        cc.set_max_activation_bytes(8)
+        cc.Sequential([L.Dense(2), L.ReLU(), L.Dense(4)], input_shape=(1,))
+
+
+def test_impossible_sizes_are_value_errors(activation_limit):
+    cc.set_max_activation_bytes(2**62)
+    with pytest.raises(ValueError, match=r"input_shape \(3, 10000000, 10000000\) is too large"):
+        cc.Sequential([L.Flatten()], input_shape=(3, 10**7, 10**7))
+    with pytest.raises(ValueError, match=r"^layer 0 Conv2D\(1, 1x1\): Conv2D output .* is too large"):
+        cc.Sequential([L.Conv2D(1, 1, padding=2**24)], input_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match=r"^layer 1 Conv2D\(1048576, 1x1\): Conv2D output .* is too large"):
+        cc.Sequential([L.ReLU(), L.Conv2D(2**20, 1)], input_shape=(1, 2**10, 2**11))
+
+
+def test_maxpool_argmax_planes_stay_below_2_to_31(activation_limit):
+    cc.set_max_activation_bytes(2**40)
+    with pytest.raises(ValueError, match=r"^layer 0 MaxPool2D\(2x2\): input planes of 65536x32768 = 2147483648 "
+                                         r"elements are too large: its argmax indices are int32"):
+        cc.Sequential([L.MaxPool2D(2)], input_shape=(1, 65536, 32768))
+    m = cc.Sequential([L.MaxPool2D(2)], input_shape=(1, 65536, 32767))   # 2^31 - 65536: fine (nothing runs)
+    assert m.output_shape == (1, 32768, 16383)
 
 
 FUZZ = textwrap.dedent(r"""

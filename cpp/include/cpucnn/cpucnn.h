@@ -46,8 +46,9 @@
 #  define CPUCNN_API
 #endif
 
-/* Bumped when functions are added (1: the functions below). */
-#define CPUCNN_API_VERSION 1
+/* Bumped when functions are added. 1: the first release. 2: cpucnn_set_max_activation_bytes()
+ * and cpucnn_max_activation_bytes(). */
+#define CPUCNN_API_VERSION 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -58,7 +59,8 @@ typedef struct cpucnn_model cpucnn_model;
 
 /* Loads a model file (.cnn, as written by cpucnn's `model.save`). The file is memory-mapped and
  * every offset, size and shape is checked before use. Returns NULL on failure (missing file,
- * corrupted or truncated file, unknown format version, ...): see cpucnn_last_error(). */
+ * corrupted or truncated file, unknown format version, a file that is not a cpucnn model file,
+ * activations over cpucnn_max_activation_bytes(), ...): see cpucnn_last_error(). */
 CPUCNN_API cpucnn_model* cpucnn_load(const char* path);
 
 /* A human-readable message for the last failed call made by this thread ("" if none). The
@@ -85,6 +87,16 @@ CPUCNN_API int cpucnn_predict(cpucnn_model* model, const float* input, int batch
  * process; defaults to OpenMP's default (OMP_NUM_THREADS, else all cores). Set it before running
  * predictions, not while another thread is inside cpucnn_predict(). */
 CPUCNN_API void cpucnn_set_num_threads(int n);
+
+/* The most bytes one sample's activations may take in one buffer (a layer's output, or a
+ * convolution's unfolded input). A model file states its own shapes; cpucnn_load() rejects, before
+ * allocating anything, a model that exceeds this limit, naming the layer. Global to the process;
+ * default 1 GiB (1073741824). Set it before loading, not while another thread is inside
+ * cpucnn_load(). Returns 0, or -1 if bytes <= 0 (see cpucnn_last_error()). Since API version 2. */
+CPUCNN_API int cpucnn_set_max_activation_bytes(long long bytes);
+
+/* The limit set by cpucnn_set_max_activation_bytes(). Since API version 2. */
+CPUCNN_API long long cpucnn_max_activation_bytes(void);
 
 /* Frees a model returned by cpucnn_load(). NULL is ignored. */
 CPUCNN_API void cpucnn_free(cpucnn_model* model);

@@ -1,5 +1,6 @@
 #include <cstring>
 
+#include "core/limits.hpp"
 #include "core/parallel.hpp"
 #include "layers/factory.hpp"
 #include "layers/pool_common.hpp"
@@ -63,7 +64,7 @@ class AvgPool2D : public Pool2DBase {
     });
   }
 
-  int64_t macs() const override { return out_shape[0] * out_shape[1] * out_shape[2] * kh_ * kw_; }
+  int64_t macs() const override { return saturating_mul(checked_numel(out_shape), kh_ * kw_); }
 
  private:
   int64_t grain() const { return std::max<int64_t>(1, 16384 / (geo_.h * geo_.w)); }

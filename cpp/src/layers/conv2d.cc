@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/limits.hpp"
 #include "ops/conv2d.hpp"
 
 namespace cpucnn {
@@ -66,6 +67,9 @@ Dims Conv2D::build(const Dims& in) {
   out_shape = {filters_, ho, wo};
   checked_numel({filters_, c / groups_, kh_, kw_}, "Conv2D weight");
   checked_numel(out_shape, "Conv2D output");
+  // The im2col path unfolds one sample at least: (in channels per group x kh x kw) x (ho x wo).
+  const int64_t cols = checked_numel({c / groups_ * kh_ * kw_, ho, wo}, "Conv2D unfolded input");
+  check_sample_floats(label(), "the unfolded input (im2col columns) of one sample", cols);
   params_.clear();
   add_param("weight", {filters_, c / groups_, kh_, kw_});
   if (use_bias_) add_param("bias", {filters_});
@@ -135,7 +139,9 @@ json::Value Conv2D::config() const {
 }
 
 int64_t Conv2D::macs() const {
-  return out_shape[0] * out_shape[1] * out_shape[2] * (in_shape[0] / groups_) * kh_ * kw_;
+  // Saturates rather than overflows (a huge layer is reported, not wrapped).
+  const int64_t taps = (in_shape[0] / groups_) * kh_ * kw_;  // <= the weight's size: fits
+  return saturating_mul(checked_numel(out_shape), taps);
 }
 
 }  // namespace cpucnn

@@ -13,6 +13,17 @@ class MaxPool2D : public Pool2DBase {
  public:
   explicit MaxPool2D(const json::Value& cfg) : Pool2DBase(cfg, "MaxPool2D") {}
 
+  Dims build(const Dims& in) override {
+    Dims out = Pool2DBase::build(in);
+    // Training keeps each output's argmax as an int32 index into its input plane.
+    const int64_t plane = checked_numel({in[1], in[2]}, "MaxPool2D input plane");
+    if (plane >= (int64_t(1) << 31))
+      fail("input planes of " + std::to_string(in[1]) + "x" + std::to_string(in[2]) + " = " + std::to_string(plane) +
+           " elements are too large: its argmax indices are int32 (planes below 2^31 elements), got input " +
+           shape_str(in));
+    return out;
+  }
+
   void forward(const float* x, float* y, int64_t n, const ForwardContext& ctx) override {
     const int64_t planes = n * in_shape[0];
     const int64_t in_plane = geo_.h * geo_.w, out_plane = geo_.ho * geo_.wo;

@@ -1,11 +1,12 @@
 #include "model/json.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <string_view>
-#include <unordered_set>
 
 #include "core/errors.hpp"
 
@@ -13,7 +14,6 @@ namespace cpucnn::json {
 
 namespace {
 
-constexpr int kMaxDepth = 64;
 constexpr double kTwoPow53 = 9007199254740992.0;
 constexpr double kTwoPow63 = 9223372036854775808.0;
 
@@ -38,23 +38,61 @@ const char* kind_name(Value::Kind kind) {
 // ---------------------------------------------------------------------------------------------
 // Value
 
-Value::Value() = default;
-Value::Value(bool b) : kind_(Kind::Bool), bool_(b) {}
-Value::Value(double x) : kind_(Kind::Number), number_(x) {}
-Value::Value(int x) : Value(static_cast<int64_t>(x)) {}
-Value::Value(int64_t x)
-    : kind_(Kind::Number), exact_int_(true), number_(static_cast<double>(x)), int_(x) {}
-Value::Value(const char* s) : kind_(Kind::String), string_(s) {}
-Value::Value(std::string s) : kind_(Kind::String), string_(std::move(s)) {}
+Value::Value(const char* s) : kind_(Kind::String) { u_.s = new std::string(s); }
+Value::Value(std::string s) : kind_(Kind::String) { u_.s = new std::string(std::move(s)); }
+
+Value::Value(const Value& other) : kind_(other.kind_), exact_int_(other.exact_int_), u_(other.u_) {
+  // Deep copy of the owned payload (if it throws, nothing was owned yet).
+  switch (kind_) {
+    case Kind::String: u_.s = new std::string(*other.u_.s); break;
+    case Kind::Array: u_.a = new std::vector<Value>(*other.u_.a); break;
+    case Kind::Object: u_.o = new std::vector<Member>(*other.u_.o); break;
+    default: break;
+  }
+}
+
+Value& Value::operator=(const Value& other) {
+  if (this != &other) *this = Value(other);
+  return *this;
+}
+
+Value& Value::operator=(Value&& other) noexcept {
+  if (this != &other) {
+    // `other` may live inside this value's payload (v = v.as_array()[0]): detach it first.
+    Value taken;
+    taken.kind_ = other.kind_;
+    taken.exact_int_ = other.exact_int_;
+    taken.u_ = other.u_;
+    other.kind_ = Kind::Null;
+    release();
+    kind_ = taken.kind_;
+    exact_int_ = taken.exact_int_;
+    u_ = taken.u_;
+    taken.kind_ = Kind::Null;
+  }
+  return *this;
+}
+
+void Value::release() noexcept {
+  switch (kind_) {
+    case Kind::String: delete u_.s; break;
+    case Kind::Array: delete u_.a; break;
+    case Kind::Object: delete u_.o; break;
+    default: break;
+  }
+  kind_ = Kind::Null;
+}
 
 Value Value::array() {
   Value v;
+  v.u_.a = new std::vector<Value>();
   v.kind_ = Kind::Array;
   return v;
 }
 
 Value Value::object() {
   Value v;
+  v.u_.o = new std::vector<Member>();
   v.kind_ = Kind::Object;
   return v;
 }
@@ -69,45 +107,46 @@ void Value::expect(Kind k) const {
 
 bool Value::as_bool() const {
   expect(Kind::Bool);
-  return bool_;
+  return u_.b;
 }
 
 double Value::as_number() const {
   expect(Kind::Number);
-  return number_;
+  return exact_int_ ? static_cast<double>(u_.i) : u_.d;
 }
 
 int64_t Value::as_int() const {
   expect(Kind::Number);
-  if (exact_int_) return int_;
-  if (!std::isfinite(number_) || std::trunc(number_) != number_) {
+  if (exact_int_) return u_.i;
+  const double x = u_.d;
+  if (!std::isfinite(x) || std::trunc(x) != x) {
     throw ValueError("JSON: expected an integer, got " + dump(*this));
   }
   // Every double in [-2^63, 2^63) converts exactly.
-  if (number_ < -kTwoPow63 || number_ >= kTwoPow63) {
+  if (x < -kTwoPow63 || x >= kTwoPow63) {
     throw ValueError("JSON: integer " + dump(*this) + " is out of the int64 range");
   }
-  return static_cast<int64_t>(number_);
+  return static_cast<int64_t>(x);
 }
 
 const std::string& Value::as_string() const {
   expect(Kind::String);
-  return string_;
+  return *u_.s;
 }
 
 const std::vector<Value>& Value::as_array() const {
   expect(Kind::Array);
-  return array_;
+  return *u_.a;
 }
 
 std::vector<Value>& Value::as_array() {
   expect(Kind::Array);
-  return array_;
+  return *u_.a;
 }
 
-const std::vector<std::pair<std::string, Value>>& Value::as_object() const {
+const std::vector<Value::Member>& Value::as_object() const {
   expect(Kind::Object);
-  return object_;
+  return *u_.o;
 }
 
 bool Value::has(const std::string& key) const { return find(key) != nullptr; }
@@ -120,7 +159,7 @@ const Value& Value::at(const std::string& key) const {
 
 const Value* Value::find(const std::string& key) const {
   expect(Kind::Object);
-  for (const auto& [k, v] : object_) {
+  for (const auto& [k, v] : *u_.o) {
     if (k == key) return &v;
   }
   return nullptr;
@@ -128,24 +167,24 @@ const Value* Value::find(const std::string& key) const {
 
 Value& Value::set(const std::string& key, Value v) {
   expect(Kind::Object);
-  for (auto& [k, existing] : object_) {
+  for (auto& [k, existing] : *u_.o) {
     if (k == key) {
       existing = std::move(v);
       return existing;
     }
   }
-  object_.emplace_back(key, std::move(v));
-  return object_.back().second;
+  u_.o->emplace_back(key, std::move(v));
+  return u_.o->back().second;
 }
 
 void Value::push_back(Value v) {
   expect(Kind::Array);
-  array_.push_back(std::move(v));
+  u_.a->push_back(std::move(v));
 }
 
 size_t Value::size() const {
-  if (kind_ == Kind::Array) return array_.size();
-  if (kind_ == Kind::Object) return object_.size();
+  if (kind_ == Kind::Array) return u_.a->size();
+  if (kind_ == Kind::Object) return u_.o->size();
   throw ValueError(std::string("JSON: expected an array or an object, got ") + kind_name(kind_));
 }
 
@@ -156,7 +195,7 @@ namespace detail {
 
 class Parser {
  public:
-  explicit Parser(const std::string& text) : s_(text) {}
+  Parser(std::string_view text, const Limits& limits) : s_(text), limits_(limits) {}
 
   Value parse_document() {
     Value v = parse_value(0);
@@ -170,6 +209,10 @@ class Parser {
 
   [[noreturn]] void fail_at(const std::string& what, size_t offset) const {
     throw ValueError("JSON: " + what + " at offset " + std::to_string(offset));
+  }
+
+  [[noreturn]] void fail_limit(const std::string& what, size_t limit, const char* unit) const {
+    fail(what + " exceeds the limit of " + std::to_string(limit) + " " + unit);
   }
 
   bool at_end() const { return pos_ >= s_.size(); }
@@ -186,6 +229,7 @@ class Parser {
   Value parse_value(int depth) {
     skip_whitespace();
     if (at_end()) fail("unexpected end of input");
+    if (++values_ > limits_.max_values) fail_limit("the number of values", limits_.max_values, "values");
     switch (peek()) {
       case '{': return parse_object(depth + 1);
       case '[': return parse_array(depth + 1);
@@ -205,9 +249,14 @@ class Parser {
   }
 
   void check_depth(int depth) const {
-    if (depth > kMaxDepth) fail("nesting deeper than " + std::to_string(kMaxDepth) + " levels");
+    if (depth > limits_.max_depth) {
+      fail_limit("nesting depth", static_cast<size_t>(limits_.max_depth), "levels");
+    }
   }
 
+  // Elements are collected on a stack shared by every array being parsed (a deque: growing it
+  // copies nothing) and moved into an exactly sized vector at the ']', so an array costs 16 bytes
+  // per element and no growth slack.
   Value parse_array(int depth) {
     check_depth(depth);
     ++pos_;  // '['
@@ -217,50 +266,101 @@ class Parser {
       ++pos_;
       return out;
     }
+    const size_t mark = elements_.size();
     for (;;) {
-      out.push_back(parse_value(depth));
+      if (elements_.size() - mark == limits_.max_array) {
+        fail_limit("the length of an array", limits_.max_array, "elements");
+      }
+      elements_.push_back(parse_value(depth));
       skip_whitespace();
       if (at_end()) fail("unterminated array");
       if (peek() == ']') {
         ++pos_;
-        return out;
+        break;
       }
       if (peek() != ',') fail("expected ',' or ']'");
       ++pos_;
     }
+    std::vector<Value>& items = *out.u_.a;
+    items.reserve(elements_.size() - mark);
+    for (size_t i = mark; i < elements_.size(); ++i) items.push_back(std::move(elements_[i]));
+    elements_.resize(mark);
+    return out;
   }
 
+  // Members go through a stack like array elements. Duplicate keys are found once the object is
+  // complete, by sorting pointers to the keys (small objects: by comparing every pair).
   Value parse_object(int depth) {
     check_depth(depth);
     ++pos_;  // '{'
     Value out = Value::object();
-    std::unordered_set<std::string> seen;
     skip_whitespace();
     if (!at_end() && peek() == '}') {
       ++pos_;
       return out;
     }
+    const size_t mark = members_.size();
     for (;;) {
       skip_whitespace();
       if (at_end()) fail("unterminated object");
       if (peek() != '"') fail("expected a string key");
-      size_t key_offset = pos_;
+      if (members_.size() - mark == limits_.max_object) {
+        fail_limit("the size of an object", limits_.max_object, "members");
+      }
+      key_offsets_.push_back(pos_);
       std::string key = parse_string();
-      if (!seen.insert(key).second) fail_at("duplicate key '" + key + "'", key_offset);
       skip_whitespace();
       if (at_end() || peek() != ':') fail("expected ':'");
       ++pos_;
-      // Keys are known to be unique: append directly instead of the linear search in set().
       Value v = parse_value(depth);
-      out.object_.emplace_back(std::move(key), std::move(v));
+      members_.emplace_back(std::move(key), std::move(v));
       skip_whitespace();
       if (at_end()) fail("unterminated object");
       if (peek() == '}') {
         ++pos_;
-        return out;
+        break;
       }
       if (peek() != ',') fail("expected ',' or '}'");
       ++pos_;
+    }
+    check_unique_keys(mark);
+    std::vector<Value::Member>& items = *out.u_.o;
+    items.reserve(members_.size() - mark);
+    for (size_t i = mark; i < members_.size(); ++i) items.push_back(std::move(members_[i]));
+    members_.resize(mark);
+    key_offsets_.resize(mark);
+    return out;
+  }
+
+  // Fails at the first key (in document order) that repeats an earlier key of the same object.
+  void check_unique_keys(size_t mark) const {
+    const size_t n = members_.size() - mark;
+    size_t dup = n;  // index of the first repeated key
+    if (n <= 16) {
+      for (size_t j = 1; j < n && dup == n; ++j) {
+        for (size_t i = 0; i < j; ++i) {
+          if (members_[mark + i].first == members_[mark + j].first) {
+            dup = j;
+            break;
+          }
+        }
+      }
+    } else {
+      std::vector<size_t> order(n);
+      for (size_t i = 0; i < n; ++i) order[i] = i;
+      std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        const std::string& ka = members_[mark + a].first;
+        const std::string& kb = members_[mark + b].first;
+        return ka != kb ? ka < kb : a < b;
+      });
+      for (size_t i = 1; i < n; ++i) {
+        if (members_[mark + order[i]].first == members_[mark + order[i - 1]].first) {
+          dup = std::min(dup, order[i]);
+        }
+      }
+    }
+    if (dup != n) {
+      fail_at("duplicate key '" + members_[mark + dup].first + "'", key_offsets_[mark + dup]);
     }
   }
 
@@ -469,8 +569,13 @@ class Parser {
     return Value(x);
   }
 
-  const std::string& s_;
+  std::string_view s_;
+  const Limits& limits_;
   size_t pos_ = 0;
+  size_t values_ = 0;                   // values parsed so far, for limits_.max_values
+  std::deque<Value> elements_;          // elements of the arrays being parsed
+  std::deque<Value::Member> members_;   // members of the objects being parsed
+  std::deque<size_t> key_offsets_;      // where each of members_' keys starts
 };
 
 }  // namespace detail
@@ -566,7 +671,9 @@ void dump_value(std::string& out, const Value& v) {
 
 }  // namespace
 
-Value parse(const std::string& text) { return detail::Parser(text).parse_document(); }
+Value parse(std::string_view text, const Limits& limits) {
+  return detail::Parser(text, limits).parse_document();
+}
 
 std::string dump(const Value& v) {
   std::string out;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/errors.hpp"
+#include "core/limits.hpp"
 #include "model/safetensors.hpp"
 
 namespace cpucnn {
@@ -91,7 +92,7 @@ uint64_t parse_u64(const std::string* s, const char* what, const std::string& pa
 }  // namespace
 
 LoadedModel load_model(const std::string& path) {
-  safetensors::File f(path);
+  safetensors::File f(path, kModelFormat);  // anything but a cpucnn model file is named as such
   const std::string* format = f.meta("format");
   if (!format || *format != kModelFormat)
     throw ValueError("'" + path + "' is not a cpucnn model file (its metadata has no \"format\": \"cpucnn\")");
@@ -124,6 +125,8 @@ LoadedModel load_model(const std::string& path) {
     out.model = std::make_unique<Sequential>(json::parse(*arch_text), seed, check);
   } catch (const TensorMismatch&) {
     throw;
+  } catch (const SizeLimitError& e) {  // a valid architecture, too large for the set limit
+    throw SizeLimitError("model file '" + path + "': " + e.what());
   } catch (const ValueError& e) {
     throw ValueError("model file '" + path + "' has an invalid architecture: " + e.what());
   }

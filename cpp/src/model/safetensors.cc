@@ -12,6 +12,7 @@
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <string_view>
 #include <unordered_set>
 
 #include "core/errors.hpp"
@@ -28,6 +29,56 @@ namespace {
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 constexpr const char* kMetadataKey = "__metadata__";
+
+// A header is an object of tensor entries ({"dtype", "shape": [<= kMaxRank], "data_offsets": [2]})
+// and string metadata: about 15 values per tensor, and no long arrays at all.
+json::Limits header_limits() {
+  json::Limits l;
+  l.max_depth = 64;
+  l.max_array = 1024;
+  l.max_object = size_t(1) << 20;  // tensors (and metadata entries)
+  l.max_values = size_t(1) << 22;  // 64 MiB of JSON nodes
+  return l;
+}
+
+// Whether `text` holds "format" : "<format>" (JSON whitespace allowed around the colon): the
+// cheap test of a header for the marker every model file carries in its __metadata__.
+bool has_format_marker(std::string_view text, const std::string& format) {
+  const std::string key = "\"format\"";
+  const std::string value = "\"" + format + "\"";
+  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  for (size_t at = text.find(key); at != std::string_view::npos; at = text.find(key, at + 1)) {
+    size_t i = at + key.size();
+    while (i < text.size() && is_space(text[i])) ++i;
+    if (i >= text.size() || text[i] != ':') continue;
+    ++i;
+    while (i < text.size() && is_space(text[i])) ++i;
+    if (text.compare(i, value.size(), value) == 0) return true;
+  }
+  return false;
+}
+
+// What a file that does not start like a safetensors file seems to be, for messages.
+std::string describe_start(const uint8_t* bytes, size_t size) {
+  auto starts = [&](const char* magic, size_t n) { return size >= n && std::memcmp(bytes, magic, n) == 0; };
+  if (starts("PK\x03\x04", 4)) return "it is a zip archive, such as a PyTorch .pt file, not a safetensors file";
+  if (starts("\x89HDF\r\n\x1a\n", 8)) return "it is an HDF5 file, such as a Keras .h5 file, not a safetensors file";
+  const size_t n = std::min<size_t>(size, 64);
+  bool text = true;
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t c = bytes[i];
+    text = text && ((c >= 0x20 && c < 0x7F) || c == '\n' || c == '\r' || c == '\t');
+  }
+  if (text) return "it looks like a text file, not a safetensors file";
+  static const char kHex[] = "0123456789abcdef";
+  std::string first;
+  for (size_t i = 0; i < std::min<size_t>(size, 8); ++i) {
+    if (i) first += ' ';
+    first += kHex[bytes[i] >> 4];
+    first += kHex[bytes[i] & 0xF];
+  }
+  return "it does not start with a safetensors header; its first bytes are " + first;
+}
 
 // Product of `shape` times `elem_size` in bytes; false if a dimension is negative or it overflows.
 bool checked_nbytes(const std::vector<int64_t>& shape, size_t elem_size, size_t& nbytes) {
@@ -227,7 +278,8 @@ struct File::Storage {
   size_t size() const { return map ? map_size : buffer.size(); }
 };
 
-File::File(const std::string& path) : path_(path), storage_(std::make_unique<Storage>()) {
+File::File(const std::string& path, const std::string& format)
+    : path_(path), storage_(std::make_unique<Storage>()) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
@@ -263,13 +315,40 @@ File::File(const std::string& path) : path_(path), storage_(std::make_unique<Sto
     }
   }
 
-  parse_header(storage_->data(), storage_->size());
+  parse_header(storage_->data(), storage_->size(), format);
 }
 
 File::~File() = default;
 
-void File::parse_header(const uint8_t* bytes, size_t size) {
+void File::parse_header(const uint8_t* bytes, size_t size, const std::string& format) {
   auto fail = [this](const std::string& what) { throw_bad_file(path_, what); };
+  auto not_ours = [&](const std::string& why) {
+    throw ValueError("'" + path_ + "' is not a " + format + " model file (" + why + ")");
+  };
+
+  // With a format: is this a file of ours (then every problem gets its specific message) or
+  // something else (then that is what the message says)? Ours: the format marker is in the
+  // header, read as far as the length field and the file allow. Framed like a safetensors file
+  // but without the marker: the parsed metadata decides below.
+  bool decide_by_metadata = false;  // framed like a safetensors file, without the marker
+  if (!format.empty()) {
+    if (size == 0) not_ours("the file is empty");
+    if (size < 8) not_ours("it is too short: " + std::to_string(size) + " bytes");
+    uint64_t len = 0;
+    for (int i = 7; i >= 0; --i) len = (len << 8) | bytes[i];
+    const bool brace = size > 8 && bytes[8] == '{';
+    const bool framed = brace && len >= 2 && len <= size - 8 && len <= kMaxHeaderBytes;
+    const size_t window = static_cast<size_t>(std::min<uint64_t>({len, size - 8, kMaxHeaderBytes}));
+    const bool marked = brace && has_format_marker({reinterpret_cast<const char*>(bytes + 8), window}, format);
+    if (!framed && !marked) {
+      if (brace && len > size - 8 && len <= kMaxHeaderBytes) {
+        not_ours("it looks like a truncated safetensors file, and what is left of its header has no "
+                 "\"format\": \"" + format + "\"");
+      }
+      not_ours(describe_start(bytes, size));
+    }
+    decide_by_metadata = framed && !marked;
+  }
 
   if (size < 8) {
     fail("is too short: " + std::to_string(size) + " bytes, a safetensors file has at least 8");
@@ -291,13 +370,23 @@ void File::parse_header(const uint8_t* bytes, size_t size) {
 
   json::Value header;
   try {
-    header = json::parse(std::string(reinterpret_cast<const char*>(bytes + 8), header_size));
+    header = json::parse({reinterpret_cast<const char*>(bytes + 8), header_size}, header_limits());
   } catch (const ValueError& e) {
+    if (decide_by_metadata) not_ours(std::string("its header could not be read: ") + e.what());
     fail(std::string("has an invalid header: ") + e.what());
   }
   if (!header.is_object()) {
     fail(std::string("has an invalid header: expected a JSON object, got ") +
          json::kind_name(header.kind()));
+  }
+  if (decide_by_metadata) {  // say what its metadata holds unless it has the format after all
+    const json::Value* meta = header.find(kMetadataKey);
+    const json::Value* declared = meta && meta->is_object() ? meta->find("format") : nullptr;
+    if (!declared || !declared->is_string() || declared->as_string() != format) {
+      not_ours("it is a safetensors file whose metadata has " +
+               (declared ? "\"format\": " + json::dump(*declared).substr(0, 40) : std::string("no \"format\"")) +
+               ", not \"" + format + "\"");
+    }
   }
 
   // Reads a non-negative integer, or fails naming `what`.
@@ -355,6 +444,10 @@ void File::parse_header(const uint8_t* bytes, size_t size) {
     if (elem == 0) fail(where + " has an unknown dtype '" + dtype->as_string() + "'");
 
     if (!shape->is_array()) fail(where + ": shape must be an array");
+    if (shape->size() > kMaxRank) {
+      fail(where + " has " + std::to_string(shape->size()) + " dimensions, exceeding the limit of " +
+           std::to_string(kMaxRank));
+    }
     TensorInfo info;
     info.name = name;
     info.dtype = dtype->as_string();

@@ -49,14 +49,25 @@ struct TensorInfo {
   size_t nbytes;
 };
 
+// A header is at most 100 MB and is parsed under caps on JSON nesting (64), array length (1024),
+// object size (2^20 tensors) and values in all (2^22, 16 bytes each), so the memory it takes is
+// bounded whatever the file says; a tensor has at most kMaxRank dimensions.
+constexpr size_t kMaxRank = 8;
+
 // A read-only safetensors file, memory-mapped where possible (read into memory otherwise).
 // The constructor validates the whole header and throws
 //   FileNotFound("no such file: '<path>'") when the file does not exist,
 //   IOError for other errors opening or reading it,
 //   ValueError("model file '<path>' ...") for any inconsistency in its contents.
+// With a `format` ("cpucnn"), a file that is not a safetensors file declaring
+// "__metadata__": {"format": <format>, ...} is a ValueError("'<path>' is not a <format> model
+// file (<why>)"): an empty file, a zip (PyTorch), ONNX, text, random bytes, another program's
+// safetensors file. It is recognised by its framing (a plausible 8-byte header length and a
+// header starting with '{') and the format marker in its header, so a truncated or damaged file
+// that does carry the marker still gets the specific message ("is truncated", ...).
 class File {
  public:
-  explicit File(const std::string& path);
+  explicit File(const std::string& path, const std::string& format = "");
   ~File();
   File(const File&) = delete;
   File& operator=(const File&) = delete;
@@ -70,7 +81,7 @@ class File {
  private:
   struct Storage;  // the mapping or buffer holding the file's bytes
 
-  void parse_header(const uint8_t* bytes, size_t size);
+  void parse_header(const uint8_t* bytes, size_t size, const std::string& format);
 
   std::string path_;
   std::unique_ptr<Storage> storage_;

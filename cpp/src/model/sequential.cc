@@ -6,12 +6,26 @@
 #include <new>
 
 #include "core/errors.hpp"
+#include "core/limits.hpp"
 #include "core/parallel.hpp"
 #include "dispatch/dispatch.hpp"
 #include "layers/conv2d.hpp"
 #include "model/loss.hpp"
 
 namespace cpucnn {
+
+namespace {
+
+// Rethrows `e`, the exception being handled, with the layer's label ("layer 3 Conv2D(64, 3x3):
+// ...") unless it has one, keeping its type.
+[[noreturn]] void rethrow_labelled(const Layer& layer, const ValueError& e) {
+  const std::string msg = e.what();
+  if (msg.rfind("layer ", 0) == 0) throw;
+  if (dynamic_cast<const SizeLimitError*>(&e)) throw SizeLimitError(layer.label() + ": " + msg);
+  throw ValueError(layer.label() + ": " + msg);
+}
+
+}  // namespace
 
 Sequential::Sequential(const json::Value& arch, uint64_t seed, const ParamCheck& check) : seed_(seed) {
   kernels();  // resolves the ISA (and reports a bad CPUCNN_ISA) before any kernel runs
@@ -24,38 +38,49 @@ Sequential::Sequential(const json::Value& arch, uint64_t seed, const ParamCheck&
     if (v <= 0) throw ValueError("input_shape must hold positive sizes");
     input_shape_.push_back(v);
   }
-  checked_numel(input_shape_, "input_shape");
+  // Every size below comes from the architecture (a model file's, possibly hostile): each is
+  // checked (checked_numel: at most 2^40 elements; one sample's activations: at most
+  // max_activation_bytes()) before anything is allocated.
+  const int64_t in_numel = checked_numel(input_shape_, "input_shape");
   const json::Value& layers = arch.at("layers");
   if (!layers.is_array() || layers.size() == 0) throw ValueError("a model needs at least one layer");
+  // Every layer's settings first (they allocate nothing), then the sizes they imply.
+  std::vector<std::unique_ptr<Layer>> pending;
+  for (const auto& cfg : layers.as_array()) {
+    try {
+      pending.push_back(make_layer(cfg));
+    } catch (const ValueError& e) {
+      throw ValueError("layer " + std::to_string(pending.size()) + " " + e.what());
+    }
+    pending.back()->index = static_cast<int>(pending.size() - 1);
+  }
+  check_sample_floats("input_shape " + shape_str(input_shape_), "the values of one sample", in_numel);
+  max_numel_ = in_numel;
   Dims shape_now = input_shape_;
   Rng rng(seed);
-  for (const auto& cfg : layers.as_array()) {
-    std::unique_ptr<Layer> layer;
+  for (std::unique_ptr<Layer>& layer : pending) {
     try {
-      layer = make_layer(cfg);
+      shape_now = layer->build(shape_now);
+      const int64_t out_numel = checked_numel(shape_now, "output");
+      check_sample_floats(layer->label(), "activations of one sample (output " + shape_str(shape_now) + ")",
+                          out_numel);
+      max_numel_ = std::max(max_numel_, out_numel);
     } catch (const ValueError& e) {
-      throw ValueError("layer " + std::to_string(layers_.size()) + " " + e.what());
+      rethrow_labelled(*layer, e);
     }
-    layer->index = static_cast<int>(layers_.size());
     if (check) {
-      shape_now = layer->build(shape_now);  // errors from the layer already carry its label
       for (const Param& p : layer->params()) check(*layer, p);
     }
     try {
-      if (!check) shape_now = layer->build(shape_now);
       layer->allocate();
       if (!check) layer->reset_parameters(rng);
     } catch (const ValueError& e) {
-      const std::string msg = e.what();
-      if (msg.rfind("layer ", 0) == 0) throw;
-      throw ValueError(layer->label() + ": " + msg);
+      rethrow_labelled(*layer, e);
     } catch (const std::bad_alloc&) {
-      throw ValueError(layer->label() + ": cannot allocate its parameters for input " + shape_str(shape_now));
+      throw ValueError(layer->label() + ": cannot allocate its parameters for input " + shape_str(layer->in_shape));
     }
-    max_numel_ = std::max(max_numel_, checked_numel(shape_now));
     layers_.push_back(std::move(layer));
   }
-  max_numel_ = std::max(max_numel_, checked_numel(input_shape_));
   plan_storage();
 }
 
@@ -199,8 +224,9 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
     }
     in = out_[i];
   }
-  grad_a_.resize({n * max_numel_});
-  grad_b_.resize({n * max_numel_});
+  const int64_t grad_numel = checked_mul(n, max_numel_, "training: samples x the largest activation");
+  grad_a_.resize({grad_numel});
+  grad_b_.resize({grad_numel});
   StepResult r;
   const float* out = out_.back();
   for (int64_t i = 0; i < n * classes; ++i)
@@ -238,7 +264,8 @@ void Sequential::predict(const float* x, int64_t n, float* out, int64_t batch_si
   const int64_t in_size = checked_numel(input_shape_);
   const int64_t out_size = checked_numel(output_shape());
   const int64_t bs = std::min(batch_size, std::max<int64_t>(n, 1));
-  Tensor a({bs * max_numel_}), b({bs * max_numel_});
+  const int64_t buf_numel = checked_mul(bs, max_numel_, "predict: batch_size x the largest activation");
+  Tensor a({buf_numel}), b({buf_numel});
   ForwardContext ctx{false, seed_, 0, version()};
   for (int64_t s = 0; s < n; s += bs) {
     const int64_t m = std::min(bs, n - s);
