@@ -2,21 +2,25 @@
 // from kernels/<op>/avx512.cc (compiled with the AVX-512 flags). Everything
 // here is a function, never a namespace-scope vector constant: those get a
 // static initialiser that would run AVX-512 instructions when the library
-// loads, on every CPU.
+// loads, on every CPU. And everything has internal linkage (an anonymous
+// namespace), so no weak copy of a helper is shared with other files (see
+// kernels/minmax.hpp).
 #pragma once
 
 #include <immintrin.h>
 
-#include <algorithm>
-#include <cstdint>
+#include <stdint.h>
+
+#include "kernels/minmax.hpp"
 
 namespace cpucnn {
 namespace avx512 {
+namespace {
 
 // Lanes [lo, hi) of 0..15, clipped.
 inline __mmask16 lanes(int64_t lo, int64_t hi) {
-  const unsigned l = static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(lo, 0), 16));
-  const unsigned h = static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(hi, 0), 16));
+  const unsigned l = static_cast<unsigned>(imin(imax(lo, 0), 16));
+  const unsigned h = static_cast<unsigned>(imin(imax(hi, 0), 16));
   return static_cast<__mmask16>(((1u << h) - 1u) & ~((1u << l) - 1u));
 }
 
@@ -65,5 +69,6 @@ inline void transpose16(__m512 r[16]) {
 }
 #pragma GCC diagnostic pop
 
+}  // namespace
 }  // namespace avx512
 }  // namespace cpucnn

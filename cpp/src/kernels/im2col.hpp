@@ -19,10 +19,14 @@ struct PaddedPlane {
   int64_t hp, wp;
 };
 
+// Internal linkage (as every function defined in a header the ISA files
+// include: see kernels/minmax.hpp).
+namespace {
 inline PaddedPlane padded_plane(const ConvGeometry& g) {
   const int64_t rows = (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1, cols = g.wo + g.kw - 1;
   return {g.h + g.ph > rows ? g.h + g.ph : rows, g.w + g.pw > cols ? g.w + g.pw : cols};
 }
+}  // namespace
 
 // im2col unfolds `channels` planes of x (channels x h x w) into rows of col:
 // row (c*kh + i)*kw + j holds ho*wo values, rows ldcol apart. col2im is its

@@ -29,7 +29,10 @@ struct WinogradGeometry {
 
 // Floats between the 16 xi planes: one cache line more than the planes
 // need, so the 16 streams a transform reads or writes do not all map to the
-// same L1 sets (plane sizes are often multiples of 4 KiB).
+// same L1 sets (plane sizes are often multiples of 4 KiB). Internal linkage
+// (see kernels/minmax.hpp).
+namespace {
 inline int64_t winograd_plane(int64_t channels, int64_t ld) { return channels * ld + 16; }
+}  // namespace
 
 }  // namespace cpucnn

@@ -12,12 +12,12 @@
 // of the last group is a lane of zeros.
 #include <immintrin.h>
 
-#include <algorithm>
-#include <cstring>
+#include <string.h>
 
 #include "kernels/avx512_lanes.hpp"
 #include "kernels/im2col.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/minmax.hpp"
 
 namespace cpucnn {
 
@@ -31,7 +31,7 @@ constexpr int kCo = 6;  // output channels per block (kCo x kPx accumulators)
 
 // xb[ci][r + ph][c + pw][l] = x[image l][ci][r][c], zeros elsewhere.
 void to_batch(const float* x, int64_t images, int64_t cin, const ConvGeometry& g, const PaddedPlane& pd, float* xb) {
-  std::memset(xb, 0, static_cast<size_t>(cin * pd.hp * pd.wp * 16) * sizeof(float));
+  memset(xb, 0, static_cast<size_t>(cin * pd.hp * pd.wp * 16) * sizeof(float));
   const int64_t in_size = cin * g.h * g.w;
   for (int64_t ci = 0; ci < cin; ++ci) {
     for (int64_t r = 0; r < g.h; ++r) {
@@ -43,7 +43,7 @@ void to_batch(const float* x, int64_t images, int64_t cin, const ConvGeometry& g
                             : _mm512_setzero_ps();
         transpose16(v);  // v[c]: column c0 + c of the 16 images
         float* dst = xb + ((ci * pd.hp + r + g.ph) * pd.wp + c0 + g.pw) * 16;
-        const int64_t nc = std::min<int64_t>(16, g.w - c0);
+        const int64_t nc = imin(16, g.w - c0);
         for (int64_t c = 0; c < nc; ++c) _mm512_storeu_ps(dst + c * 16, v[c]);
       }
     }
@@ -57,7 +57,7 @@ void from_batch(const float* yb, int64_t images, int64_t cout, int64_t pixels, c
   for (int64_t co = 0; co < cout; ++co) {
     const __m512 b = _mm512_set1_ps(bias ? bias[co] : 0.0f);
     for (int64_t p0 = 0; p0 < pixels; p0 += 16) {
-      const int64_t np = std::min<int64_t>(16, pixels - p0);
+      const int64_t np = imin(16, pixels - p0);
       __m512 v[16];
       for (int p = 0; p < 16; ++p) {
         v[p] = p < np ? _mm512_add_ps(_mm512_loadu_ps(yb + (co * pixels + p0 + p) * 16), b) : zero;
@@ -101,7 +101,7 @@ template <int PX>
 void blocks(const float* xb, const PaddedPlane& pd, const float* w, int64_t cin, int64_t cout, const ConvGeometry& g,
             int64_t oh, int64_t ow0, int64_t i0, int64_t i1, int64_t j0, int64_t j1, float* yb) {
   for (int64_t co0 = 0; co0 < cout; co0 += kCo) {
-    switch (std::min<int64_t>(kCo, cout - co0)) {
+    switch (imin(kCo, cout - co0)) {
 #define CPUCNN_BLOCK(c) \
   case c: block<c, PX>(xb, pd, w, cin, g, co0, oh, ow0, i0, i1, j0, j1, yb); break;
       CPUCNN_BLOCK(6) CPUCNN_BLOCK(5) CPUCNN_BLOCK(4) CPUCNN_BLOCK(3) CPUCNN_BLOCK(2) CPUCNN_BLOCK(1)
@@ -145,7 +145,7 @@ void wblocks(const float* xb, const PaddedPlane& pd, const float* dyb, float* dw
              const ConvGeometry& g, int64_t ci, int64_t i) {
   constexpr int kMaxCo = 20 / KW;  // CO x KW accumulators + CO + 1 vectors within 32 registers
   for (int64_t co0 = 0; co0 < cout; co0 += kMaxCo) {
-    switch (std::min<int64_t>(kMaxCo, cout - co0)) {
+    switch (imin(kMaxCo, cout - co0)) {
 #define CPUCNN_WBLOCK(c) \
   case c: if constexpr (c <= kMaxCo) wblock<c, KW>(xb, pd, dyb, dwb, cin, g, co0, ci, i); break;
       CPUCNN_WBLOCK(6) CPUCNN_WBLOCK(5) CPUCNN_WBLOCK(4) CPUCNN_WBLOCK(3) CPUCNN_WBLOCK(2) CPUCNN_WBLOCK(1)
@@ -157,12 +157,6 @@ void wblocks(const float* xb, const PaddedPlane& pd, const float* dyb, float* dw
 
 }  // namespace
 
-int64_t conv2d_batch_scratch(int64_t cin, int64_t cout, const ConvGeometry& g) {
-  const PaddedPlane pd = padded_plane(g);
-  // input group, output (or dy) group, and the weight gradient's lane sums
-  return (cin * pd.hp * pd.wp + cout * g.ho * g.wo + cout * cin * g.kh * g.kw) * 16;
-}
-
 void conv2d_batch_fwd_avx512(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t cin,
                              int64_t cout, const ConvGeometry& g, bool relu, float* scratch) {
   const PaddedPlane pd = padded_plane(g);
@@ -170,7 +164,7 @@ void conv2d_batch_fwd_avx512(const float* x, const float* w, const float* bias, 
   float* yb = scratch + cin * pd.hp * pd.wp * 16;
   const int64_t in_size = cin * g.h * g.w, out_size = cout * g.ho * g.wo;
   for (int64_t n0 = 0; n0 < n; n0 += 16) {
-    const int64_t images = std::min<int64_t>(16, n - n0);
+    const int64_t images = imin(16, n - n0);
     to_batch(x + n0 * in_size, images, cin, g, pd, xb);
     for (int64_t oh = 0; oh < g.ho; ++oh) {
       // Kernel rows that land inside the input: 0 <= oh*sh + i*dh - ph < h.
@@ -178,11 +172,11 @@ void conv2d_batch_fwd_avx512(const float* x, const float* w, const float* bias, 
       while (i0 < i1 && oh * g.sh + i0 * g.dh - g.ph < 0) ++i0;
       while (i1 > i0 && oh * g.sh + (i1 - 1) * g.dh - g.ph >= g.h) --i1;
       for (int64_t ow0 = 0; ow0 < g.wo; ow0 += kPx) {
-        const int64_t px = std::min<int64_t>(kPx, g.wo - ow0);
+        const int64_t px = imin(kPx, g.wo - ow0);
         // Kernel columns inside the input for some pixel of the block:
         // 0 <= ow + j - pw < w for ow in [ow0, ow0 + px).
-        const int64_t j0 = std::max<int64_t>(0, g.pw - (ow0 + px - 1));
-        const int64_t j1 = std::min<int64_t>(g.kw, g.w + g.pw - ow0);
+        const int64_t j0 = imax(0, g.pw - (ow0 + px - 1));
+        const int64_t j1 = imin(g.kw, g.w + g.pw - ow0);
         if (i0 >= i1 || j0 >= j1) {  // all padding: the bias alone
           for (int64_t co = 0; co < cout; ++co)
             for (int64_t p = 0; p < px; ++p)
@@ -212,13 +206,13 @@ void conv2d_batch_bwd_w_avx512(const float* x, const float* dy, float* dw, int64
   float* xb = scratch;
   float* dyb = xb + cin * pd.hp * pd.wp * 16;
   float* dwb = dyb + cout * pixels * 16;
-  std::memset(dwb, 0, static_cast<size_t>(wsize * 16) * sizeof(float));
+  memset(dwb, 0, static_cast<size_t>(wsize * 16) * sizeof(float));
   const int64_t in_size = cin * g.h * g.w, out_size = cout * pixels;
   // dy as a "convolution input" of cout planes, no padding.
   const ConvGeometry gy{g.ho, g.wo, g.ho, g.wo, 1, 1, 1, 1, 0, 0, 1, 1};
   const PaddedPlane pdy{g.ho, g.wo};
   for (int64_t n0 = 0; n0 < n; n0 += 16) {
-    const int64_t images = std::min<int64_t>(16, n - n0);
+    const int64_t images = imin(16, n - n0);
     to_batch(x + n0 * in_size, images, cin, g, pd, xb);
     to_batch(dy + n0 * out_size, images, cout, gy, pdy, dyb);  // missing images: zero lanes of dy
     for (int64_t ci = 0; ci < cin; ++ci)

@@ -7,11 +7,10 @@
 // dilation 1 along W, groups 1 (the op checks).
 #include <immintrin.h>
 
-#include <algorithm>
-
 #include "kernels/avx512_lanes.hpp"
 #include "kernels/im2col.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/minmax.hpp"
 
 namespace cpucnn {
 
@@ -69,7 +68,7 @@ template <int V>
 void rows(const float* x, const float* w, const float* bias, float* y, int64_t cin, int64_t cout,
           const ConvGeometry& g, int64_t oh, bool relu) {
   for (int64_t co0 = 0; co0 < cout; co0 += 8) {
-    const int64_t r = std::min<int64_t>(8, cout - co0);
+    const int64_t r = imin(8, cout - co0);
     for (int64_t ow = 0; ow < g.wo; ow += 16) {
       switch (r) {
         case 8: block<8, V>(x, w, bias, y, cin, g, co0, oh, ow, relu); break;
@@ -136,7 +135,7 @@ void wblocks(const float* x, const float* dy, float* dw, int64_t n, int64_t cin,
              int64_t ci, int64_t i, int64_t j0, bool accumulate) {
   constexpr int kMaxR = 24 / J < 6 ? 24 / J : 6;  // R x J accumulators + R dy vectors fit the 32 registers
   for (int64_t co0 = 0; co0 < cout; co0 += kMaxR) {
-    switch (std::min<int64_t>(kMaxR, cout - co0)) {
+    switch (imin(kMaxR, cout - co0)) {
 #define CPUCNN_WBLOCK(r) \
   case r: if constexpr (r <= kMaxR) wblock<r, J>(x, dy, dw, n, cin, cout, g, ci, i, co0, j0, accumulate); break;
       CPUCNN_WBLOCK(6) CPUCNN_WBLOCK(5) CPUCNN_WBLOCK(4) CPUCNN_WBLOCK(3) CPUCNN_WBLOCK(2) CPUCNN_WBLOCK(1)
@@ -153,16 +152,16 @@ void conv2d_direct_bwd_w_avx512(const float* x, const float* dy, float* dw, int6
   // Images in groups whose x and dy stay in L2 while every (channel, tap)
   // block sweeps over them; each block then adds its sums to dw.
   const int64_t in_size = cin * g.h * g.w, out_size = cout * g.ho * g.wo;
-  const int64_t group = std::max<int64_t>(1, (int64_t(1) << 18) / std::max<int64_t>(1, in_size + out_size));
+  const int64_t group = imax(1, (int64_t(1) << 18) / imax(1, in_size + out_size));
   for (int64_t n0 = 0; n0 < n; n0 += group) {
-    const int64_t ng = std::min(group, n - n0);
+    const int64_t ng = imin(group, n - n0);
     const float* xg = x + n0 * in_size;
     const float* dyg = dy + n0 * out_size;
     const bool acc = accumulate || n0 > 0;
     for (int64_t ci = 0; ci < cin; ++ci) {
       for (int64_t i = 0; i < g.kh; ++i) {
         for (int64_t j0 = 0; j0 < g.kw; j0 += 5) {
-          switch (std::min<int64_t>(5, g.kw - j0)) {
+          switch (imin(5, g.kw - j0)) {
             case 5: wblocks<5>(xg, dyg, dw, ng, cin, cout, g, ci, i, j0, acc); break;
             case 4: wblocks<4>(xg, dyg, dw, ng, cin, cout, g, ci, i, j0, acc); break;
             case 3: wblocks<3>(xg, dyg, dw, ng, cin, cout, g, ci, i, j0, acc); break;

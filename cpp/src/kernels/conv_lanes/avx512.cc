@@ -11,12 +11,12 @@
 // and are turned back into channel planes by 16x16 register transposes.
 #include <immintrin.h>
 
-#include <algorithm>
-#include <cstring>
+#include <string.h>
 
 #include "kernels/avx512_lanes.hpp"
 #include "kernels/im2col.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/minmax.hpp"
 
 namespace cpucnn {
 
@@ -27,11 +27,11 @@ using avx512::transpose16;
 
 // xp (cin planes of hp x wp) = x with ph rows and pw columns of zeros before.
 void pad_image(const float* x, int64_t cin, const ConvGeometry& g, const PaddedPlane& p, float* xp) {
-  std::memset(xp, 0, static_cast<size_t>(cin * p.hp * p.wp) * sizeof(float));
+  memset(xp, 0, static_cast<size_t>(cin * p.hp * p.wp) * sizeof(float));
   for (int64_t c = 0; c < cin; ++c)
     for (int64_t r = 0; r < g.h; ++r)
-      std::memcpy(xp + (c * p.hp + r + g.ph) * p.wp + g.pw, x + (c * g.h + r) * g.w,
-                  static_cast<size_t>(g.w) * sizeof(float));
+      memcpy(xp + (c * p.hp + r + g.ph) * p.wp + g.pw, x + (c * g.h + r) * g.w,
+             static_cast<size_t>(g.w) * sizeof(float));
 }
 
 // planes (channels x pixels, channels a multiple of 16) -> rows (pixel-major,
@@ -43,7 +43,7 @@ void planes_to_rows(const float* planes, int64_t channels, int64_t pixels, float
       __m512 r[16];
       for (int c = 0; c < 16; ++c) r[c] = _mm512_maskz_loadu_ps(m, planes + (c0 + c) * pixels + p0);
       transpose16(r);
-      const int64_t np = std::min<int64_t>(16, pixels - p0);
+      const int64_t np = imin(16, pixels - p0);
       for (int64_t p = 0; p < np; ++p) _mm512_storeu_ps(rows + (p0 + p) * channels + c0, r[p]);
     }
   }
@@ -55,7 +55,7 @@ void rows_to_planes(const float* rows, int64_t channels, int64_t pixels, const f
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t c0 = 0; c0 < channels; c0 += 16) {
     for (int64_t p0 = 0; p0 < pixels; p0 += 16) {
-      const int64_t np = std::min<int64_t>(16, pixels - p0);
+      const int64_t np = imin(16, pixels - p0);
       __m512 r[16];
       for (int p = 0; p < 16; ++p) r[p] = p < np ? _mm512_loadu_ps(rows + (p0 + p) * channels + c0) : zero;
       transpose16(r);
@@ -100,7 +100,7 @@ template <int CB, int MaxNP>
 void fwd_row(const float* xp, const PaddedPlane& pd, const float* wl, int64_t cin, int64_t cout, const ConvGeometry& g,
              int64_t c0, int64_t oh, float* out) {
   for (int64_t ow0 = 0; ow0 < g.wo; ow0 += MaxNP) {
-    switch (std::min<int64_t>(MaxNP, g.wo - ow0)) {
+    switch (imin(MaxNP, g.wo - ow0)) {
 #define CPUCNN_FWD(np) \
   case np: if constexpr (np <= MaxNP) fwd_block<CB, np>(xp, pd, wl, cin, cout, g, c0, oh, ow0, out); break;
       CPUCNN_FWD(24) CPUCNN_FWD(23) CPUCNN_FWD(22) CPUCNN_FWD(21) CPUCNN_FWD(20) CPUCNN_FWD(19)
@@ -151,7 +151,7 @@ void wgrad_channel(const float* xp, const PaddedPlane& pd, const float* dyr, flo
                    const ConvGeometry& g, int64_t ci, int64_t c0) {
   constexpr int kMaxRB = 24 / (KW * CB);
   for (int64_t i0 = 0; i0 < g.kh; i0 += kMaxRB) {
-    switch (std::min<int64_t>(kMaxRB, g.kh - i0)) {
+    switch (imin(kMaxRB, g.kh - i0)) {
 #define CPUCNN_WG(rb) \
   case rb: if constexpr (rb <= kMaxRB) wgrad_block<CB, KW, rb>(xp, pd, dyr, dwl, cout, g, ci, i0, c0); break;
       CPUCNN_WG(8) CPUCNN_WG(7) CPUCNN_WG(6) CPUCNN_WG(5) CPUCNN_WG(4) CPUCNN_WG(3) CPUCNN_WG(2) CPUCNN_WG(1)
@@ -162,11 +162,6 @@ void wgrad_channel(const float* xp, const PaddedPlane& pd, const float* dyr, flo
 }
 
 }  // namespace
-
-int64_t conv2d_lanes_scratch(int64_t cin, int64_t cout, const ConvGeometry& g) {
-  const PaddedPlane pd = padded_plane(g);
-  return cin * pd.hp * pd.wp + g.ho * g.wo * cout + 16;
-}
 
 void conv2d_lanes_fwd_avx512(const float* x, const float* wl, const float* bias, float* y, int64_t n, int64_t cin,
                              int64_t cout, const ConvGeometry& g, bool relu, float* scratch) {
@@ -195,7 +190,7 @@ void conv2d_lanes_bwd_w_avx512(const float* x, const float* dy, float* dwl, int6
   float* xp = scratch;
   float* dyr = scratch + cin * pd.hp * pd.wp;
   const int64_t in_size = cin * g.h * g.w, pixels = g.ho * g.wo;
-  std::memset(dwl, 0, static_cast<size_t>(cin * g.kh * g.kw * cout) * sizeof(float));
+  memset(dwl, 0, static_cast<size_t>(cin * g.kh * g.kw * cout) * sizeof(float));
   for (int64_t img = 0; img < n; ++img) {
     pad_image(x + img * in_size, cin, g, pd, xp);
     planes_to_rows(dy + img * cout * pixels, cout, pixels, dyr);

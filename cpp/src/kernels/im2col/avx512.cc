@@ -4,10 +4,9 @@
 // zeros. Other strides use the shared generic bodies (im2col.inc).
 #include <immintrin.h>
 
-#include <algorithm>
-
 #include "kernels/im2col.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/minmax.hpp"
 
 namespace cpucnn {
 
@@ -17,8 +16,8 @@ namespace {
 
 // Lanes [lo, hi) of 0..15, clipped; branch-free (clamps become cmovs).
 inline __mmask16 range_mask(int64_t lo, int64_t hi) {
-  const unsigned l = static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(lo, 0), 16));
-  const unsigned h = static_cast<unsigned>(std::min<int64_t>(std::max<int64_t>(hi, 0), 16));
+  const unsigned l = static_cast<unsigned>(imin(imax(lo, 0), 16));
+  const unsigned h = static_cast<unsigned>(imin(imax(hi, 0), 16));
   return static_cast<__mmask16>(((1u << h) - 1u) & ~((1u << l) - 1u));
 }
 
@@ -114,11 +113,11 @@ void im2col_pack_avx512(const void* args, int64_t p0, int64_t kc, int64_t j0, in
   for (int64_t pn = 0; pn * NR < nc; ++pn) {
     Segment seg[NR];
     int nseg = 0;
-    const int64_t cols = std::min(NR, nc - pn * NR);
+    const int64_t cols = imin(NR, nc - pn * NR);
     for (int64_t col = 0; col < cols;) {
       const int64_t j = j0 + pn * NR + col;
       const int64_t sidx = j / P, q = j % P, oh = q / g.wo, ow = q % g.wo;
-      const int64_t len = std::min(cols - col, g.wo - ow);
+      const int64_t len = imin(cols - col, g.wo - ow);
       seg[nseg++] = Segment{col, len, sidx * a.sample_stride, oh, ow};
       col += len;
     }

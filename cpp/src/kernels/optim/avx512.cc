@@ -1,6 +1,6 @@
 #include <immintrin.h>
 
-#include <cmath>
+#include <math.h>
 
 #include "kernels/kernels.hpp"
 
@@ -29,7 +29,7 @@ void adam_update_avx512(float* w, const float* g, float* m, float* v, int64_t n,
   const __m512 vb2 = _mm512_set1_ps(p.beta2), vb2c = _mm512_set1_ps(1.0f - p.beta2);
   const __m512 vwd = _mm512_set1_ps(p.weight_decay), veps = _mm512_set1_ps(p.eps);
   const __m512 vstep = _mm512_set1_ps(p.lr / p.bias_correction1);
-  const __m512 vbc2 = _mm512_set1_ps(std::sqrt(p.bias_correction2));
+  const __m512 vbc2 = _mm512_set1_ps(sqrtf(p.bias_correction2));  // C's, not std::sqrt: kernels/minmax.hpp
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 k = n - i >= 16 ? static_cast<__mmask16>(0xFFFF)
                                     : static_cast<__mmask16>((1u << (n - i)) - 1u);

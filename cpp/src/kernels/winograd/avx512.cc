@@ -8,6 +8,7 @@
 
 #include "kernels/avx512_lanes.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/minmax.hpp"
 #include "kernels/winograd.hpp"
 
 namespace cpucnn {
@@ -104,7 +105,7 @@ inline __m512i pair_lanes(int64_t tw, int odd) {
 inline __m512i zip_second(int64_t tw) {
   alignas(64) int32_t idx[16];
   for (int l = 0; l < 8; ++l) {
-    const int src = static_cast<int>(std::min<int64_t>(tw + l, 15));
+    const int src = static_cast<int>(imin(tw + l, 15));
     idx[2 * l] = src;
     idx[2 * l + 1] = 16 + src;
   }
