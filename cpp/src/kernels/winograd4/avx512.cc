@@ -15,11 +15,9 @@
 // go back the same way.
 #include <immintrin.h>
 
-#include <algorithm>
-#include <vector>
-
 #include "kernels/avx512_lanes.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/minmax.hpp"
 #include "kernels/winograd.hpp"
 
 namespace cpucnn {
@@ -51,24 +49,29 @@ struct Group {
   __mmask16 mask[16][kAlpha][2];
 };
 
-// The groups of a block of units from u0 with `cols` columns, for patches
-// of `rows` x (4 or 8 with two shifts) whose origin is (4 i - oh, 4 j - ow)
-// on planes of h x w, image_stride floats apart. Kept per thread: the
-// channel loop runs outside the group loop, so each plane is read (or
-// written) in order.
-const std::vector<Group>& make_groups(const WinogradGeometry& g, int64_t u0, int64_t cols, int64_t oh, int64_t ow,
-                                      int rows, int shifts, int64_t h, int64_t w, int64_t image_stride) {
-  thread_local std::vector<Group> groups;
-  groups.resize(static_cast<size_t>((cols + 15) / 16));
-  for (size_t gi = 0; gi < groups.size(); ++gi) {
+// Groups a kernel holds at once, on its stack (under 700 bytes each): 512
+// columns, as many as a block of the ops layer has unless a tile row is
+// wider (ops/winograd.cc, units_per_block). The kernels run over a block's
+// groups in passes of at most this many, each pass with the channel loop
+// outside the group loop, so each plane is read (or written) in order.
+constexpr int64_t kMaxGroups = 32;
+
+// The groups of columns [c0, c0 + 16 kMaxGroups) of a block of units from
+// u0 with `cols` columns (those past cols left out), for patches of `rows` x
+// (4 or 8 with two shifts) whose origin is (4 i - oh, 4 j - ow) on planes of
+// h x w, image_stride floats apart. Returns how many.
+int make_groups(const WinogradGeometry& g, int64_t u0, int64_t cols, int64_t c0, int64_t oh, int64_t ow, int rows,
+                int shifts, int64_t h, int64_t w, int64_t image_stride, Group groups[kMaxGroups]) {
+  const int ng = static_cast<int>(imin(kMaxGroups, (cols - c0 + 15) / 16));
+  for (int gi = 0; gi < ng; ++gi) {
     Group& gr = groups[gi];
-    gr.c0 = static_cast<int64_t>(gi) * 16;
-    const int64_t count = std::min<int64_t>(16, cols - gr.c0);
+    gr.c0 = c0 + static_cast<int64_t>(gi) * 16;
+    const int64_t count = imin(16, cols - gr.c0);
     gr.keep = first_lanes(count);
     int nr = 0;
     for (int64_t s = 0; s < count; ++nr) {
       const int64_t t = gr.c0 + s, u = u0 + t / g.tw, j = t % g.tw;
-      const int64_t len = std::min({count - s, g.tw - j, 4 - s % 4});
+      const int64_t len = imin(imin(count - s, g.tw - j), 4 - s % 4);
       Run& run = gr.runs[nr];
       run.reg = static_cast<int>(s / 4);
       run.lanes = lanes(4 * (s % 4), 4 * (s % 4 + len));
@@ -88,7 +91,7 @@ const std::vector<Group>& make_groups(const WinogradGeometry& g, int64_t u0, int
     }
     gr.first[4] = r;
   }
-  return groups;
+  return ng;
 }
 
 // Tile-major registers t[k] (lanes 4s + e: element e of tile 4k + s) to
@@ -174,36 +177,40 @@ inline void a4(const __m512 e[4], __m512 o[6]) {
 void winograd4_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
                             int64_t u0, int64_t u1, float* v, int64_t ldv) {
   const int64_t xs = winograd_plane(channels, ldv), plane = g.h * g.w;
-  const std::vector<Group>& groups =
-      make_groups(g, u0, (u1 - u0) * g.tw, g.ph, g.pw, kAlpha, 2, g.h, g.w, image_stride);
-  for (int64_t c = 0; c < channels; ++c) {
-    const float* xc = x + c * plane;
-    for (const Group& gr : groups) {
-      __m512 h[kAlpha][kAlpha];  // [patch row][q]: d B
-      for (int a = 0; a < kAlpha; ++a) {
-        __m512 lo[4], hi[4];
+  const int64_t cols = (u1 - u0) * g.tw;
+  Group groups[kMaxGroups];
+  for (int64_t c0 = 0; c0 < cols; c0 += 16 * kMaxGroups) {
+    const int ng = make_groups(g, u0, cols, c0, g.ph, g.pw, kAlpha, 2, g.h, g.w, image_stride, groups);
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* xc = x + c * plane;
+      for (int gi = 0; gi < ng; ++gi) {
+        const Group& gr = groups[gi];
+        __m512 h[kAlpha][kAlpha];  // [patch row][q]: d B
+        for (int a = 0; a < kAlpha; ++a) {
+          __m512 lo[4], hi[4];
 #pragma GCC unroll 4
-        for (int m = 0; m < 4; ++m) {  // a static register index, so lo and hi stay in registers
-          __m512 l = _mm512_setzero_ps(), h4 = _mm512_setzero_ps();
-          for (int r = gr.first[m]; r < gr.first[m + 1]; ++r) {
-            const float* p = xc + gr.runs[r].off + a * g.w;
-            l = _mm512_mask_loadu_ps(l, gr.mask[r][a][0], p);
-            h4 = _mm512_mask_loadu_ps(h4, gr.mask[r][a][1], p + 4);
+          for (int m = 0; m < 4; ++m) {  // a static register index, so lo and hi stay in registers
+            __m512 l = _mm512_setzero_ps(), h4 = _mm512_setzero_ps();
+            for (int r = gr.first[m]; r < gr.first[m + 1]; ++r) {
+              const float* p = xc + gr.runs[r].off + a * g.w;
+              l = _mm512_mask_loadu_ps(l, gr.mask[r][a][0], p);
+              h4 = _mm512_mask_loadu_ps(h4, gr.mask[r][a][1], p + 4);
+            }
+            lo[m] = l;
+            hi[m] = h4;
           }
-          lo[m] = l;
-          hi[m] = h4;
+          __m512 d[kAlpha];
+          split4(lo, d);
+          split2(hi, d + 4);
+          bt6(d, h[a]);
         }
-        __m512 d[kAlpha];
-        split4(lo, d);
-        split2(hi, d + 4);
-        bt6(d, h[a]);
-      }
-      float* out = v + c * ldv + gr.c0;
-      for (int q = 0; q < kAlpha; ++q) {
-        const __m512 col[kAlpha] = {h[0][q], h[1][q], h[2][q], h[3][q], h[4][q], h[5][q]};
-        __m512 o[kAlpha];
-        bt6(col, o);
-        for (int p = 0; p < kAlpha; ++p) _mm512_mask_storeu_ps(out + (kAlpha * p + q) * xs, gr.keep, o[p]);
+        float* out = v + c * ldv + gr.c0;
+        for (int q = 0; q < kAlpha; ++q) {
+          const __m512 col[kAlpha] = {h[0][q], h[1][q], h[2][q], h[3][q], h[4][q], h[5][q]};
+          __m512 o[kAlpha];
+          bt6(col, o);
+          for (int p = 0; p < kAlpha; ++p) _mm512_mask_storeu_ps(out + (kAlpha * p + q) * xs, gr.keep, o[p]);
+        }
       }
     }
   }
@@ -216,41 +223,46 @@ void winograd4_output_avx512(const float* m, int64_t ldm, int64_t channels, cons
                              const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride,
                              const float* relu_y) {
   const int64_t xs = winograd_plane(channels, ldm), plane = g.ho * g.wo;
-  const std::vector<Group>& groups = make_groups(g, u0, (u1 - u0) * g.tw, 0, 0, kTile, 1, g.ho, g.wo, image_stride);
-  for (int64_t kc = 0; kc < channels; ++kc) {
-    const __m512 b = _mm512_set1_ps(bias ? bias[kc] : 0.0f);
-    for (const Group& gr : groups) {
-      const float* mk = m + kc * ldm + gr.c0;
-      __m512 t[kAlpha][kTile];  // [p][output column]: m A
-      for (int p = 0; p < kAlpha; ++p) {
-        __m512 row[kAlpha];
-        for (int q = 0; q < kAlpha; ++q) row[q] = _mm512_maskz_loadu_ps(gr.keep, mk + (kAlpha * p + q) * xs);
-        at6(row, t[p]);
-      }
-      __m512 yc[kTile][kTile];  // [output column][output row]
-      for (int c = 0; c < kTile; ++c) {
-        const __m512 col[kAlpha] = {t[0][c], t[1][c], t[2][c], t[3][c], t[4][c], t[5][c]};
-        at6(col, yc[c]);
-      }
-      for (int a = 0; a < kTile; ++a) {
-        __m512 d[kTile], tm[4];
-        for (int c = 0; c < kTile; ++c) {
-          d[c] = _mm512_add_ps(yc[c][a], b);
-          if (relu) d[c] = _mm512_max_ps(_mm512_setzero_ps(), d[c]);
+  const int64_t cols = (u1 - u0) * g.tw;
+  Group groups[kMaxGroups];
+  for (int64_t c0 = 0; c0 < cols; c0 += 16 * kMaxGroups) {
+    const int ng = make_groups(g, u0, cols, c0, 0, 0, kTile, 1, g.ho, g.wo, image_stride, groups);
+    for (int64_t kc = 0; kc < channels; ++kc) {
+      const __m512 b = _mm512_set1_ps(bias ? bias[kc] : 0.0f);
+      for (int gi = 0; gi < ng; ++gi) {
+        const Group& gr = groups[gi];
+        const float* mk = m + kc * ldm + gr.c0;
+        __m512 t[kAlpha][kTile];  // [p][output column]: m A
+        for (int p = 0; p < kAlpha; ++p) {
+          __m512 row[kAlpha];
+          for (int q = 0; q < kAlpha; ++q) row[q] = _mm512_maskz_loadu_ps(gr.keep, mk + (kAlpha * p + q) * xs);
+          at6(row, t[p]);
         }
-        join4(d, tm);
-#pragma GCC unroll 4
-        for (int mr = 0; mr < 4; ++mr)
-          for (int r = gr.first[mr]; r < gr.first[mr + 1]; ++r) {
-            const int64_t at = kc * plane + gr.runs[r].off + a * g.wo;
-            const __mmask16 keep = gr.mask[r][a][0];
-            __m512 out = tm[mr];
-            if (relu_y) {
-              const __m512 ry = _mm512_maskz_loadu_ps(keep, relu_y + at);
-              out = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(ry, _mm512_setzero_ps(), _CMP_GT_OQ), out);
-            }
-            _mm512_mask_storeu_ps(y + at, keep, out);
+        __m512 yc[kTile][kTile];  // [output column][output row]
+        for (int c = 0; c < kTile; ++c) {
+          const __m512 col[kAlpha] = {t[0][c], t[1][c], t[2][c], t[3][c], t[4][c], t[5][c]};
+          at6(col, yc[c]);
+        }
+        for (int a = 0; a < kTile; ++a) {
+          __m512 d[kTile], tm[4];
+          for (int c = 0; c < kTile; ++c) {
+            d[c] = _mm512_add_ps(yc[c][a], b);
+            if (relu) d[c] = _mm512_max_ps(_mm512_setzero_ps(), d[c]);
           }
+          join4(d, tm);
+#pragma GCC unroll 4
+          for (int mr = 0; mr < 4; ++mr)
+            for (int r = gr.first[mr]; r < gr.first[mr + 1]; ++r) {
+              const int64_t at = kc * plane + gr.runs[r].off + a * g.wo;
+              const __mmask16 keep = gr.mask[r][a][0];
+              __m512 out = tm[mr];
+              if (relu_y) {
+                const __m512 ry = _mm512_maskz_loadu_ps(keep, relu_y + at);
+                out = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(ry, _mm512_setzero_ps(), _CMP_GT_OQ), out);
+              }
+              _mm512_mask_storeu_ps(y + at, keep, out);
+            }
+        }
       }
     }
   }
@@ -262,30 +274,35 @@ void winograd4_output_avx512(const float* m, int64_t ldm, int64_t channels, cons
 void winograd4_grad_output_avx512(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
                                   int64_t u0, int64_t u1, float* dm, int64_t ldm) {
   const int64_t xs = winograd_plane(channels, ldm), plane = g.ho * g.wo;
-  const std::vector<Group>& groups = make_groups(g, u0, (u1 - u0) * g.tw, 0, 0, kTile, 1, g.ho, g.wo, image_stride);
-  for (int64_t kc = 0; kc < channels; ++kc) {
-    const float* dyk = dy + kc * plane;
-    for (const Group& gr : groups) {
-      __m512 z[kTile][kAlpha];  // [output row][q]: e A^T
-      for (int a = 0; a < kTile; ++a) {
-        __m512 tm[4];
+  const int64_t cols = (u1 - u0) * g.tw;
+  Group groups[kMaxGroups];
+  for (int64_t c0 = 0; c0 < cols; c0 += 16 * kMaxGroups) {
+    const int ng = make_groups(g, u0, cols, c0, 0, 0, kTile, 1, g.ho, g.wo, image_stride, groups);
+    for (int64_t kc = 0; kc < channels; ++kc) {
+      const float* dyk = dy + kc * plane;
+      for (int gi = 0; gi < ng; ++gi) {
+        const Group& gr = groups[gi];
+        __m512 z[kTile][kAlpha];  // [output row][q]: e A^T
+        for (int a = 0; a < kTile; ++a) {
+          __m512 tm[4];
 #pragma GCC unroll 4
-        for (int mr = 0; mr < 4; ++mr) {
-          __m512 t = _mm512_setzero_ps();
-          for (int r = gr.first[mr]; r < gr.first[mr + 1]; ++r)
-            t = _mm512_mask_loadu_ps(t, gr.mask[r][a][0], dyk + gr.runs[r].off + a * g.wo);
-          tm[mr] = t;
+          for (int mr = 0; mr < 4; ++mr) {
+            __m512 t = _mm512_setzero_ps();
+            for (int r = gr.first[mr]; r < gr.first[mr + 1]; ++r)
+              t = _mm512_mask_loadu_ps(t, gr.mask[r][a][0], dyk + gr.runs[r].off + a * g.wo);
+            tm[mr] = t;
+          }
+          __m512 e[kTile];
+          split4(tm, e);
+          a4(e, z[a]);
         }
-        __m512 e[kTile];
-        split4(tm, e);
-        a4(e, z[a]);
-      }
-      float* out = dm + kc * ldm + gr.c0;
-      for (int q = 0; q < kAlpha; ++q) {
-        const __m512 col[kTile] = {z[0][q], z[1][q], z[2][q], z[3][q]};
-        __m512 o[kAlpha];
-        a4(col, o);
-        for (int p = 0; p < kAlpha; ++p) _mm512_mask_storeu_ps(out + (kAlpha * p + q) * xs, gr.keep, o[p]);
+        float* out = dm + kc * ldm + gr.c0;
+        for (int q = 0; q < kAlpha; ++q) {
+          const __m512 col[kTile] = {z[0][q], z[1][q], z[2][q], z[3][q]};
+          __m512 o[kAlpha];
+          a4(col, o);
+          for (int p = 0; p < kAlpha; ++p) _mm512_mask_storeu_ps(out + (kAlpha * p + q) * xs, gr.keep, o[p]);
+        }
       }
     }
   }
