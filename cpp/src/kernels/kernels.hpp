@@ -118,12 +118,14 @@ void im2col_avx512(const float* x, const ConvGeometry& g, int64_t channels, floa
 void col2im_avx512(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t channels, float* x);
 
 // Winograd F(2x2, 3x3) transforms over units [u0, u1) of tile rows (layout:
-// kernels/winograd.hpp). input: V = B^T d B of `channels` planes of x.
+// kernels/winograd.hpp). input: V = B^T d B of `channels` planes of x;
+// `scratch`: the winograd_input_scratch floats of one thread.
 // output: planes of y from M = A^T m A (+ bias, may be null; ReLU). grad_output:
 // dM = A e A^T of `channels` planes of dy. image_stride: floats between images.
 struct WinogradGeometry;
+int64_t winograd_input_scratch(int64_t channels, const WinogradGeometry& g);
 using WinogradInputFn = void (*)(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
-                                 int64_t u0, int64_t u1, float* v, int64_t ldv);
+                                 int64_t u0, int64_t u1, float* v, int64_t ldv, float* scratch);
 using WinogradOutputFn = void (*)(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
                                   const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride);
 using WinogradGradOutputFn = void (*)(const float* dy, int64_t channels, int64_t image_stride,
@@ -144,7 +146,7 @@ using WinogradWeightsFn = void (*)(const float* src, int64_t rows, int64_t cols,
                                    float* u);
 #define CPUCNN_DECLARE_WINOGRAD(isa)                                                                              \
   void winograd_input_##isa(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,   \
-                            int64_t u0, int64_t u1, float* v, int64_t ldv);                                       \
+                            int64_t u0, int64_t u1, float* v, int64_t ldv, float* scratch);                       \
   void winograd_output_##isa(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,        \
                              const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride); \
   void winograd_grad_output_##isa(const float* dy, int64_t channels, int64_t image_stride,                        \
@@ -156,7 +158,7 @@ CPUCNN_DECLARE_WINOGRAD(avx512)
 #undef CPUCNN_DECLARE_WINOGRAD
 // The same for Winograd F(4x4, 3x3): 6x6 patches, 36 xi planes, 4x4 tiles.
 void winograd4_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
-                            int64_t u0, int64_t u1, float* v, int64_t ldv);
+                            int64_t u0, int64_t u1, float* v, int64_t ldv, float* scratch);
 // Its output also takes relu_y (may be null): y is multiplied by [relu_y > 0]
 // (relu_y laid out as y), the backward of a ReLU before the convolution when
 // this pass computes dx.

@@ -5,6 +5,7 @@
 // kernel documents where it carves up its scratch.
 #include "kernels/im2col.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/winograd.hpp"
 
 namespace cpucnn {
 
@@ -20,6 +21,14 @@ int64_t conv2d_batch_scratch(int64_t cin, int64_t cout, const ConvGeometry& g) {
 int64_t conv2d_lanes_scratch(int64_t cin, int64_t cout, const ConvGeometry& g) {
   const PaddedPlane pd = padded_plane(g);
   return cin * pd.hp * pd.wp + g.ho * g.wo * cout + 16;
+}
+
+// winograd/winograd.inc (the avx2 input transform): one unit's 4 input rows
+// per channel, zero-padded, rows of 2 tw + 2 rounded up to 16 floats. The
+// other input kernels read the planes directly and ignore it.
+int64_t winograd_input_scratch(int64_t channels, const WinogradGeometry& g) {
+  const int64_t rw = (2 * g.tw + 2 + 15) / 16 * 16;
+  return channels * 4 * rw;
 }
 
 }  // namespace cpucnn

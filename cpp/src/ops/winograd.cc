@@ -184,7 +184,8 @@ void forward_packed(const Scheme& sc, int64_t n, int64_t cin, int64_t cout, cons
     Workspace& ws = thread_workspace();
     float* v = ws.get(Workspace::kCol, static_cast<size_t>(vsize));
     float* m = ws.get(Workspace::kCol2, static_cast<size_t>(msize));
-    sc.input(x, cin, in_stride, wg, u0, u1, v, ld);
+    float* scratch = ws.get(Workspace::kKernel, static_cast<size_t>(winograd_input_scratch(cin, wg)));
+    sc.input(x, cin, in_stride, wg, u0, u1, v, ld, scratch);
     for (int xi = 0; xi < sc.xi; ++xi)  // M[xi] (cout x cols) = U[xi] (cout x cin) V[xi] (cin x cols)
       packed_product(cout, cols, cin, up + xi * upanel, v + xi * winograd_plane(cin, ld),
                      m + xi * winograd_plane(cout, ld), ld);
@@ -392,11 +393,12 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
       float* v = ws.get(Workspace::kCol, static_cast<size_t>(sc.xi * winograd_plane(cin, ld)));
       float* dm = ws.get(Workspace::kCol2, static_cast<size_t>(sc.xi * winograd_plane(cout, ld)));
       float* dv = fused_dx ? ws.get(Workspace::kCol3, static_cast<size_t>(sc.xi * winograd_plane(cin, ld))) : nullptr;
+      float* scratch = ws.get(Workspace::kKernel, static_cast<size_t>(winograd_input_scratch(cin, wg)));
       bool first = true;
       for (int64_t u0 = t0; u0 < t1; u0 += ub) {
         const int64_t u1 = std::min(t1, u0 + ub);
         const int64_t cols = (u1 - u0) * wg.tw;
-        sc.input(x, cin, in_stride, wg, u0, u1, v, ld);
+        sc.input(x, cin, in_stride, wg, u0, u1, v, ld, scratch);
         sc.grad_output(dy, cout, out_stride, wg, u0, u1, dm, ld);
         if (bsum)
           for (int64_t k = 0; k < cout; ++k)

@@ -9,7 +9,8 @@ namespace cpucnn {
 
 class Workspace {
  public:
-  enum Slot { kGemmA, kGemmB, kCol, kCol2, kCol3, kTmp, kTmp2, kSlots };
+  // kKernel: the scratch a kernel takes as an argument (kernels/scratch.cc).
+  enum Slot { kGemmA, kGemmB, kCol, kCol2, kCol3, kTmp, kTmp2, kKernel, kSlots };
   Workspace() = default;
   ~Workspace();
   Workspace(const Workspace&) = delete;

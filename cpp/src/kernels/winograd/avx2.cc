@@ -1,7 +1,4 @@
 // Winograd F(2x2, 3x3) transforms compiled for avx2 (bodies: winograd.inc).
-#include <cstddef>
-#include <vector>
-
 #include "kernels/kernels.hpp"
 #include "kernels/winograd.hpp"
 
@@ -11,8 +8,8 @@ namespace cpucnn {
 #include "kernels/winograd/winograd.inc"
 
 void winograd_input_avx2(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
-                          int64_t u0, int64_t u1, float* v, int64_t ldv) {
-  winograd_input_impl(x, channels, image_stride, g, u0, u1, v, ldv);
+                          int64_t u0, int64_t u1, float* v, int64_t ldv, float* scratch) {
+  winograd_input_impl(x, channels, image_stride, g, u0, u1, v, ldv, scratch);
 }
 
 void winograd_output_avx2(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,

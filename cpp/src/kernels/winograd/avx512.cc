@@ -204,8 +204,9 @@ void grad_output_pairs(const float* dy, int64_t channels, int64_t image_stride, 
 
 }  // namespace
 
+// Reads the planes directly: no scratch.
 void winograd_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
-                           int64_t u0, int64_t u1, float* v, int64_t ldv) {
+                           int64_t u0, int64_t u1, float* v, int64_t ldv, float* /*scratch*/) {
   if (g.tw <= 8) return input_pairs(x, channels, image_stride, g, u0, u1, v, ldv);
   const int64_t xs = winograd_plane(channels, ldv);
   const __m512i kEven = avx512::even_lanes(), kOdd = avx512::odd_lanes();

@@ -173,9 +173,10 @@ inline void a4(const __m512 e[4], __m512 o[6]) {
 
 }  // namespace
 
-// V = B^T d B for every tile of units [u0, u1) and every channel.
+// V = B^T d B for every tile of units [u0, u1) and every channel (reads the
+// planes directly: no scratch).
 void winograd4_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
-                            int64_t u0, int64_t u1, float* v, int64_t ldv) {
+                            int64_t u0, int64_t u1, float* v, int64_t ldv, float* /*scratch*/) {
   const int64_t xs = winograd_plane(channels, ldv), plane = g.h * g.w;
   const int64_t cols = (u1 - u0) * g.tw;
   Group groups[kMaxGroups];
