@@ -220,6 +220,26 @@ if(CPUCNN_TESTS)
     COMMAND cpucnn_make_test_models --compare "${CPUCNN_TEST_MODELS}/lenet_run_out.npy"
             "${CPUCNN_TEST_MODELS}/lenet_expected.npy")
   set_tests_properties(cpucnn_run_compare PROPERTIES DEPENDS cpucnn_run_smoke FIXTURES_REQUIRED cpucnn_models)
+
+  # The ISA files (kernels/<op>/avx2.cc, avx512.cc) define their kernels and nothing else the linker
+  # could share: no weak inline/template copy built with AVX flags (see cmake/check_isa_symbols.cmake).
+  # Checked on the core's own objects and on the same files built at -O0, where nothing is inlined
+  # and so every inline function and template they use shows.
+  find_program(CPUCNN_NM NAMES "${CMAKE_NM}" nm)
+  if(CPUCNN_NM)
+    set(_cpucnn_isa_sources ${CPUCNN_CORE_SOURCES})
+    list(FILTER _cpucnn_isa_sources INCLUDE REGEX "/(avx2|avx512)\\.cc$")
+    add_library(cpucnn_isa_O0 OBJECT ${_cpucnn_isa_sources})  # the ISA flags are source properties
+    target_include_directories(cpucnn_isa_O0 PRIVATE "${_cpucnn_src}/cpp/src" "${_cpucnn_src}/cpp/include")
+    target_compile_options(cpucnn_isa_O0 PRIVATE -O0)
+    foreach(_objs IN ITEMS cpucnn_core cpucnn_isa_O0)
+      add_test(NAME isa_symbols_${_objs}
+        COMMAND ${CMAKE_COMMAND} -DNM=${CPUCNN_NM} "-DOBJECTS=$<JOIN:$<TARGET_OBJECTS:${_objs}>,|>"
+                -P "${CMAKE_CURRENT_LIST_DIR}/check_isa_symbols.cmake")
+    endforeach()
+  else()
+    message(STATUS "cpucnn: nm not found, the isa_symbols tests are not added")
+  endif()
 endif()
 
 if(CPUCNN_FUZZ)
