@@ -31,6 +31,7 @@ SHAPES = [
     (1, 8, 9, 3, 3, 2),  # output larger than the input
     (3, 12, 8, 9, 4, 0),  # one tile per row
     (7, 20, 17, 11, 13, 1),
+    (1, 8, 8, 6, 2058, 1),  # F(4x4): 515 tiles per row, over the 512 columns an F(4x4) kernel pass holds
 ]
 
 
