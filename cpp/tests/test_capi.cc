@@ -21,6 +21,7 @@
 
 #include "cpucnn/cpucnn.h"
 #include "cpucnn/cpucnn.hpp"
+#include "core/parallel.hpp"  // with cpucnn.hpp in one TU: the header's names stay clear of the core's
 #include "model/json.hpp"
 #include "model/model_file.hpp"
 #include "model/safetensors.hpp"
@@ -206,12 +207,12 @@ void test_errors() {
   cpucnn_free(nullptr);
   cpucnn_free(m);
 
-  // The C++ header throws cpucnn::Error with the message.
+  // The C++ header throws cpucnn::rt::Error with the message.
   try {
-    cpucnn::Model bad_model(g_dir + "/missing.cnn");
-    check(false, "cpucnn::Model on a missing file throws");
-  } catch (const cpucnn::Error& e) {
-    check(contains(e.what(), "no such file"), std::string("cpucnn::Error message: ") + e.what());
+    cpucnn::rt::Model bad_model(g_dir + "/missing.cnn");
+    check(false, "cpucnn::rt::Model on a missing file throws");
+  } catch (const cpucnn::rt::Error& e) {
+    check(contains(e.what(), "no such file"), std::string("cpucnn::rt::Error message: ") + e.what());
   }
 }
 
@@ -309,7 +310,7 @@ void test_thread_local_errors() {
 
 void test_concurrent_predict() {
   save_case(kCases[0], false);
-  cpucnn::Model model(g_dir + std::string("/") + kCases[0].name + ".cnn");
+  cpucnn::rt::Model model(g_dir + std::string("/") + kCases[0].name + ".cnn");
   const int in = model.input_size(), out = model.output_size();
   constexpr int kThreads = 4, kRuns = 15, kBatch = 3;
   std::vector<std::vector<float>> xs, want;
@@ -329,8 +330,10 @@ void test_concurrent_predict() {
   for (auto& th : pool) th.join();
   check(bad == 0, "concurrent predictions on one model match the serial ones (" + std::to_string(bad.load()) + " bad)");
 
-  // The thread count changes speed, not results (beyond reduction order).
-  cpucnn_set_num_threads(1);
+  // The thread count changes speed, not results (beyond reduction order). The header's
+  // cpucnn::rt::set_num_threads (the C API) sets what the core's cpucnn::get_num_threads reads.
+  cpucnn::rt::set_num_threads(1);
+  check(cpucnn::get_num_threads() == 1, "cpucnn::rt::set_num_threads(1): the core runs 1 thread");
   const std::vector<float> one = model.predict(xs[0], kBatch);
   cpucnn_set_num_threads(0);
   const std::vector<float> all = model.predict(xs[0], kBatch);

@@ -1,11 +1,19 @@
 // cpucnn.hpp - a header-only C++ view of the C API in cpucnn.h (RAII, exceptions, std::vector).
 //
-//     cpucnn::Model model("model.cnn");                // throws cpucnn::Error on failure
+//     cpucnn::rt::Model model("model.cnn");            // throws cpucnn::rt::Error on failure
 //     std::vector<float> out = model.predict(images, batch);
 //     int label = model.argmax(out, 0);
+//     cpucnn::rt::set_num_threads(2);                  // cpucnn_set_num_threads(); <= 0: all cores
 //
 // It only calls the C API, so it works against the shared or the static library alike and keeps
 // the library's ABI plain C. Like the C API, predict() may be called from several threads at once.
+//
+// Everything here is in namespace cpucnn::rt, which belongs to this header. The library's own C++
+// code lives in namespace cpucnn (not part of the API, hidden in the shared library but linked
+// into a static application): an inline function of this header with the same name and signature
+// as one of the library's, such as cpucnn::set_num_threads(int), would be two definitions of one
+// function (an ODR violation; the linker keeps one of them for every caller). Never define
+// cpucnn::rt in the library.
 #ifndef CPUCNN_CPUCNN_HPP_
 #define CPUCNN_CPUCNN_HPP_
 
@@ -18,6 +26,7 @@
 #include "cpucnn/cpucnn.h"
 
 namespace cpucnn {
+namespace rt {
 
 // Every failure of the C API, with cpucnn_last_error()'s message.
 class Error : public std::runtime_error {
@@ -29,7 +38,9 @@ struct Shape {
   int c = 0, h = 0, w = 0;
 };
 
+// The library's version (cpucnn_version()).
 inline std::string version() { return cpucnn_version(); }
+// Threads for later predict() calls, process-wide (cpucnn_set_num_threads()); n <= 0: all cores.
 inline void set_num_threads(int n) { cpucnn_set_num_threads(n); }
 
 class Model {
@@ -63,7 +74,7 @@ class Model {
   }
   std::vector<float> predict(const std::vector<float>& input, int batch) const {
     if (batch < 0 || input.size() != static_cast<size_t>(batch) * static_cast<size_t>(input_size()))
-      throw Error("cpucnn::Model::predict: input holds " + std::to_string(input.size()) + " floats, batch " +
+      throw Error("cpucnn::rt::Model::predict: input holds " + std::to_string(input.size()) + " floats, batch " +
                   std::to_string(batch) + " needs " +
                   std::to_string(static_cast<long long>(batch) * input_size()));
     std::vector<float> out(static_cast<size_t>(batch) * static_cast<size_t>(output_size()));
@@ -74,7 +85,7 @@ class Model {
   int argmax(const std::vector<float>& output, int i) const {
     const size_t k = static_cast<size_t>(output_size());
     const size_t begin = static_cast<size_t>(i) * k;
-    if (i < 0 || begin + k > output.size()) throw Error("cpucnn::Model::argmax: sample index out of range");
+    if (i < 0 || begin + k > output.size()) throw Error("cpucnn::rt::Model::argmax: sample index out of range");
     size_t best = 0;
     for (size_t j = 1; j < k; ++j)
       if (output[begin + j] > output[begin + best]) best = j;
@@ -87,6 +98,7 @@ class Model {
   cpucnn_model* m_;
 };
 
+}  // namespace rt
 }  // namespace cpucnn
 
 #endif  // CPUCNN_CPUCNN_HPP_
