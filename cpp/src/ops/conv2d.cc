@@ -285,7 +285,7 @@ void forward_lanes(const Conv2dShape& s, const Plan& plan, const float* x, const
     for (int64_t k = 0; k < plan.k; ++k) wl[k * s.cout + co] = w[co * plan.k + k];
   const int64_t in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * plan.p;
   const int64_t per = conv2d_lanes_scratch(s.cin, s.cout, s.geo);
-  const int use = static_cast<int>(std::min<int64_t>(plan.threads, s.n));
+  [[maybe_unused]] const int use = static_cast<int>(std::min<int64_t>(plan.threads, s.n));
   RegionError err;
 #pragma omp parallel num_threads(use) if (use > 1)
   err.run([&] {
@@ -314,7 +314,7 @@ void forward_batch(const Conv2dShape& s, const Plan& plan, const float* x, const
   const int64_t in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * s.geo.ho * s.geo.wo;
   const int64_t per = conv2d_batch_scratch(s.cin, s.cout, s.geo);
   const int64_t groups = (s.n + 15) / 16;
-  const int use = static_cast<int>(std::min<int64_t>(plan.threads, groups));
+  [[maybe_unused]] const int use = static_cast<int>(std::min<int64_t>(plan.threads, groups));
   RegionError err;
 #pragma omp parallel num_threads(use) if (use > 1)
   err.run([&] {

@@ -175,7 +175,7 @@ void forward_packed(const Scheme& sc, int64_t n, int64_t cin, int64_t cout, cons
   const int64_t ld = ub * wg.tw;
   const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
   const int64_t vsize = sc.xi * winograd_plane(cin, ld), msize = sc.xi * winograd_plane(cout, ld);
-  const int use = static_cast<int>(std::min<int64_t>(threads, blocks));
+  [[maybe_unused]] const int use = static_cast<int>(std::min<int64_t>(threads, blocks));
   RegionError err;
 #pragma omp parallel for num_threads(use) schedule(static) if (use > 1)
   for (int64_t b = 0; b < blocks; ++b) err.run([&] {
