@@ -179,6 +179,17 @@ def _python(code, isa_env):
                           timeout=120)
 
 
+def _cpu_info_error(isa_env):
+    """A fresh process with CPUCNN_ISA=isa_env calls cpu_info() and prints the ValueError it raises."""
+    return _python("""
+        import cpucnn
+        try:
+            cpucnn.cpu_info()
+        except ValueError as e:
+            print("ValueError:", e)
+        """, isa_env)
+
+
 def _forced(isa_env):
     """(isa, {op: kernel}) a fresh process reports with CPUCNN_ISA=isa_env."""
     r = _python("""
@@ -211,13 +222,7 @@ def test_an_isa_the_cpu_lacks_is_a_clear_error(lacked_isas):
         with pytest.raises(ValueError, match="not supported by this CPU"):
             cc.set_isa(name)
         assert cc.cpu_info()["isa"] == before, f"a rejected set_isa({name!r}) must keep the current path"
-        r = _python("""
-            import cpucnn
-            try:
-                cpucnn.cpu_info()
-            except ValueError as e:
-                print("ValueError:", e)
-            """, name)
+        r = _cpu_info_error(name)
         assert r.returncode == 0, f"CPUCNN_ISA={name!r}: crashed, rc={r.returncode}: {r.stderr[-2000:]}"
         assert "ValueError:" in r.stdout and "not supported by this CPU" in r.stdout, \
             f"CPUCNN_ISA={name!r}: no clear error, got {r.stdout!r}"
@@ -225,13 +230,7 @@ def test_an_isa_the_cpu_lacks_is_a_clear_error(lacked_isas):
 
 @pytest.mark.parametrize("bad", ["bogus", "AVX2", "neon"])
 def test_cpucnn_isa_env_invalid_is_a_clear_error(bad):
-    r = _python("""
-        import cpucnn
-        try:
-            cpucnn.cpu_info()
-        except ValueError as e:
-            print("ValueError:", e)
-        """, bad)
+    r = _cpu_info_error(bad)
     assert r.returncode == 0, f"CPUCNN_ISA={bad!r}: import or cpu_info() crashed, rc={r.returncode}: {r.stderr[-2000:]}"
     assert "ValueError:" in r.stdout, f"CPUCNN_ISA={bad!r}: no ValueError, got {r.stdout!r}"
     assert bad in r.stdout and "CPUCNN_ISA" in r.stdout, f"CPUCNN_ISA={bad!r}: unclear message {r.stdout!r}"
