@@ -15,7 +15,7 @@
 #include "ops/conv2d.hpp"
 #include "ops/gemm.hpp"
 #include "ops/winograd.hpp"
-#include "ops/workspace.hpp"
+#include "ops/scratch.hpp"
 #include "core/parallel.hpp"
 
 namespace py = pybind11;
@@ -126,8 +126,7 @@ void register_kernels(py::module_& m) {
         float* dbp = db.mutable_data();
         {
           py::gil_scoped_release nogil;
-          Tensor scratch;
-          conv2d_backward(s, x.data(), w.data(), dy.data(), dxp, dwp, dbp, scratch);
+          conv2d_backward(s, x.data(), w.data(), dy.data(), dxp, dwp, dbp);
         }
         return py::make_tuple(need_dx ? py::object(dx) : py::object(py::none()), dw, db);
       },
@@ -177,12 +176,16 @@ void register_kernels(py::module_& m) {
       [](int64_t n) { fail_allocation_after(n); }, py::arg("n"),
       "Testing: the n-th allocation of the core from now (0: the next) fails with MemoryError, once; -1: off.");
   k.def(
-      "release_workspaces",
+      "release_scratch",
       [] {
         py::gil_scoped_release nogil;
-        release_thread_workspaces(get_num_threads());
+        release_scratch();
       },
-      "Testing: frees the per-thread workspaces, so the next operations allocate them again.");
+      "Testing: frees the calling thread's scratch arena (ops/scratch.hpp), so the next operations "
+      "reserve it again.");
+  k.def("allocations_in_parallel_regions", &allocations_in_parallel_regions,
+        "Testing: how many allocations of the core have run inside an OpenMP parallel region (process-wide). "
+        "Operators plan their scratch before their regions, so this stays 0.");
   k.def("winograd_prepared_count", &winograd_prepared_count,
         "How many times inference has transformed and packed a layer's Winograd weights (process-wide).");
   k.def(

@@ -159,8 +159,12 @@ class _Kernels:
     def fail_allocation_after(n: int) -> None:
         """Testing: the n-th allocation of the core from now (0: the next) fails with MemoryError, once; -1: off."""
     @staticmethod
-    def release_workspaces() -> None:
-        """Testing: frees the per-thread workspaces, so the next operations allocate them again."""
+    def release_scratch() -> None:
+        """Testing: frees the calling thread's scratch arena, so the next operations reserve it again."""
+    @staticmethod
+    def allocations_in_parallel_regions() -> int:
+        """Testing: how many allocations of the core have run inside an OpenMP parallel region
+        (process-wide); operators plan their scratch before their regions, so this stays 0."""
     @staticmethod
     def winograd_prepared_count() -> int:
         """How many times inference has transformed and packed a layer's Winograd weights (process-wide)."""

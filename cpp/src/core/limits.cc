@@ -37,6 +37,11 @@ int64_t saturating_mul(int64_t a, int64_t b) {
   return __builtin_mul_overflow(a, b, &r) ? std::numeric_limits<int64_t>::max() : r;
 }
 
+int64_t saturating_add(int64_t a, int64_t b) {
+  int64_t r = 0;
+  return __builtin_add_overflow(a, b, &r) ? std::numeric_limits<int64_t>::max() : r;
+}
+
 int64_t max_activation_bytes() { return g_max_activation_bytes.load(std::memory_order_relaxed); }
 
 void set_max_activation_bytes(int64_t bytes) {

@@ -23,8 +23,10 @@ struct SizeLimitError : ValueError {
 // result does not fit in int64.
 int64_t checked_mul(int64_t a, int64_t b, const char* what);
 int64_t checked_add(int64_t a, int64_t b, const char* what);
-// a * b, or INT64_MAX when it does not fit (for statistics such as MACs).
+// a * b and a + b, or INT64_MAX when it does not fit (statistics such as MACs; scratch sizes,
+// where INT64_MAX then fails to allocate).
 int64_t saturating_mul(int64_t a, int64_t b);
+int64_t saturating_add(int64_t a, int64_t b);
 
 // The most bytes one sample's activations may take in one buffer: a layer's output, or a layer's
 // unfolded input (Conv2D's im2col columns). Default 1 GiB; process-wide.

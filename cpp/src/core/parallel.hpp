@@ -43,9 +43,20 @@ inline bool in_parallel() {
 #endif
 }
 
+// Inside any parallel construct, one that runs on a single thread
+// (`if (false)`, a team of one) included.
+inline bool in_region() {
+#ifdef _OPENMP
+  return omp_get_level() > 0;
+#else
+  return false;
+#endif
+}
+
 // An exception must not leave an OpenMP region: that is std::terminate (an
 // abort, not a MemoryError). Work inside a region runs through run(), which
-// keeps the first exception (out of memory growing a workspace, most often)
+// keeps the first exception (operators plan their scratch before their
+// regions, so their kernels throw nothing; this is the safety net)
 // and makes the rest of the team's work a no-op; rethrow() after the region,
 // on the calling thread, throws it. run() never spans a barrier, so a thread
 // that failed still reaches every barrier its team waits at.

@@ -1,7 +1,7 @@
-#include <atomic>
 #include "core/tensor.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/errors.hpp"
+#include "core/parallel.hpp"
 
 namespace cpucnn {
 
@@ -41,8 +42,15 @@ std::atomic<int64_t> g_fail_after{-1};
 
 void fail_allocation_after(int64_t n) { g_fail_after.store(n < 0 ? -1 : n); }
 
+namespace {
+std::atomic<int64_t> g_region_allocs{0};
+}  // namespace
+
+int64_t allocations_in_parallel_regions() { return g_region_allocs.load(); }
+
 float* aligned_alloc_floats(size_t n) {
   if (n == 0) n = 1;
+  if (in_region()) g_region_allocs.fetch_add(1, std::memory_order_relaxed);
   if (n > static_cast<size_t>(kMaxNumel)) throw std::bad_alloc();
   if (g_fail_after.load(std::memory_order_relaxed) >= 0 && g_fail_after.fetch_sub(1) == 0) throw std::bad_alloc();
   size_t bytes = (n * sizeof(float) + 63) / 64 * 64;

@@ -26,6 +26,9 @@ float* aligned_alloc_floats(size_t n);
 // Fault injection for tests: the n-th allocation from now (0: the next one)
 // throws std::bad_alloc, once; n < 0 turns it off.
 void fail_allocation_after(int64_t n);
+// Testing: allocations made inside an OpenMP parallel region so far (operators
+// reserve their scratch before their regions: this stays 0).
+int64_t allocations_in_parallel_regions();
 void aligned_free(void* p);
 
 class Tensor {

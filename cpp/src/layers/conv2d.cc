@@ -99,14 +99,14 @@ void Conv2D::forward(const float* x, float* y, int64_t n, const ForwardContext& 
   const float* bias = use_bias_ ? params_[1].value.data() : nullptr;
   // Training changes the weights every step: nothing to reuse.
   if (ctx.training)
-    conv2d_forward(shape(n), x, params_[0].value.data(), bias, y, fused_relu);
+    op_.forward(shape(n), x, params_[0].value.data(), bias, y, fused_relu);
   else
-    inference_.forward(shape(n), x, params_[0].value.data(), bias, y, fused_relu, ctx.version);
+    op_.infer(shape(n), x, params_[0].value.data(), bias, y, fused_relu, ctx.version);
 }
 
 void Conv2D::backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
-  conv2d_backward(shape(n), x, params_[0].value.data(), dy, dx, params_[0].grad.data(),
-                  use_bias_ ? params_[1].grad.data() : nullptr, scratch_, relu_input);
+  op_.backward(shape(n), x, params_[0].value.data(), dy, dx, params_[0].grad.data(),
+               use_bias_ ? params_[1].grad.data() : nullptr, relu_input);
 }
 
 json::Value Conv2D::config() const {

@@ -28,8 +28,7 @@ class Conv2D : public Layer {
   int64_t filters_ = 0, kh_ = 0, kw_ = 0, sh_ = 1, sw_ = 1, ph_ = 0, pw_ = 0, dh_ = 1, dw_ = 1, groups_ = 1;
   std::string mode_;  // "same", "valid" or "" (explicit padding)
   bool use_bias_ = true;
-  Tensor scratch_;
-  Conv2dWeightCache inference_;  // prepared weights for forwards outside training
+  Conv2dOp op_;  // its plans, and the weights prepared for inference
 };
 
 }  // namespace cpucnn

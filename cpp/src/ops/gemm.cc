@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "core/parallel.hpp"
-#include "ops/workspace.hpp"
+#include "ops/scratch.hpp"
 #include "dispatch/dispatch.hpp"
 
 namespace cpucnn {
@@ -14,15 +14,25 @@ namespace {
 constexpr int64_t kMc = 192;   // rows of A packed at once (L2)
 constexpr int64_t kNc = 2048;  // columns of B packed at once (L2/L3)
 
-// One C tile over all of K with this thread's packing buffers.
-void run_tile(const GemmTile& t, const KernelTable& kt, int64_t i0, int64_t mc, int64_t j0, int64_t nc) {
-  const int64_t kc = std::min(t.k, kGemmKc);
-  const int64_t mc_pad = (mc + kt.gemm_mr - 1) / kt.gemm_mr * kt.gemm_mr;
-  const int64_t nc_pad = (nc + kt.gemm_nr - 1) / kt.gemm_nr * kt.gemm_nr;
-  Workspace& ws = thread_workspace();
-  float* bp = ws.get(Workspace::kGemmB, static_cast<size_t>(kc * nc_pad));
-  float* ap = ws.get(Workspace::kGemmA, static_cast<size_t>(kc * mc_pad));
-  kt.gemm_tile(t, i0, mc, j0, nc, ap, bp);
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// The packing buffers of a GEMM of this size, one thread's: A panels for
+// up to kMc rows, then (from the next cache line) B panels for up to kNc
+// columns, kc deep.
+int64_t a_panels(const KernelTable& kt, int64_t m, int64_t k) {
+  return round_up(std::min(k, kGemmKc) * round_up(std::min(m, kMc), kt.gemm_mr), 16);
+}
+
+int64_t packing_floats(const KernelTable& kt, int64_t m, int64_t n, int64_t k) {
+  k = std::max<int64_t>(k, 1);
+  return a_panels(kt, m, k) + std::min(k, kGemmKc) * round_up(std::min(n, kNc), kt.gemm_nr);
+}
+
+// One C tile over all of K with the packing buffers at `pack`
+// (packing_floats(g.m, g.n, g.k) floats).
+void run_tile(const GemmArgs& g, const KernelTable& kt, float* pack, int64_t i0, int64_t mc, int64_t j0,
+              int64_t nc) {
+  kt.gemm_tile(g, i0, mc, j0, nc, pack, pack + a_panels(kt, g.m, g.k));
 }
 
 // A few rows of A against B^T (Dense at small batch): dot products over
@@ -44,14 +54,31 @@ void gemm_empty_k(const GemmArgs& g) {
 
 }  // namespace
 
+int64_t gemm_packing_floats(int64_t m, int64_t n, int64_t k) { return packing_floats(kernels(), m, n, k); }
+
+namespace {
+
+void gemm_tiles(const GemmArgs& g, const KernelTable& kt, float* pack) {
+  for (int64_t j0 = 0; j0 < g.n; j0 += kNc)
+    for (int64_t i0 = 0; i0 < g.m; i0 += kMc)
+      run_tile(g, kt, pack, i0, std::min(kMc, g.m - i0), j0, std::min(kNc, g.n - j0));
+}
+
+}  // namespace
+
 void gemm(const GemmArgs& g) {
   if (g.m <= 0 || g.n <= 0) return;
   if (g.k <= 0) return gemm_empty_k(g);
   const KernelTable& kt = kernels();
   if (use_gemv(g)) return gemv_range(g, kt, 0, g.n);
-  const GemmTile& t = g;
-  for (int64_t j0 = 0; j0 < g.n; j0 += kNc)
-    for (int64_t i0 = 0; i0 < g.m; i0 += kMc) run_tile(t, kt, i0, std::min(kMc, g.m - i0), j0, std::min(kNc, g.n - j0));
+  if (g.packing) return gemm_tiles(g, kt, g.packing);
+  // No plan gave it buffers: a frame of its own (inside another op's
+  // parallel region that is an allocation there, which no op of ours does:
+  // tests count them, allocations_in_parallel_regions).
+  ScratchLayout layout;
+  const int64_t at = layout.per_thread(packing_floats(kt, g.m, g.n, g.k));
+  ScratchFrame frame(layout, 1);
+  gemm_tiles(g, kt, frame.thread(0, at));
 }
 
 void gemm_parallel(const GemmArgs& g, int threads) {
@@ -82,12 +109,21 @@ void gemm_parallel(const GemmArgs& g, int threads) {
   const int64_t tiles = mt * nt;
   const int use = static_cast<int>(std::min<int64_t>(threads, tiles));
   if (use <= 1) return gemm(g);
-  const GemmTile& tl = g;
+  // The team's packing buffers: the caller's, or reserved here, before the region.
+  float* pack = g.packing;
+  int64_t stride = g.packing_stride;
+  ScratchLayout layout;
+  const int64_t at = layout.per_thread(pack ? 0 : packing_floats(kt, g.m, g.n, g.k));
+  ScratchFrame frame(layout, pack ? 0 : use);
+  if (!pack) {
+    pack = frame.thread(0, at);
+    stride = frame.thread_stride();
+  }
   RegionError err;
 #pragma omp parallel for num_threads(use) schedule(static)
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t i0 = (t % mt) * kMc, j0 = (t / mt) * nc;
-    err.run([&] { run_tile(tl, kt, i0, std::min(kMc, g.m - i0), j0, std::min(nc, g.n - j0)); });
+    err.run([&] { run_tile(g, kt, pack + thread_id() * stride, i0, std::min(kMc, g.m - i0), j0, std::min(nc, g.n - j0)); });
   }
   err.rethrow();
 }

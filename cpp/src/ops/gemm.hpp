@@ -9,7 +9,18 @@
 
 namespace cpucnn {
 
-using GemmArgs = GemmTile;
+struct GemmArgs : GemmTile {
+  // The packing buffers, planned by the caller (gemm_packing_floats per
+  // thread): gemm() uses `packing`, gemm_parallel()'s thread t uses
+  // packing + t * packing_stride. Null: the GEMM reserves a scratch frame
+  // of its own (ops/scratch.hpp) before it runs.
+  float* packing = nullptr;
+  int64_t packing_stride = 0;
+};
+
+// Floats of packing buffer one thread needs for a GEMM of this size (an
+// upper bound for any split of it), with the current kernel table.
+int64_t gemm_packing_floats(int64_t m, int64_t n, int64_t k);
 
 // Runs on the calling thread.
 void gemm(const GemmArgs& g);

@@ -8,7 +8,7 @@
 #include "dispatch/dispatch.hpp"
 #include "kernels/winograd.hpp"
 #include "ops/gemm.hpp"
-#include "ops/workspace.hpp"
+#include "core/limits.hpp"
 
 namespace cpucnn {
 
@@ -77,14 +77,14 @@ Scheme scheme_f4(const KernelTable& kt) {
 // outside the plane) with at least 16 of its tiles per thread: with fewer,
 // a thread's 16-lane transforms and GEMM panels are mostly empty (batch 1,
 // 2 threads, 16x16 maps: 62 us for F(4x4), 45 us for F(2x2)).
-Scheme scheme_for(const Conv2dShape& s) {
+Scheme scheme_for(const Conv2dShape& s, int threads) {
   const KernelTable& kt = kernels();
   const auto tile = static_cast<WinogradTile>(g_tile.load(std::memory_order_relaxed));
   if (!kt.winograd4_input || tile == WinogradTile::kF2) return scheme_f2(kt);
   if (tile == WinogradTile::kF4) return scheme_f4(kt);
   const ConvGeometry& g = s.geo;
   const int64_t tiles = s.n * ((g.ho + 3) / 4) * ((g.wo + 3) / 4);
-  const bool f4 = g.ho >= 8 && g.wo >= 8 && tiles >= 16 * static_cast<int64_t>(std::max(1, get_num_threads()));
+  const bool f4 = g.ho >= 8 && g.wo >= 8 && tiles >= 16 * static_cast<int64_t>(std::max(1, threads));
   return f4 ? scheme_f4(kt) : scheme_f2(kt);
 }
 
@@ -94,8 +94,10 @@ WinogradGeometry tiles_of(const ConvGeometry& g, int m) {
 
 // C (m x n) = A (m x k, packed for the micro-kernel) B (k x n); B and C
 // rows ld floats apart (the transformed arrays' layout).
-void packed_product(int64_t m, int64_t n, int64_t k, const float* packed_a, const float* b, float* c, int64_t ld) {
+void packed_product(int64_t m, int64_t n, int64_t k, const float* packed_a, const float* b, float* c, int64_t ld,
+                    float* packing) {
   GemmArgs a;
+  a.packing = packing;
   a.m = m;
   a.n = n;
   a.k = k;
@@ -161,34 +163,53 @@ int64_t units_per_block(const Scheme& sc, int64_t units, int64_t tw, int64_t cha
   return best;
 }
 
-// y = winograd conv of x (cin planes) with the 16 transformed kernels
-// packed as GEMM A panels (`up`, packed_size(cout, cin) floats apart).
-// relu_y (may be null; only where the scheme has a masked output): y is
-// multiplied by [relu_y > 0].
-void forward_packed(const Scheme& sc, int64_t n, int64_t cin, int64_t cout, const WinogradGeometry& wg,
-                    const float* x, const float* up, const float* bias, float* y, bool relu, int threads,
+// Plans a pass over the tiles of n images (ci planes in, co out) in
+// blocks of units, its per-thread parts added to l (and, with `weights`,
+// the transformed and packed weights, shared).
+WinogradPass plan_pass(const Scheme& sc, int64_t n, int64_t ci, int64_t co, const WinogradGeometry& wg, int threads,
+                       bool weights, ScratchLayout& l) {
+  WinogradPass ps;
+  ps.ci = ci;
+  ps.co = co;
+  ps.units = n * wg.th;
+  ps.ub = units_per_block(sc, ps.units, wg.tw, std::max(ci, co), threads);
+  ps.blocks = (ps.units + ps.ub - 1) / ps.ub;
+  ps.ld = ps.ub * wg.tw;
+  ps.use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, ps.blocks)));
+  ps.v = l.per_thread(sc.xi * winograd_plane(ci, ps.ld));
+  ps.m = l.per_thread(sc.xi * winograd_plane(co, ps.ld));
+  ps.kernel = l.per_thread(winograd_input_scratch(ci, wg));
+  ps.pack = l.per_thread(gemm_packing_floats(co, ps.ld, ci));
+  if (weights) {
+    ps.u = l.shared(sc.xi * co * ci);
+    ps.up = l.shared(sc.xi * packed_size(co, ci));
+  }
+  return ps;
+}
+
+// y = winograd conv of x (ps.ci planes) with the transformed kernels packed
+// as GEMM A panels (`up`, packed_size(co, ci) floats apart). relu_y (may be
+// null; only where the scheme has a masked output): y is multiplied by
+// [relu_y > 0].
+void forward_packed(const Scheme& sc, const WinogradPass& ps, const WinogradGeometry& wg, const ScratchFrame& f,
+                    const float* x, const float* up, const float* bias, float* y, bool relu,
                     const float* relu_y = nullptr) {
+  const int64_t cin = ps.ci, cout = ps.co, ld = ps.ld, ub = ps.ub, units = ps.units;
   const int64_t upanel = packed_size(cout, cin);
-  const int64_t units = n * wg.th;
-  const int64_t ub = units_per_block(sc, units, wg.tw, std::max(cin, cout), threads);
-  const int64_t blocks = (units + ub - 1) / ub;
-  const int64_t ld = ub * wg.tw;
   const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
-  const int64_t vsize = sc.xi * winograd_plane(cin, ld), msize = sc.xi * winograd_plane(cout, ld);
-  [[maybe_unused]] const int use = static_cast<int>(std::min<int64_t>(threads, blocks));
+  [[maybe_unused]] const int use = ps.use;
   RegionError err;
 #pragma omp parallel for num_threads(use) schedule(static) if (use > 1)
-  for (int64_t b = 0; b < blocks; ++b) err.run([&] {
+  for (int64_t b = 0; b < ps.blocks; ++b) err.run([&] {
     const int64_t u0 = b * ub, u1 = std::min(units, u0 + ub);
     const int64_t cols = (u1 - u0) * wg.tw;
-    Workspace& ws = thread_workspace();
-    float* v = ws.get(Workspace::kCol, static_cast<size_t>(vsize));
-    float* m = ws.get(Workspace::kCol2, static_cast<size_t>(msize));
-    float* scratch = ws.get(Workspace::kKernel, static_cast<size_t>(winograd_input_scratch(cin, wg)));
-    sc.input(x, cin, in_stride, wg, u0, u1, v, ld, scratch);
+    const int t = thread_id();
+    float* v = f.thread(t, ps.v);
+    float* m = f.thread(t, ps.m);
+    sc.input(x, cin, in_stride, wg, u0, u1, v, ld, f.thread(t, ps.kernel));
     for (int xi = 0; xi < sc.xi; ++xi)  // M[xi] (cout x cols) = U[xi] (cout x cin) V[xi] (cin x cols)
       packed_product(cout, cols, cin, up + xi * upanel, v + xi * winograd_plane(cin, ld),
-                     m + xi * winograd_plane(cout, ld), ld);
+                     m + xi * winograd_plane(cout, ld), ld, f.thread(t, ps.pack));
     if (sc.masked_output)
       sc.masked_output(m, ld, cout, bias, relu, wg, u0, u1, y, out_stride, relu_y);
     else
@@ -197,21 +218,24 @@ void forward_packed(const Scheme& sc, int64_t n, int64_t cin, int64_t cout, cons
   err.rethrow();
 }
 
-// U[xi] = (G w G^T)[xi] of the weights w (cout x cin x 3 x 3): xi planes of
-// cout x cin in this thread's workspace.
-float* transform_weights(const Scheme& sc, const float* w, int64_t cout, int64_t cin) {
-  float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(sc.xi * cout * cin));
-  sc.weights(w, cout, cin, cin * 9, 9, false, u);
-  return u;
+// The same from untransformed weights: U[xi] = (G w G^T)[xi] of
+// w[k][c][i][j] at src + k * rs + c * cs (flipped when `flip`), made and
+// packed into the pass's shared parts first.
+void forward_transforming(const Scheme& sc, const WinogradPass& ps, const WinogradGeometry& wg, const ScratchFrame& f,
+                          const float* x, const float* w, int64_t rs, int64_t cs, bool flip, const float* bias,
+                          float* y, bool relu, const float* relu_y = nullptr) {
+  float* u = f.shared(ps.u);
+  sc.weights(w, ps.co, ps.ci, rs, cs, flip, u);
+  pack_transformed(u, sc.xi, ps.co, ps.ci, false, f.shared(ps.up));
+  forward_packed(sc, ps, wg, f, x, f.shared(ps.up), bias, y, relu, relu_y);
 }
 
-// The same with transformed weights u (xi x cout x cin), packed here.
-void forward_transformed(const Scheme& sc, int64_t n, int64_t cin, int64_t cout, const WinogradGeometry& wg,
-                         const float* x, const float* u, const float* bias, float* y, bool relu, int threads,
-                         const float* relu_y = nullptr) {
-  float* up = thread_workspace().get(Workspace::kTmp, static_cast<size_t>(sc.xi * packed_size(cout, cin)));
-  pack_transformed(u, sc.xi, cout, cin, false, up);
-  forward_packed(sc, n, cin, cout, wg, x, up, bias, y, relu, threads, relu_y);
+Scheme scheme_of(const WinogradPlan& p) { return p.tile == 4 ? scheme_f4(*p.table) : scheme_f2(*p.table); }
+
+// dx's grid: dx = conv(dy, w') with w'[c][k][i][j] = w[k][c][2 - i][2 - j]
+// and padding 2 - p.
+WinogradGeometry dx_tiles(const ConvGeometry& g, int m) {
+  return WinogradGeometry{g.ho, g.wo, g.h, g.w, 2 - g.ph, 2 - g.pw, (g.h + m - 1) / m, (g.w + m - 1) / m};
 }
 
 }  // namespace
@@ -235,7 +259,7 @@ WinogradTile winograd_tile() { return static_cast<WinogradTile>(g_tile.load()); 
 bool winograd_pays(const Conv2dShape& s) { return tile_count(s) >= kMinTiles; }
 bool winograd_prepared_pays(const Conv2dShape& s) { return tile_count(s) >= kMinTilesPrepared; }
 
-int winograd_tile_for(const Conv2dShape& s) { return scheme_for(s).m; }
+int winograd_tile_for(const Conv2dShape& s) { return scheme_for(s, get_num_threads()).m; }
 
 namespace {
 std::atomic<uint64_t> g_prepared{0};
@@ -243,58 +267,84 @@ std::atomic<uint64_t> g_prepared{0};
 
 uint64_t winograd_prepared_count() { return g_prepared.load(); }
 
-std::shared_ptr<const WinogradWeights> winograd_prepare(const Conv2dShape& s, const float* w, uint64_t version) {
-  const Scheme sc = scheme_for(s);
-  auto p = std::make_shared<WinogradWeights>();
-  p->table = &kernels();
-  p->tile = sc.m;
-  p->cout = s.cout;
-  p->cin = s.cin;
-  p->version = version;
-  g_prepared.fetch_add(1);
-  p->packed.resize({sc.xi * packed_size(s.cout, s.cin)});
-  pack_transformed(transform_weights(sc, w, s.cout, s.cin), sc.xi, s.cout, s.cin, false, p->packed.data());
+WinogradPlan winograd_plan(const Conv2dShape& s, int threads) {
+  const Scheme sc = scheme_for(s, threads);
+  WinogradPlan p;
+  p.table = &kernels();
+  p.tile = sc.m;
+  p.threads = std::max(1, threads);
+  p.shape = s;
+  const WinogradGeometry wg = tiles_of(s.geo, sc.m);
+  p.fwd = plan_pass(sc, s.n, s.cin, s.cout, wg, p.threads, true, p.forward);
+  plan_pass(sc, s.n, s.cin, s.cout, wg, p.threads, false, p.prepared);
+  // Backward. With the adjoint kernel, dx comes out of the weight-gradient
+  // pass: it already holds dM = A e A^T per tile, so dV = U^T dM (a GEMM)
+  // and dx = the overlap-add of B dV B^T: no transform of dy on its own
+  // grid. Threads then take whole images (overlapping patches of one image
+  // are added by one thread, in order), whether or not dx is asked for, so
+  // dw does not depend on it.
+  p.fused_dx = sc.adjoint != nullptr;
+  ScratchLayout& l = p.backward;
+  WinogradPass& b = p.bwd;
+  b.ci = s.cin;
+  b.co = s.cout;
+  b.units = s.n * wg.th;
+  b.ub = units_per_block(sc, b.units, wg.tw, std::max(s.cin, s.cout), 1);
+  b.ld = b.ub * wg.tw;
+  b.blocks = (b.units + b.ub - 1) / b.ub;
+  const int64_t items = p.fused_dx ? s.n : b.blocks;
+  b.use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(p.threads, items)));
+  b.v = l.per_thread(sc.xi * winograd_plane(s.cin, b.ld));
+  b.m = l.per_thread(sc.xi * winograd_plane(s.cout, b.ld));  // dM
+  b.kernel = l.per_thread(winograd_input_scratch(s.cin, wg));
+  b.pack = l.per_thread(std::max(gemm_packing_floats(s.cout, s.cin, b.ld), gemm_packing_floats(s.cin, b.ld, s.cout)));
+  if (p.fused_dx) {
+    b.dv = l.per_thread(sc.xi * winograd_plane(s.cin, b.ld));
+    b.u = l.shared(sc.xi * s.cout * s.cin);
+    b.up = l.shared(sc.xi * packed_size(s.cin, s.cout));  // U^T for the dV GEMMs
+  } else {
+    p.dx_fwd = plan_pass(sc, s.n, s.cout, s.cin, dx_tiles(s.geo, sc.m), p.threads, true, l);
+  }
+  // Per thread: its dU partial, then its bias partials (cout doubles).
+  const int64_t usize = sc.xi * s.cout * s.cin;
+  p.bias_at = (usize + 15) / 16 * 16;
+  p.part_stride = p.bias_at + (2 * s.cout + 15) / 16 * 16;
+  p.parts = l.shared(saturating_mul(b.use, p.part_stride));
   return p;
 }
 
-bool winograd_prepared_for(const WinogradWeights& p, const Conv2dShape& s, uint64_t version) {
-  return p.version == version && p.table == &kernels() && p.tile == scheme_for(s).m && p.cout == s.cout &&
-         p.cin == s.cin;
+std::shared_ptr<const WinogradWeights> winograd_prepare(const WinogradPlan& p, const float* w, uint64_t version) {
+  const Scheme sc = scheme_of(p);
+  const Conv2dShape& s = p.shape;
+  auto out = std::make_shared<WinogradWeights>();
+  out->table = p.table;
+  out->tile = p.tile;
+  out->cout = s.cout;
+  out->cin = s.cin;
+  out->version = version;
+  g_prepared.fetch_add(1);
+  Tensor u({sc.xi * s.cout * s.cin});
+  sc.weights(w, s.cout, s.cin, s.cin * 9, 9, false, u.data());
+  out->packed.resize({sc.xi * packed_size(s.cout, s.cin)});
+  pack_transformed(u.data(), sc.xi, s.cout, s.cin, false, out->packed.data());
+  return out;
 }
 
-void winograd_forward_prepared(const Conv2dShape& s, const float* x, const WinogradWeights& p, const float* bias,
-                               float* y, bool relu, int threads) {
-  // The variant the weights were packed for (the choice for s may have
-  // moved since with the thread count or the tile setting).
-  const Scheme sc = p.tile == 4 ? scheme_f4(*p.table) : scheme_f2(*p.table);
-  forward_packed(sc, s.n, s.cin, s.cout, tiles_of(s.geo, sc.m), x, p.packed.data(), bias, y, relu, threads);
+bool winograd_prepared_for(const WinogradWeights& w, const WinogradPlan& p, uint64_t version) {
+  return w.version == version && w.table == p.table && w.tile == p.tile && w.cout == p.shape.cout &&
+         w.cin == p.shape.cin;
 }
 
-void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
-                      int threads) {
-  const Scheme sc = scheme_for(s);
-  forward_transformed(sc, s.n, s.cin, s.cout, tiles_of(s.geo, sc.m), x, transform_weights(sc, w, s.cout, s.cin), bias,
-                      y, relu, threads);
+void winograd_forward_prepared(const WinogradPlan& p, const ScratchFrame& f, const float* x, const WinogradWeights& w,
+                               const float* bias, float* y, bool relu) {
+  forward_packed(scheme_of(p), p.fwd, tiles_of(p.shape.geo, p.tile), f, x, w.packed.data(), bias, y, relu);
 }
 
-namespace {
-
-// dx as a forward Winograd pass over dy: dx = conv(dy, w') with
-// w'[c][k][i][j] = w[k][c][2 - i][2 - j] and padding 2 - p.
-// With relu_x (the layer's input), dx is multiplied by [x > 0] where the
-// scheme's output kernel can (returns whether it did).
-bool backward_data_as_forward(const Scheme& sc, const Conv2dShape& s, const float* w, const float* dy, float* dx,
-                              int threads, const float* relu_x) {
-  float* u = thread_workspace().get(Workspace::kTmp2, static_cast<size_t>(sc.xi * s.cout * s.cin));
-  sc.weights(w, s.cin, s.cout, 9, s.cin * 9, true, u);
-  const ConvGeometry& g = s.geo;
-  const WinogradGeometry wg{g.ho, g.wo, g.h, g.w, 2 - g.ph, 2 - g.pw, (g.h + sc.m - 1) / sc.m, (g.w + sc.m - 1) / sc.m};
-  if (!sc.masked_output) relu_x = nullptr;
-  forward_transformed(sc, s.n, s.cout, s.cin, wg, dy, u, nullptr, dx, false, threads, relu_x);
-  return relu_x != nullptr;
+void winograd_forward(const WinogradPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
+                      float* y, bool relu) {
+  const Conv2dShape& s = p.shape;
+  forward_transforming(scheme_of(p), p.fwd, tiles_of(s.geo, p.tile), f, x, w, s.cin * 9, 9, false, bias, y, relu);
 }
-
-}  // namespace
 
 namespace {
 
@@ -332,46 +382,41 @@ void finish_weight_grad(const float* g, const float* part, int64_t stride, int t
 
 }  // namespace
 
-bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                       float* db, int threads, Tensor& scratch, bool relu_x) {
-  const KernelTable& kt = kernels();
-  const Scheme sc = scheme_for(s);
-  // With the adjoint kernel, dx comes out of the weight-gradient pass: it
-  // already holds dM = A e A^T per tile, so dV = U^T dM (a GEMM) and dx =
-  // the overlap-add of B dV B^T: no transform of dy on its own grid.
-  const bool fused_dx = dx && sc.adjoint;
+bool winograd_backward(const WinogradPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* dy,
+                       float* dx, float* dw, float* db, bool relu_x) {
+  const KernelTable& kt = *p.table;
+  const Scheme sc = scheme_of(p);
+  const Conv2dShape& s = p.shape;
+  const WinogradPass& b = p.bwd;
+  const bool fused_dx = dx && p.fused_dx;
   bool masked = fused_dx && relu_x;
-  if (dx && !fused_dx) masked = backward_data_as_forward(sc, s, w, dy, dx, threads, relu_x ? x : nullptr);
+  if (dx && !fused_dx) {
+    // dx as a forward pass over dy, with the ReLU's mask where the output kernel can.
+    const float* relu_y = relu_x && sc.masked_output ? x : nullptr;
+    forward_transforming(sc, p.dx_fwd, dx_tiles(s.geo, sc.m), f, dy, w, 9, s.cin * 9, true, nullptr, dx, false,
+                         relu_y);
+    masked = relu_y != nullptr;
+  }
   const WinogradGeometry wg = tiles_of(s.geo, sc.m);
-  const int64_t cin = s.cin, cout = s.cout;
-  const int64_t units = s.n * wg.th;
-  const int64_t ub = units_per_block(sc, units, wg.tw, std::max(cin, cout), 1);
-  const int64_t ld = ub * wg.tw;
-  // Per thread: its dU partial, then (with db) its bias partials, cout
-  // doubles. The bias gradient comes from dM: with A^T = [1 1 1 0; 0 1 -1 -1]
-  // (F(2x2)), dM[5] = (A e A^T)[1][1] is the sum of the tile's 2x2 dy values,
-  // so db is the sum of plane 5 of dM, read while it is in cache (not dy
-  // again); F(4x4)'s A^T has its column of ones at 1 too: plane 7.
+  const int64_t cin = s.cin, cout = s.cout, ld = b.ld, ub = b.ub, units = b.units;
+  // The bias gradient comes from dM: with A^T = [1 1 1 0; 0 1 -1 -1]
+  // (F(2x2)), dM[5] = (A e A^T)[1][1] is the sum of the tile's 2x2 dy
+  // values, so db is the sum of plane 5 of dM, read while it is in cache
+  // (not dy again); F(4x4)'s A^T has its column of ones at 1 too: plane 7.
   const int64_t usize = sc.xi * cout * cin;
-  const int64_t bias_at = (usize + 15) / 16 * 16;
-  const int64_t stride = db ? bias_at + (2 * cout + 15) / 16 * 16 : bias_at;
+  const int64_t bias_at = p.bias_at, stride = p.part_stride;
   const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
-  // U^T packed for the dV GEMMs (cin x cout per xi).
   const int64_t upanel = packed_size(cin, cout);
   float* upt = nullptr;
-  if (fused_dx) {
-    const float* u = transform_weights(sc, w, cout, cin);
-    upt = thread_workspace().get(Workspace::kTmp, static_cast<size_t>(sc.xi * upanel));
+  if (fused_dx) {  // U^T packed for the dV GEMMs (cin x cout per xi)
+    float* u = f.shared(b.u);
+    sc.weights(w, cout, cin, cin * 9, 9, false, u);
+    upt = f.shared(b.up);
     pack_transformed(u, sc.xi, cout, cin, true, upt);
   }
-  // Threads take whole images where dx may come out of this pass
-  // (overlapping patches of one image are added by one thread, in order),
-  // whether or not it does this time, so dw does not depend on it.
-  const bool by_image = sc.adjoint != nullptr;
-  const int64_t items = by_image ? s.n : (units + ub - 1) / ub;
-  const int use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, items)));
-  scratch.resize({static_cast<int64_t>(use) * stride});
-  float* part = scratch.data();
+  const bool by_image = p.fused_dx;
+  float* part = f.shared(p.parts);
+  [[maybe_unused]] const int use = b.use;
   RegionError err;
 #pragma omp parallel num_threads(use) if (use > 1)
   {
@@ -389,16 +434,16 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
         if (fused_dx && n1 > n0)
           std::memset(dx + n0 * in_stride, 0, static_cast<size_t>((n1 - n0) * in_stride) * sizeof(float));
       }
-      Workspace& ws = thread_workspace();
-      float* v = ws.get(Workspace::kCol, static_cast<size_t>(sc.xi * winograd_plane(cin, ld)));
-      float* dm = ws.get(Workspace::kCol2, static_cast<size_t>(sc.xi * winograd_plane(cout, ld)));
-      float* dv = fused_dx ? ws.get(Workspace::kCol3, static_cast<size_t>(sc.xi * winograd_plane(cin, ld))) : nullptr;
-      float* scratch = ws.get(Workspace::kKernel, static_cast<size_t>(winograd_input_scratch(cin, wg)));
+      float* v = f.thread(t, b.v);
+      float* dm = f.thread(t, b.m);
+      float* dv = fused_dx ? f.thread(t, b.dv) : nullptr;
+      float* kscratch = f.thread(t, b.kernel);
+      float* pack = f.thread(t, b.pack);
       bool first = true;
       for (int64_t u0 = t0; u0 < t1; u0 += ub) {
         const int64_t u1 = std::min(t1, u0 + ub);
         const int64_t cols = (u1 - u0) * wg.tw;
-        sc.input(x, cin, in_stride, wg, u0, u1, v, ld, scratch);
+        sc.input(x, cin, in_stride, wg, u0, u1, v, ld, kscratch);
         sc.grad_output(dy, cout, out_stride, wg, u0, u1, dm, ld);
         if (bsum)
           for (int64_t k = 0; k < cout; ++k)
@@ -416,10 +461,11 @@ bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, con
           a.c = du + xi * cout * cin;
           a.ldc = cin;
           a.accumulate = !first;
+          a.packing = pack;
           gemm(a);
           if (fused_dx)  // dV[xi] (cin x cols) = U[xi]^T (cin x cout) dM[xi] (cout x cols)
             packed_product(cin, cols, cout, upt + xi * upanel, dm + xi * winograd_plane(cout, ld),
-                           dv + xi * winograd_plane(cin, ld), ld);
+                           dv + xi * winograd_plane(cin, ld), ld, pack);
         }
         if (fused_dx) sc.adjoint(dv, ld, cin, wg, u0, u1, dx, in_stride, relu_x ? x : nullptr);
         first = false;

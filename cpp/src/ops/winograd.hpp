@@ -15,7 +15,8 @@
 #include <vector>
 
 #include "core/tensor.hpp"
-#include "ops/conv2d.hpp"
+#include "ops/conv2d_shape.hpp"
+#include "ops/scratch.hpp"
 
 namespace cpucnn {
 
@@ -37,9 +38,41 @@ bool winograd_pays(const Conv2dShape& s);
 // call, so it pays from fewer tiles.
 bool winograd_prepared_pays(const Conv2dShape& s);
 
+// One pass over a grid of tiles (ops/winograd.cc's business): its blocking
+// and its offsets in the scratch layout that holds it.
+struct WinogradPass {
+  int64_t ci = 0, co = 0;     // channels transformed in, products out
+  int64_t ub = 1, ld = 0;     // units per block, columns between rows
+  int64_t units = 0, blocks = 0;
+  int use = 1;                // threads
+  int64_t v = 0, m = 0, dv = 0, kernel = 0, pack = 0;  // per-thread parts
+  int64_t u = 0, up = 0;      // shared: transformed and packed weights
+};
+
+// A Winograd convolution planned for one layer shape and thread count:
+// the variant, each pass's blocking, and every byte of scratch each call
+// needs, so the calls allocate nothing (ops/scratch.hpp).
+struct WinogradPlan {
+  const KernelTable* table = nullptr;
+  int tile = 2;  // F(tile x tile, 3x3)
+  int threads = 1;
+  Conv2dShape shape;
+  WinogradPass fwd;           // forward: x -> y
+  ScratchLayout forward;      // the forward, transforming the weights
+  ScratchLayout prepared;     // the forward from prepared weights
+  // Backward: the weight-gradient pass over (x, dy), fused with dx where
+  // the ISA has the adjoint kernel; else dx as a forward pass over dy.
+  WinogradPass bwd, dx_fwd;
+  bool fused_dx = false;
+  int64_t part_stride = 0, bias_at = 0, parts = 0;  // the weight-gradient partials (shared)
+  ScratchLayout backward;
+};
+// Chooses the variant for s now (the tile setting, the ISA, the shape).
+WinogradPlan winograd_plan(const Conv2dShape& s, int threads);
+
 // A layer's weights transformed and packed once for the forward (inference
-// reuses them until the weights change), with the values and the kernel
-// table they were made from.
+// reuses them until the weights change), with the kernel table, variant and
+// parameter version they were made from.
 struct WinogradWeights {
   const KernelTable* table = nullptr;
   int tile = 2;  // F(tile x tile, 3x3)
@@ -52,20 +85,22 @@ struct WinogradWeights {
 uint64_t winograd_prepared_count();
 // The tile size (2 or 4) the forward pass would use for s now.
 int winograd_tile_for(const Conv2dShape& s);
-std::shared_ptr<const WinogradWeights> winograd_prepare(const Conv2dShape& s, const float* w, uint64_t version);
-// Whether `p` was made from this version of the parameters for this layer
-// shape, the variant s runs with now and the current kernel table.
-bool winograd_prepared_for(const WinogradWeights& p, const Conv2dShape& s, uint64_t version);
-void winograd_forward_prepared(const Conv2dShape& s, const float* x, const WinogradWeights& p, const float* bias,
-                               float* y, bool relu, int threads);
+// Weights for plan p (its variant and table); allocates outside any region.
+std::shared_ptr<const WinogradWeights> winograd_prepare(const WinogradPlan& p, const float* w, uint64_t version);
+// Whether `w` was made for plan p from this version of the parameters.
+bool winograd_prepared_for(const WinogradWeights& w, const WinogradPlan& p, uint64_t version);
 
-void winograd_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
-                      int threads);
-// dx (may be null), dw and db (may be null) are overwritten; `scratch`
-// holds per-thread partials. relu_x: dx is multiplied by [x > 0] (the
-// backward of a ReLU that produced x). Returns whether it did that (else the
-// caller must).
-bool winograd_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
-                       float* db, int threads, Tensor& scratch, bool relu_x = false);
+// The passes, each inside a frame reserved from the plan's layout (the
+// forward's, the prepared forward's, the backward's). n may be the plan's
+// or fewer images (never more).
+void winograd_forward(const WinogradPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
+                      float* y, bool relu);
+void winograd_forward_prepared(const WinogradPlan& p, const ScratchFrame& f, const float* x, const WinogradWeights& w,
+                               const float* bias, float* y, bool relu);
+// dx (may be null), dw and db (may be null) are overwritten. relu_x: dx is
+// multiplied by [x > 0] (the backward of a ReLU that produced x). Returns
+// whether it did that (else the caller must).
+bool winograd_backward(const WinogradPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* dy,
+                       float* dx, float* dw, float* db, bool relu_x = false);
 
 }  // namespace cpucnn
