@@ -256,9 +256,9 @@ void register_kernels(py::module_& m) {
         if (argmax.ndim() != dy.ndim() || argmax.size() != dy.size())
           throw ValueError("maxpool2d_backward: argmax must have dy's shape");
         const int64_t planes = dy.size() / std::max<int64_t>(1, p.ho * p.wo);
-        for (int64_t i = 0; i < argmax.size(); ++i)
-          if (argmax.data()[i] < -1 || argmax.data()[i] >= p.h * p.w)
-            throw ValueError("maxpool2d_backward: argmax out of range");
+        const int32_t* ap = argmax.data();
+        for (int64_t i = 0, n = argmax.size(); i < n; ++i)
+          if (ap[i] < -1 || ap[i] >= p.h * p.w) throw ValueError("maxpool2d_backward: argmax out of range");
         std::vector<py::ssize_t> shape(dy.shape(), dy.shape() + dy.ndim());
         shape[shape.size() - 2] = p.h;
         shape[shape.size() - 1] = p.w;
@@ -267,7 +267,7 @@ void register_kernels(py::module_& m) {
         const auto bwd = kernels().maxpool2d_bwd;
         {
           py::gil_scoped_release nogil;
-          bwd(dy.data(), argmax.data(), dxp, planes, p);
+          bwd(dy.data(), ap, dxp, planes, p);
         }
         return dx;
       },
