@@ -5,8 +5,9 @@ without a window, parameter counts that are no multiple of a vector. Max
 pooling is exact on every ISA (values, argmax with ties and NaN, and dx);
 SGD and Adam are bit-for-bit a float32 NumPy evaluation of the same formula
 on scalar and avx2 (no fused multiply-adds), and within rounding on avx512
-(which fuses them). Also: the implicit im2col (GEMM panels packed straight
-from the image) against the reference convolution with Winograd off.
+(which fuses them). Also: the im2col + GEMM convolution forward (Winograd
+off) against the reference, on shapes that stress the implicit im2col (GEMM
+panels packed straight from the image) where an ISA's table has one.
 """
 
 import numpy as np
