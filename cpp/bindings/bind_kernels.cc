@@ -4,13 +4,17 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <cmath>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "bindings.hpp"
 #include "core/errors.hpp"
 #include "core/tensor.hpp"
+#include "dispatch/dispatch.hpp"
 #include "layers/layer.hpp"
 #include "ops/conv2d.hpp"
 #include "ops/gemm.hpp"
@@ -57,6 +61,38 @@ Conv2dShape conv_shape(const FloatArray& x, const FloatArray& w, std::pair<int64
   g.wo = (g.w + 2 * g.pw - ekw) / g.sw + 1;
   checked_numel({s.n, s.cout, g.ho, g.wo}, "conv2d output");
   return s;
+}
+
+// A max-pooling window over planes of h x w (every leading axis is planes).
+Pool2dParams pool_params(int64_t h, int64_t w, std::pair<int64_t, int64_t> k, std::pair<int64_t, int64_t> s,
+                         std::pair<int64_t, int64_t> pad) {
+  if (h <= 0 || w <= 0) throw ValueError("maxpool2d: empty planes");
+  Pool2dParams p{};
+  p.h = h;
+  p.w = w;
+  p.kh = k.first;
+  p.kw = k.second;
+  p.sh = s.first;
+  p.sw = s.second;
+  p.ph = pad.first;
+  p.pw = pad.second;
+  if (p.kh <= 0 || p.kw <= 0 || p.sh <= 0 || p.sw <= 0 || p.ph < 0 || p.pw < 0 || 2 * p.ph > p.kh ||
+      2 * p.pw > p.kw)
+    throw ValueError("maxpool2d: bad window");
+  if (p.kh > h + 2 * p.ph || p.kw > w + 2 * p.pw) throw ValueError("maxpool2d: window larger than padded input");
+  if (h * w >= (int64_t(1) << 31)) throw ValueError("maxpool2d: planes must be below 2^31 elements");
+  p.ho = (h + 2 * p.ph - p.kh) / p.sh + 1;
+  p.wo = (w + 2 * p.pw - p.kw) / p.sw + 1;
+  return p;
+}
+
+// A contiguous float32 copy of a 1-D array of n elements.
+py::array_t<float> float_copy(const FloatArray& a, int64_t n, const char* what) {
+  if (a.ndim() != 1 || a.shape(0) != n)
+    throw ValueError(std::string(what) + " must be 1-D of " + std::to_string(n) + " elements");
+  py::array_t<float> out(n);
+  std::copy(a.data(), a.data() + n, out.mutable_data());
+  return out;
 }
 
 }  // namespace
@@ -188,6 +224,109 @@ void register_kernels(py::module_& m) {
         "Operators plan their scratch before their regions, so this stays 0.");
   k.def("winograd_prepared_count", &winograd_prepared_count,
         "How many times inference has transformed and packed a layer's Winograd weights (process-wide).");
+  k.def(
+      "maxpool2d_forward",
+      [](const FloatArray& x, std::pair<int64_t, int64_t> pool, std::pair<int64_t, int64_t> stride,
+         std::pair<int64_t, int64_t> padding) {
+        if (x.ndim() < 2) throw ValueError("maxpool2d_forward: x must be at least 2-D");
+        const int64_t h = x.shape(x.ndim() - 2), w = x.shape(x.ndim() - 1);
+        const int64_t planes = x.size() / std::max<int64_t>(1, h * w);
+        const Pool2dParams p = pool_params(h, w, pool, stride, padding);
+        std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+        shape[shape.size() - 2] = p.ho;
+        shape[shape.size() - 1] = p.wo;
+        py::array_t<float> y(shape);
+        py::array_t<int32_t> arg(shape);
+        float* yp = y.mutable_data();
+        int32_t* ap = arg.mutable_data();
+        const auto fwd = kernels().maxpool2d_fwd;
+        {
+          py::gil_scoped_release nogil;
+          fwd(x.data(), yp, ap, planes, p);
+        }
+        return py::make_tuple(y, arg);
+      },
+      py::arg("x"), py::arg("pool"), py::arg("stride"), py::arg("padding") = std::make_pair(0, 0),
+      "(y, argmax): the current ISA's max-pooling kernel over the last two axes, one thread.");
+  k.def(
+      "maxpool2d_backward",
+      [](const FloatArray& dy, const py::array_t<int32_t, py::array::c_style | py::array::forcecast>& argmax,
+         std::pair<int64_t, int64_t> in_hw, std::pair<int64_t, int64_t> pool, std::pair<int64_t, int64_t> stride,
+         std::pair<int64_t, int64_t> padding) {
+        const Pool2dParams p = pool_params(in_hw.first, in_hw.second, pool, stride, padding);
+        if (dy.ndim() < 2 || dy.shape(dy.ndim() - 2) != p.ho || dy.shape(dy.ndim() - 1) != p.wo)
+          throw ValueError("maxpool2d_backward: dy has the wrong shape");
+        if (argmax.ndim() != dy.ndim() || argmax.size() != dy.size())
+          throw ValueError("maxpool2d_backward: argmax must have dy's shape");
+        const int64_t planes = dy.size() / std::max<int64_t>(1, p.ho * p.wo);
+        const int32_t* ap = argmax.data();
+        for (int64_t i = 0, n = argmax.size(); i < n; ++i)
+          if (ap[i] < -1 || ap[i] >= p.h * p.w) throw ValueError("maxpool2d_backward: argmax out of range");
+        std::vector<py::ssize_t> shape(dy.shape(), dy.shape() + dy.ndim());
+        shape[shape.size() - 2] = p.h;
+        shape[shape.size() - 1] = p.w;
+        py::array_t<float> dx(shape);
+        float* dxp = dx.mutable_data();
+        const auto bwd = kernels().maxpool2d_bwd;
+        {
+          py::gil_scoped_release nogil;
+          bwd(dy.data(), ap, dxp, planes, p);
+        }
+        return dx;
+      },
+      py::arg("dy"), py::arg("argmax"), py::arg("in_hw"), py::arg("pool"), py::arg("stride"),
+      py::arg("padding") = std::make_pair(0, 0),
+      "dx: the current ISA's max-pooling backward kernel (argmax from maxpool2d_forward), one thread.");
+  k.def(
+      "sgd_update",
+      [](const FloatArray& w, const FloatArray& g, const FloatArray& buf, double lr, double momentum,
+         double weight_decay, bool nesterov, bool first_step) {
+        if (w.ndim() != 1) throw ValueError("sgd_update: w must be 1-D");
+        const int64_t n = w.shape(0);
+        py::array_t<float> wo = float_copy(w, n, "sgd_update: w"), bo = float_copy(buf, n, "sgd_update: buf");
+        if (g.ndim() != 1 || g.shape(0) != n) throw ValueError("sgd_update: g must have w's shape");
+        const SgdParams p{static_cast<float>(lr), static_cast<float>(momentum), static_cast<float>(weight_decay),
+                          nesterov, first_step};
+        float* wp = wo.mutable_data();
+        float* bp = bo.mutable_data();
+        const auto fn = kernels().sgd_update;
+        {
+          py::gil_scoped_release nogil;
+          fn(wp, g.data(), bp, n, p);
+        }
+        return py::make_tuple(wo, bo);
+      },
+      py::arg("w"), py::arg("g"), py::arg("buf"), py::arg("lr"), py::arg("momentum") = 0.0,
+      py::arg("weight_decay") = 0.0, py::arg("nesterov") = false, py::arg("first_step") = false,
+      "(w, buf) after one step of the current ISA's SGD kernel (inputs unchanged), one thread.");
+  k.def(
+      "adam_update",
+      [](const FloatArray& w, const FloatArray& g, const FloatArray& m, const FloatArray& v, double lr, double beta1,
+         double beta2, double eps, double weight_decay, int64_t step) {
+        if (w.ndim() != 1) throw ValueError("adam_update: w must be 1-D");
+        const int64_t n = w.shape(0);
+        py::array_t<float> wo = float_copy(w, n, "adam_update: w"), mo = float_copy(m, n, "adam_update: m"),
+                           vo = float_copy(v, n, "adam_update: v");
+        if (g.ndim() != 1 || g.shape(0) != n) throw ValueError("adam_update: g must have w's shape");
+        if (step < 1) throw ValueError("adam_update: step counts from 1");
+        const double t = static_cast<double>(step);
+        const float b1 = static_cast<float>(beta1), b2 = static_cast<float>(beta2);  // as the Adam optimizer
+        const AdamParams p{static_cast<float>(lr), b1, b2, static_cast<float>(eps), static_cast<float>(weight_decay),
+                           static_cast<float>(1.0 - std::pow(static_cast<double>(b1), t)),
+                           static_cast<float>(1.0 - std::pow(static_cast<double>(b2), t))};
+        float* wp = wo.mutable_data();
+        float* mp = mo.mutable_data();
+        float* vp = vo.mutable_data();
+        const auto fn = kernels().adam_update;
+        {
+          py::gil_scoped_release nogil;
+          fn(wp, g.data(), mp, vp, n, p);
+        }
+        return py::make_tuple(wo, mo, vo);
+      },
+      py::arg("w"), py::arg("g"), py::arg("m"), py::arg("v"), py::arg("lr"), py::arg("beta1") = 0.9,
+      py::arg("beta2") = 0.999, py::arg("eps") = 1e-8, py::arg("weight_decay") = 0.0, py::arg("step") = 1,
+      "(w, m, v) after step `step` (from 1) of the current ISA's Adam kernel (inputs unchanged), one thread.");
   k.def(
       "conv2d_winograd_tile",
       [] {

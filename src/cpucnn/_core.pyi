@@ -169,6 +169,47 @@ class _Kernels:
     def winograd_prepared_count() -> int:
         """How many times inference has transformed and packed a layer's Winograd weights (process-wide)."""
     @staticmethod
+    def maxpool2d_forward(
+        x: ArrayLike, pool: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int] = (0, 0)
+    ) -> tuple[NDArray[np.float32], NDArray[np.int32]]:
+        """(y, argmax): the current ISA's max-pooling kernel over the last two axes, one thread."""
+    @staticmethod
+    def maxpool2d_backward(
+        dy: ArrayLike,
+        argmax: ArrayLike,
+        in_hw: tuple[int, int],
+        pool: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int] = (0, 0),
+    ) -> NDArray[np.float32]:
+        """dx: the current ISA's max-pooling backward kernel (argmax from maxpool2d_forward), one thread."""
+    @staticmethod
+    def sgd_update(
+        w: ArrayLike,
+        g: ArrayLike,
+        buf: ArrayLike,
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        first_step: bool = False,
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """(w, buf) after one step of the current ISA's SGD kernel (inputs unchanged), one thread."""
+    @staticmethod
+    def adam_update(
+        w: ArrayLike,
+        g: ArrayLike,
+        m: ArrayLike,
+        v: ArrayLike,
+        lr: float,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        step: int = 1,
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+        """(w, m, v) after step `step` (from 1) of the current ISA's Adam kernel (inputs unchanged), one thread."""
+    @staticmethod
     def conv2d_winograd_tile() -> str:
         """The Winograd variant setting: 'auto', '2x2' or '4x4'."""
 

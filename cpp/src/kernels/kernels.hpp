@@ -107,6 +107,7 @@ using ConvLanesBwdWFn = void (*)(const float* x, const float* dy, float* dwl, in
 void conv2d_lanes_bwd_w_avx512(const float* x, const float* dy, float* dwl, int64_t n, int64_t cin, int64_t cout,
                                const ConvGeometry& g, float* scratch);
 using Im2colPackFn = void (*)(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
+void im2col_pack_avx2(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 void im2col_pack_avx512(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 using Im2colFn = void (*)(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);
 using Col2imFn = void (*)(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t channels, float* x);
@@ -199,6 +200,8 @@ using MaxPoolBwdFn = void (*)(const float* dy, const int32_t* argmax, float* dx,
 void maxpool2d_fwd_scalar(const float* x, float* y, int32_t* argmax, int64_t planes, const Pool2dParams& p);
 void maxpool2d_bwd_scalar(const float* dy, const int32_t* argmax, float* dx, int64_t planes, const Pool2dParams& p);
 // 2x2 stride-2 windows vectorised; other shapes delegate to the scalar kernel.
+void maxpool2d_fwd_avx2(const float* x, float* y, int32_t* argmax, int64_t planes, const Pool2dParams& p);
+void maxpool2d_bwd_avx2(const float* dy, const int32_t* argmax, float* dx, int64_t planes, const Pool2dParams& p);
 void maxpool2d_fwd_avx512(const float* x, float* y, int32_t* argmax, int64_t planes, const Pool2dParams& p);
 void maxpool2d_bwd_avx512(const float* dy, const int32_t* argmax, float* dx, int64_t planes, const Pool2dParams& p);
 
@@ -207,6 +210,8 @@ using SgdFn = void (*)(float* w, const float* g, float* buf, int64_t n, const Sg
 using AdamFn = void (*)(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p);
 void sgd_update_scalar(float* w, const float* g, float* buf, int64_t n, const SgdParams& p);
 void adam_update_scalar(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p);
+void sgd_update_avx2(float* w, const float* g, float* buf, int64_t n, const SgdParams& p);
+void adam_update_avx2(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p);
 void sgd_update_avx512(float* w, const float* g, float* buf, int64_t n, const SgdParams& p);
 void adam_update_avx512(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p);
 
