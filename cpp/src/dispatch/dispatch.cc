@@ -47,6 +47,12 @@ KernelTable make_avx2() {
   t.gemv_rows = gemv_rows_avx2;
   t.im2col = im2col_avx2;
   t.col2im = col2im_avx2;
+  t.conv_direct_fwd = conv2d_direct_fwd_avx2;
+  t.conv_direct_bwd_w = conv2d_direct_bwd_w_avx2;
+  t.conv_lanes_fwd = conv2d_lanes_fwd_avx2;
+  t.conv_lanes_bwd_w = conv2d_lanes_bwd_w_avx2;
+  t.conv_batch_fwd = conv2d_batch_fwd_avx2;
+  t.conv_batch_bwd_w = conv2d_batch_bwd_w_avx2;
   t.winograd_input = winograd_input_avx2;
   t.winograd_output = winograd_output_avx2;
   t.winograd_grad_output = winograd_grad_output_avx2;
@@ -56,6 +62,16 @@ KernelTable make_avx2() {
   t.sum = sum_avx2;
   mark(t, "gemm", "avx2");
   mark(t, "im2col", "avx2");
+  t.impl.push_back({"conv2d_direct",
+                    "avx2 (forward: <= 16 output channels; dx: <= 16 input channels; "
+                    "dw: < 8 output channels or < 16 taps x input channels)"});
+  t.impl.push_back({"conv2d_lanes",
+                    "avx2 (16 or 32 output channels, <= 256 taps x input channels, an image per thread; "
+                    "forward from 64 taps x input channels, dw for 3- or 5-wide kernels)"});
+  t.impl.push_back({"conv2d_batch",
+                    "avx2 (16 images in two registers, 16 images or more per thread: forward and dx as a full "
+                    "convolution with <= 16 output channels; dw of 3- and 5-wide kernels where the direct dw "
+                    "would run)"});
   t.impl.push_back({"conv2d_winograd", "avx2 (3x3 stride-1 convs with >= 8 channels in and out)"});
   mark(t, "relu", "avx2");
   return t;
