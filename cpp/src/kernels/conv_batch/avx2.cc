@@ -26,8 +26,8 @@ using avx2::load_first;
 using avx2::store_first;
 using avx2::transpose8;
 
-constexpr int kPx = 3;  // output pixels of a row per block
-constexpr int kCo = 4;  // output channels per block (kCo x kPx accumulators)
+constexpr int kPx = 3;  // output pixels of a row per block, more than 6 channels (pixels_for)
+constexpr int kCo = 4;  // output channels per block then (kCo x kPx accumulators)
 
 // xb[ci][r + ph][c + pw][l] = x[image l][ci][r][c], zeros elsewhere.
 void to_batch(const float* x, int64_t images, int64_t cin, const ConvGeometry& g, const PaddedPlane& pd, float* xb) {
@@ -101,21 +101,41 @@ void block(const float* xb, const PaddedPlane& pd, const float* w, int64_t cin, 
       _mm256_storeu_ps(yb + ((co0 + c) * pixels + oh * g.wo + ow0 + p) * 16 + 8 * h, acc[c][p]);
 }
 
+// Channels a block for PX pixels: CO x PX accumulators, PX input vectors
+// and a broadcast weight within the 16 registers (at most 6).
+constexpr int max_co(int px) { return (15 - px) / px < 6 ? (15 - px) / px : 6; }
+
 template <int PX>
 void blocks(const float* xb, const PaddedPlane& pd, const float* w, int64_t cin, int64_t cout, const ConvGeometry& g,
             int64_t oh, int64_t ow0, int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t halves, float* yb) {
-  // Up to 6 channels in one block (PX <= 2); else blocks of kCo.
-  const int64_t step = PX <= 2 && cout <= 6 ? cout : kCo;
+  // All the channels in one block where they fit, else blocks of up to kCo.
+  constexpr int kMax = max_co(PX);
+  const int64_t step = cout <= kMax ? cout : imin(kCo, kMax);
   for (int64_t co0 = 0; co0 < cout; co0 += step) {
     for (int64_t h = 0; h < halves; ++h) {
       switch (imin(step, cout - co0)) {
 #define CPUCNN_BLOCK(c) \
-  case c: if constexpr (c * PX + PX + 1 <= 16) block<c, PX>(xb, pd, w, cin, g, co0, oh, ow0, i0, i1, j0, j1, h, yb); break;
+  case c: if constexpr (c <= kMax) block<c, PX>(xb, pd, w, cin, g, co0, oh, ow0, i0, i1, j0, j1, h, yb); break;
         CPUCNN_BLOCK(6) CPUCNN_BLOCK(5) CPUCNN_BLOCK(4) CPUCNN_BLOCK(3) CPUCNN_BLOCK(2) CPUCNN_BLOCK(1)
 #undef CPUCNN_BLOCK
         default: break;
       }
     }
+  }
+}
+
+// Pixels a block for `cout` channels: enough accumulators (CO x PX, 7 to
+// 16) to cover the FMA latency however few the channels (the full
+// convolution of dx often has 1 or 3).
+inline int64_t pixels_for(int64_t cout) {
+  switch (cout) {
+    case 1: return 7;
+    case 2: return 5;
+    case 3:
+    case 4: return 3;
+    case 5:
+    case 6: return 2;
+    default: return kPx;  // blocks of kCo channels
   }
 }
 
@@ -185,8 +205,7 @@ void conv2d_batch_fwd_avx2(const float* x, const float* w, const float* bias, fl
       int64_t i0 = 0, i1 = g.kh;
       while (i0 < i1 && oh * g.sh + i0 * g.dh - g.ph < 0) ++i0;
       while (i1 > i0 && oh * g.sh + (i1 - 1) * g.dh - g.ph >= g.h) --i1;
-      // Pixels 2 a block for up to 6 channels (6 x 2 accumulators), else 3.
-      const int64_t kp = cout <= 6 ? 2 : kPx;
+      const int64_t kp = pixels_for(cout);
       for (int64_t ow0 = 0; ow0 < g.wo; ow0 += kp) {
         const int64_t px = imin(kp, g.wo - ow0);
         // Kernel columns inside the input for some pixel of the block:
@@ -201,8 +220,10 @@ void conv2d_batch_fwd_avx2(const float* x, const float* w, const float* bias, fl
           continue;
         }
         switch (px) {
-          case 3: blocks<3>(xb, pd, w, cin, cout, g, oh, ow0, i0, i1, j0, j1, halves, yb); break;
-          case 2: blocks<2>(xb, pd, w, cin, cout, g, oh, ow0, i0, i1, j0, j1, halves, yb); break;
+#define CPUCNN_BLOCKS(p) \
+  case p: blocks<p>(xb, pd, w, cin, cout, g, oh, ow0, i0, i1, j0, j1, halves, yb); break;
+          CPUCNN_BLOCKS(7) CPUCNN_BLOCKS(6) CPUCNN_BLOCKS(5) CPUCNN_BLOCKS(4) CPUCNN_BLOCKS(3) CPUCNN_BLOCKS(2)
+#undef CPUCNN_BLOCKS
           default: blocks<1>(xb, pd, w, cin, cout, g, oh, ow0, i0, i1, j0, j1, halves, yb); break;
         }
       }
