@@ -324,6 +324,15 @@ def assert_avx512_only_kernel(isa: str, op: str) -> None:
         assert impl is None, f"{op} listed on {isa}: {impl!r}"
 
 
+def assert_kernel_on_isas(isa: str, op: str, isas: Sequence[str]) -> None:
+    """cpu_info lists `op` on the ISAs `isas` (as a kernel of that ISA) and not at all on the others."""
+    impl = listed_kernel(op)
+    if isa in isas:
+        assert impl is not None and impl.startswith(isa), f"{op} on {isa}: {impl!r}"
+    else:
+        assert impl is None, f"{op} listed on {isa}: {impl!r}"
+
+
 def check_conv_layer(isa: str, tag: str, shape) -> None:
     """Every pass of one conv layer case (see conv_case) through the conv
     operator against the float64 reference: forward with bias, with bias and

@@ -1,5 +1,6 @@
 """The direct convolution with 16 images in the vector lanes
-(kernels/conv_batch/, AVX-512) through the conv operator, on every ISA
+(kernels/conv_batch/, AVX-512 and AVX2: two registers of 8 images on
+AVX2) through the conv operator, on every ISA
 that has it (elsewhere skipped: the shapes would run the GEMM path),
 against the float64 reference: the forward of thin layers (<= 16 output
 channels) and backward-data, the full convolution it runs for layers with
@@ -8,13 +9,15 @@ sizes: a last group of fewer than 16 images, output channel counts that
 leave a partial block of 6, rows that are not a multiple of the 4-pixel
 block, padding on every side (the taps skipped over it), row stride and
 row dilation, rectangular kernels, an output pixel whose window is all
-padding."""
+padding; a last group of 8 images or fewer (one AVX2 register), widths of
+7, 9, 15 and 17 (the 8x8 transposes' partial blocks) and channel counts
+that are not multiples of 8."""
 
 import numpy as np
 import pytest
 
 import cpucnn as cc
-from harness import assert_avx512_only_kernel, assert_close, check_conv_layer, conv_case, conv_case_id, skip_unless_kernel
+from harness import assert_close, assert_kernel_on_isas, check_conv_layer, conv_case, conv_case_id, skip_unless_kernel
 
 K = cc._core.kernels
 
@@ -27,6 +30,10 @@ SHAPES = [
     (33, 4, 5, 13, 10, (3, 3), (2, 1), (1, 1), (2, 1)),  # row stride and dilation
     (32, 5, 3, 2, 3, (5, 5), (1, 1), (4, 4), (1, 1)),  # outputs whose whole window is padding
     (48, 9, 12, 6, 6, (2, 4), (1, 1), (0, 3), (1, 1)),  # kernel wider than tall, padding along W only
+    (37, 4, 7, 7, 7, (3, 3), (1, 1), (1, 1), (1, 1)),  # 7x7 maps; 37 = 2 groups + 5 images (half a group)
+    (24, 5, 11, 9, 9, (3, 3), (1, 1), (0, 0), (1, 1)),  # 9 wide; 24 = a group + 8 images (one register)
+    (41, 2, 5, 15, 15, (5, 5), (1, 1), (2, 2), (1, 1)),  # 15 wide; 41 = 2 groups + 9 images
+    (32, 3, 13, 6, 17, (3, 5), (1, 1), (1, 2), (1, 1)),  # 17 wide; 13 = 3 blocks of 4 + 1
 ]
 
 
@@ -53,5 +60,5 @@ def test_batch_and_row_kernels_agree(isa, threads):
     assert_close(whole, one, f"{isa} batch vs row kernel")
 
 
-def test_batch_kernel_is_listed_on_avx512_only(isa):
-    assert_avx512_only_kernel(isa, "conv2d_batch")
+def test_batch_kernel_is_listed_on_avx512_and_avx2(isa):
+    assert_kernel_on_isas(isa, "conv2d_batch", ("avx512", "avx2"))

@@ -1,18 +1,20 @@
 """The direct convolution kernels for thin layers (kernels/conv_direct/,
-AVX-512) on every ISA that has them (elsewhere skipped: the shapes would run
+AVX-512 and AVX2) on every ISA that has them (elsewhere skipped: the shapes would run
 the GEMM path), through the conv operator, against the float64 reference:
 forward (few output channels), backward-data as a full convolution (few
 input channels) and the direct weight gradient (fewer than 8 output channels
 or fewer than 16 taps x input channels). Ragged sizes: rows wider than a
 register, odd widths, non-square kernels, row stride and row dilation (the
 kernels need stride and dilation 1 only along W), batches that split
-unevenly over threads, images fewer than threads."""
+unevenly over threads, images fewer than threads; widths and channel
+counts around AVX2's 8 lanes (7, 9, 15, 17 wide; 3, 5, 7, 9, 11 channels),
+whose last register of a row is partial."""
 
 import numpy as np
 import pytest
 
 import cpucnn as cc
-from harness import assert_avx512_only_kernel, check_conv_layer, conv_case, conv_case_id, skip_unless_kernel
+from harness import assert_kernel_on_isas, check_conv_layer, conv_case, conv_case_id, skip_unless_kernel
 
 K = cc._core.kernels
 
@@ -25,6 +27,12 @@ SHAPES = [
     (3, 3, 5, 17, 19, (3, 3), (2, 1), (1, 1), (2, 1)),  # row stride and row dilation
     (67, 1, 3, 6, 5, (2, 2), (1, 1), (0, 1), (1, 1)),
     (1, 4, 9, 5, 33, (1, 7), (1, 1), (0, 3), (1, 1)),  # one kernel row, seven columns
+    # 8-lane tails (AVX2): rows of 7, 9, 15 and 17 outputs, channels not a multiple of 8.
+    (2, 3, 5, 7, 7, (3, 3), (1, 1), (1, 1), (1, 1)),  # one partial register a row
+    (3, 1, 11, 9, 11, (3, 3), (1, 1), (0, 0), (1, 1)),  # 9 wide: a register and one pixel; 11 = 4 + 4 + 3
+    (2, 5, 7, 15, 15, (5, 5), (1, 1), (2, 2), (1, 1)),  # 15 wide, padding on both edges; 7 = 4 + 3
+    (2, 9, 3, 6, 17, (3, 5), (1, 1), (1, 2), (1, 1)),  # 17 wide: two registers and one pixel
+    (1, 2, 13, 4, 19, (2, 3), (1, 1), (0, 0), (1, 1)),  # 17 outputs from 19; 13 = 4 * 3 + 1
 ]
 
 
@@ -50,5 +58,5 @@ def test_direct_weight_gradient_is_reproducible(isa, threads):
         np.testing.assert_array_equal(a, e)
 
 
-def test_direct_kernel_is_listed_on_avx512_only(isa):
-    assert_avx512_only_kernel(isa, "conv2d_direct")
+def test_direct_kernel_is_listed_on_avx512_and_avx2(isa):
+    assert_kernel_on_isas(isa, "conv2d_direct", ("avx512", "avx2"))

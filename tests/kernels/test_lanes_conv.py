@@ -1,5 +1,6 @@
 """The convolution with output channels in the vector lanes
-(kernels/conv_lanes/, AVX-512) through the conv operator, on every ISA
+(kernels/conv_lanes/, AVX-512 and AVX2: 8 channels a register on AVX2)
+through the conv operator, on every ISA
 that has it (elsewhere skipped: the shapes would run the GEMM path),
 against the float64 reference: forward (16 or 32 output channels, 64 to
 256 taps x input channels) and the weight gradient (3- or 5-wide kernels,
@@ -7,14 +8,16 @@ any reduction up to 256). Ragged sizes: rows wider than the 24- and
 12-pixel register blocks, odd sizes, padding (its zero-padded copy),
 "same" padding with the odd row at the bottom, row stride and dilation,
 48 channels (two registers then one), batches that split unevenly, and as
-many images as threads (at fewer, batch 1, other kernels run)."""
+many images as threads (at fewer, batch 1, other kernels run); rows of
+7, 9, 15 and 17 outputs (AVX2's 6-pixel blocks and 8x8 transposes, whose
+last block of pixels is partial)."""
 
 import numpy as np
 import pytest
 
 import cpucnn as cc
 import reference as ref
-from harness import (assert_avx512_only_kernel, assert_close, check_conv_layer, conv_case, conv_case_id, seeded_rng,
+from harness import (assert_close, assert_kernel_on_isas, check_conv_layer, conv_case, conv_case_id, seeded_rng,
                      skip_unless_kernel)
 
 K = cc._core.kernels
@@ -31,6 +34,10 @@ SHAPES = [
     (2, 28, 16, 6, 6, (3, 3), (1, 1), (0, 0), (1, 1)),  # 252 taps x channels
     (4, 9, 16, 5, 9, (3, 5), (1, 1), (1, 2), (1, 1)),  # 135, non-square kernel
     (2, 1, 16, 3, 3, (5, 5), (1, 1), (2, 2), (1, 1)),  # output wider than the input, all padding around
+    (3, 8, 16, 7, 7, (3, 3), (1, 1), (1, 1), (1, 1)),  # 72: 7x7, 49 pixels (6 transposes + 1)
+    (2, 7, 32, 9, 9, (3, 3), (1, 1), (1, 1), (1, 1)),  # 63 (dw only) on 9 wide rows
+    (2, 3, 16, 15, 15, (5, 5), (1, 1), (2, 2), (1, 1)),  # 75: rows of 15 = 6 + 6 + 3
+    (3, 5, 32, 8, 19, (3, 5), (1, 1), (1, 1), (1, 1)),  # 75: rows of 17 outputs = 6 + 6 + 5
 ]
 
 
@@ -67,5 +74,5 @@ def test_lanes_weight_gradient_is_reproducible(isa, threads):
         np.testing.assert_array_equal(a, e)
 
 
-def test_lanes_kernel_is_listed_on_avx512_only(isa):
-    assert_avx512_only_kernel(isa, "conv2d_lanes")
+def test_lanes_kernel_is_listed_on_avx512_and_avx2(isa):
+    assert_kernel_on_isas(isa, "conv2d_lanes", ("avx512", "avx2"))

@@ -51,6 +51,25 @@ KernelTable make_avx2() {
   // measured on Zen 3 it is slower on the layers that reach im2col + GEMM by
   // default here (thin ones: lenet5's convs, 1- and 3-channel inputs;
   // -10..-30%) and faster only on wide ones that Winograd takes (+5..25%).
+  t.conv_direct_fwd = conv2d_direct_fwd_avx2;
+  t.conv_direct_bwd_w = conv2d_direct_bwd_w_avx2;
+  t.conv_lanes_fwd = conv2d_lanes_fwd_avx2;
+  t.conv_lanes_bwd_w = conv2d_lanes_bwd_w_avx2;
+  t.conv_batch_fwd = conv2d_batch_fwd_avx2;
+  t.conv_batch_bwd_w = conv2d_batch_bwd_w_avx2;
+  // Where they beat im2col + GEMM on AVX2 (16 ymm registers; measured on
+  // Zen 3 against the GEMM path, 1 thread, lenet5 / convnet_s / vgg_s first
+  // layers and thin shapes at batch 8-256): the row kernel forward up to 8
+  // output channels (1.2-1.45x; 0.7-0.9x at 12-16), the batch kernel up to
+  // 12 (1.5-2.7x); dx only on the batch kernel and only for layers of <= 8
+  // output channels (lenet5 conv1 1.2-1.4x; the row kernel's dx 0.4-0.6x,
+  // lenet5 conv2's and 3-channel inputs' 0.6-0.87x); the direct dw only for
+  // < 8 output channels (1.4-1.6x; few taps alone 0.75-1.0x).
+  t.thin.direct_fwd_max_cout = 8;
+  t.thin.batch_fwd_max_cout = 12;
+  t.thin.dx_on_rows = false;
+  t.thin.dx_max_layer_cout = 8;
+  t.thin.dw_few_taps = false;
   t.winograd_input = winograd_input_avx2;
   t.winograd_output = winograd_output_avx2;
   t.winograd_grad_output = winograd_grad_output_avx2;
@@ -64,6 +83,14 @@ KernelTable make_avx2() {
   t.adam_update = adam_update_avx2;
   mark(t, "gemm", "avx2");
   mark(t, "im2col", "avx2");
+  t.impl.push_back({"conv2d_direct", "avx2 (forward: <= 8 output channels; dw: < 8 output channels)"});
+  t.impl.push_back({"conv2d_lanes",
+                    "avx2 (16 or 32 output channels, <= 256 taps x input channels, an image per thread; "
+                    "forward from 64 taps x input channels, dw for 3- or 5-wide kernels)"});
+  t.impl.push_back({"conv2d_batch",
+                    "avx2 (16 images in two registers, 16 images or more per thread: forward with <= 12 output "
+                    "channels; dx as a full convolution for layers of <= 16 input and <= 8 output channels; dw of "
+                    "3- and 5-wide kernels where the direct dw would run)"});
   t.impl.push_back({"conv2d_winograd", "avx2 (3x3 stride-1 convs with >= 8 channels in and out)"});
   mark(t, "relu", "avx2");
   mark(t, "maxpool2d", "avx2 (2x2 stride 2; scalar otherwise)");

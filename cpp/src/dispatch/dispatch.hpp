@@ -32,6 +32,15 @@ struct KernelTable {
   ConvLanesBwdWFn conv_lanes_bwd_w = nullptr;
   ConvBatchFwdFn conv_batch_fwd = nullptr;  // optional, both or none: images in lanes
   ConvBatchBwdWFn conv_batch_bwd_w = nullptr;
+  // Where those thin-layer kernels beat im2col + GEMM on this ISA (set from
+  // measurements in make_<isa>; ops/conv2d_plan.cc applies them).
+  struct ThinConvLimits {
+    int64_t direct_fwd_max_cout = 16;  // the row kernel's forward
+    int64_t batch_fwd_max_cout = 16;   // the images-in-lanes forward
+    bool dx_on_rows = true;            // dx as a forward on the row kernel (else on the batch kernel only)
+    int64_t dx_max_layer_cout = int64_t(1) << 62;  // dx direct only for layers with at most this many outputs
+    bool dw_few_taps = true;           // direct dw for < 16 taps x input channels too (else only < 8 outputs)
+  } thin;
   // optional, all four or none: Winograd F(2x2, 3x3) for 3x3 stride-1 convs
   WinogradInputFn winograd_input = nullptr;
   WinogradOutputFn winograd_output = nullptr;

@@ -66,6 +66,8 @@ struct Im2colPackArgs {
 // dilation 1 along W, groups 1.
 using ConvDirectFwdFn = void (*)(const float* x, const float* w, const float* bias, float* y, int64_t cin,
                                  int64_t cout, const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu);
+void conv2d_direct_fwd_avx2(const float* x, const float* w, const float* bias, float* y, int64_t cin, int64_t cout,
+                            const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu);
 void conv2d_direct_fwd_avx512(const float* x, const float* w, const float* bias, float* y, int64_t cin,
                               int64_t cout, const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu);
 // Direct weight gradient of images [0, n): dw[co][ci][i][j] (+)= sum of
@@ -73,6 +75,8 @@ void conv2d_direct_fwd_avx512(const float* x, const float* w, const float* bias,
 // W, groups 1.
 using ConvDirectBwdWFn = void (*)(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
                                   const ConvGeometry& g, bool accumulate);
+void conv2d_direct_bwd_w_avx2(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
+                              const ConvGeometry& g, bool accumulate);
 void conv2d_direct_bwd_w_avx512(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
                                 const ConvGeometry& g, bool accumulate);
 // Direct convolution forward with 16 images in the vector lanes, for thin
@@ -82,12 +86,16 @@ void conv2d_direct_bwd_w_avx512(const float* x, const float* dy, float* dw, int6
 int64_t conv2d_batch_scratch(int64_t cin, int64_t cout, const ConvGeometry& g);
 using ConvBatchFwdFn = void (*)(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t cin,
                                 int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
+void conv2d_batch_fwd_avx2(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t cin,
+                           int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
 void conv2d_batch_fwd_avx512(const float* x, const float* w, const float* bias, float* y, int64_t n, int64_t cin,
                              int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
 // Its weight gradient of images [0, n) into dw ([cout][cin][kh][kw],
 // overwritten); kw 3 or 5.
 using ConvBatchBwdWFn = void (*)(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
                                  const ConvGeometry& g, float* scratch);
+void conv2d_batch_bwd_w_avx2(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
+                             const ConvGeometry& g, float* scratch);
 void conv2d_batch_bwd_w_avx512(const float* x, const float* dy, float* dw, int64_t n, int64_t cin, int64_t cout,
                                const ConvGeometry& g, float* scratch);
 // Convolution with the output channels in the vector lanes (16 a register)
@@ -100,10 +108,14 @@ void conv2d_batch_bwd_w_avx512(const float* x, const float* dy, float* dw, int64
 int64_t conv2d_lanes_scratch(int64_t cin, int64_t cout, const ConvGeometry& g);
 using ConvLanesFwdFn = void (*)(const float* x, const float* wl, const float* bias, float* y, int64_t n, int64_t cin,
                                 int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
+void conv2d_lanes_fwd_avx2(const float* x, const float* wl, const float* bias, float* y, int64_t n, int64_t cin,
+                           int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
 void conv2d_lanes_fwd_avx512(const float* x, const float* wl, const float* bias, float* y, int64_t n, int64_t cin,
                              int64_t cout, const ConvGeometry& g, bool relu, float* scratch);
 using ConvLanesBwdWFn = void (*)(const float* x, const float* dy, float* dwl, int64_t n, int64_t cin, int64_t cout,
                                  const ConvGeometry& g, float* scratch);
+void conv2d_lanes_bwd_w_avx2(const float* x, const float* dy, float* dwl, int64_t n, int64_t cin, int64_t cout,
+                             const ConvGeometry& g, float* scratch);
 void conv2d_lanes_bwd_w_avx512(const float* x, const float* dy, float* dwl, int64_t n, int64_t cin, int64_t cout,
                                const ConvGeometry& g, float* scratch);
 using Im2colPackFn = void (*)(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);

@@ -57,8 +57,10 @@ ConvGemmPlan plan_gemm(const Conv2dShape& s, const KernelTable& kt, int& threads
 // as a GEMM that must unfold and pack its input (measured with
 // benchmarks/bench_kernels.py: lenet5's convs gain 1.3-2x; with 32 output
 // channels the GEMM is already as fast).
+// On AVX2 (8 lanes) up to 8 output channels only: KernelTable::thin.
 bool use_direct(const Conv2dShape& s, const KernelTable& kt) {
-  return kt.conv_direct_fwd != nullptr && s.groups == 1 && s.geo.sw == 1 && s.geo.dw == 1 && s.cout <= 16;
+  return kt.conv_direct_fwd != nullptr && s.groups == 1 && s.geo.sw == 1 && s.geo.dw == 1 &&
+         s.cout <= kt.thin.direct_fwd_max_cout;
 }
 
 // The lane kernels' buffers per thread (kernels/conv_lanes/, conv_batch/:
@@ -90,17 +92,19 @@ bool use_lanes(const Conv2dShape& s, const KernelTable& kt, const ConvGemmPlan& 
 // padding are skipped, which the full convolution of backward-data is full
 // of (lenet5 conv2's dx: a 10x10 map padded to 18x18).
 bool use_batch(const Conv2dShape& s, const KernelTable& kt, int threads) {
-  return kt.conv_batch_fwd != nullptr && s.groups == 1 && s.geo.sw == 1 && s.geo.dw == 1 && s.cout <= 16 &&
+  return kt.conv_batch_fwd != nullptr && s.groups == 1 && s.geo.sw == 1 && s.geo.dw == 1 &&
+         s.cout <= kt.thin.batch_fwd_max_cout &&
          s.n >= 16 * threads && conv2d_batch_scratch(s.cin, s.cout, s.geo) <= kLaneScratch;
 }
 
 // With stride 1 and dilation 1, dx is the "full" convolution of dy with the
 // kernel flipped and its channel axes swapped. When that convolution is thin
-// it runs on the direct kernel instead of a GEMM followed by col2im.
+// it runs on the direct kernel instead of a GEMM followed by col2im (on
+// AVX2 only on the batch kernel, for layers of few outputs: KernelTable::thin).
 bool direct_dx(const Conv2dShape& s, const KernelTable& kt) {
   const ConvGeometry& g = s.geo;
   return kt.conv_direct_fwd != nullptr && s.groups == 1 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 &&
-         g.ph <= g.kh - 1 && g.pw <= g.kw - 1 && s.cin <= 16;
+         g.ph <= g.kh - 1 && g.pw <= g.kw - 1 && s.cin <= 16 && s.cout <= kt.thin.dx_max_layer_cout;
 }
 
 // Thin layers' weight gradient straight from x and dy (no im2col, whose
@@ -111,10 +115,11 @@ bool direct_dx(const Conv2dShape& s, const KernelTable& kt) {
 // lenet5 conv2 (16 x 150) and vgg_s conv1 (32 x 27) are faster as GEMMs
 // (all four now run on a lane kernel first, where one applies: lanes_dw,
 // batch_dw).
+// On AVX2 only the first condition pays (KernelTable::thin).
 bool direct_dw(const Conv2dShape& s, const KernelTable& kt) {
   const ConvGeometry& g = s.geo;
   return kt.conv_direct_bwd_w != nullptr && s.groups == 1 && g.sw == 1 && g.dw == 1 &&
-         (s.cout < 8 || s.cin * g.kh * g.kw < 16);
+         (s.cout < 8 || (kt.thin.dw_few_taps && s.cin * g.kh * g.kw < 16));
 }
 
 // The same with 16 images in the lanes (kernels/conv_batch/) where there
@@ -303,15 +308,16 @@ Conv2dPlan plan_conv2d(const Conv2dShape& s, int threads) {
       p.weight_alone = ConvWeightAlgo::kDirect;
     else
       p.weight_alone = ConvWeightAlgo::kGemm;
-    if (direct_dx(s, kt)) {
-      const Conv2dShape t = conv2d_dx_shape(s);
-      p.data = use_batch(t, kt, T) ? ConvDataAlgo::kDirectBatch : ConvDataAlgo::kDirectRows;
+    const Conv2dShape t = conv2d_dx_shape(s);
+    if (direct_dx(s, kt) && use_batch(t, kt, T)) {
+      p.data = ConvDataAlgo::kDirectBatch;
+    } else if (direct_dx(s, kt) && kt.thin.dx_on_rows) {
+      p.data = ConvDataAlgo::kDirectRows;
       p.dx_slabs = row_slabs(t, T);
-      p.weight = p.weight_alone;
     } else {
       p.data = ConvDataAlgo::kGemm;
-      p.weight = ConvWeightAlgo::kGemm;
     }
+    p.weight = p.data == ConvDataAlgo::kGemm ? ConvWeightAlgo::kGemm : p.weight_alone;
   }
   forward_scratch(p);
   backward_scratch(p);
