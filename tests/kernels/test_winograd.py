@@ -36,7 +36,7 @@ SHAPES = [
 
 
 def _has_f4(isa):
-    return isa == "avx512"
+    return isa in ("avx2", "avx512")
 
 
 def _applies(isa):
