@@ -55,6 +55,7 @@ KernelTable make_avx2() {
   t.winograd4_output = winograd4_output_avx2;
   t.winograd4_grad_output = winograd4_grad_output_avx2;
   t.winograd4_weights = winograd4_weights_avx2;
+  t.winograd4_lanes = 8;
   t.relu_fwd = relu_fwd_avx2;
   t.relu_bwd = relu_bwd_avx2;
   t.sum = sum_avx2;
@@ -62,7 +63,7 @@ KernelTable make_avx2() {
   mark(t, "im2col", "avx2");
   t.impl.push_back({"conv2d_winograd",
                     "avx2 (3x3 stride-1 convs with >= 8 channels in and out; F(4x4) on maps of >= 8x8 outputs "
-                    "with >= 16 of its tiles per thread, F(2x2) below)"});
+                    "with >= 8 of its tiles per thread, F(2x2) below)"});
   mark(t, "relu", "avx2");
   return t;
 }
