@@ -74,6 +74,11 @@ KernelTable make_avx2() {
   t.winograd_output = winograd_output_avx2;
   t.winograd_grad_output = winograd_grad_output_avx2;
   t.winograd_weights = winograd_weights_avx2;
+  t.winograd4_input = winograd4_input_avx2;
+  t.winograd4_output = winograd4_output_avx2;
+  t.winograd4_grad_output = winograd4_grad_output_avx2;
+  t.winograd4_weights = winograd4_weights_avx2;
+  t.winograd4_lanes = 8;
   t.relu_fwd = relu_fwd_avx2;
   t.relu_bwd = relu_bwd_avx2;
   t.sum = sum_avx2;
@@ -91,7 +96,9 @@ KernelTable make_avx2() {
                     "avx2 (16 images in two registers, 16 images or more per thread: forward with <= 12 output "
                     "channels; dx as a full convolution for layers of <= 16 input and <= 8 output channels; dw of "
                     "3- and 5-wide kernels where the direct dw would run)"});
-  t.impl.push_back({"conv2d_winograd", "avx2 (3x3 stride-1 convs with >= 8 channels in and out)"});
+  t.impl.push_back({"conv2d_winograd",
+                    "avx2 (3x3 stride-1 convs with >= 8 channels in and out; F(4x4) on maps of >= 8x8 outputs "
+                    "with >= 8 of its tiles per thread, F(2x2) below)"});
   mark(t, "relu", "avx2");
   mark(t, "maxpool2d", "avx2 (2x2 stride 2; scalar otherwise)");
   mark(t, "sgd", "avx2");

@@ -170,6 +170,8 @@ CPUCNN_DECLARE_WINOGRAD(avx2)
 CPUCNN_DECLARE_WINOGRAD(avx512)
 #undef CPUCNN_DECLARE_WINOGRAD
 // The same for Winograd F(4x4, 3x3): 6x6 patches, 36 xi planes, 4x4 tiles.
+void winograd4_input_avx2(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                          int64_t u0, int64_t u1, float* v, int64_t ldv, float* scratch);
 void winograd4_input_avx512(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
                             int64_t u0, int64_t u1, float* v, int64_t ldv, float* scratch);
 // Its output also takes relu_y (may be null): y is multiplied by [relu_y > 0]
@@ -178,6 +180,13 @@ void winograd4_input_avx512(const float* x, int64_t channels, int64_t image_stri
 using WinogradMaskedOutputFn = void (*)(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
                                         const WinogradGeometry& g, int64_t u0, int64_t u1, float* y,
                                         int64_t image_stride, const float* relu_y);
+void winograd4_output_avx2(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
+                           const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride,
+                           const float* relu_y);
+void winograd4_grad_output_avx2(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                                int64_t u0, int64_t u1, float* dm, int64_t ldm);
+void winograd4_weights_avx2(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,
+                            float* u);
 void winograd4_output_avx512(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
                              const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride,
                              const float* relu_y);

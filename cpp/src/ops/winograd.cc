@@ -74,9 +74,12 @@ Scheme scheme_f4(const KernelTable& kt) {
 
 // F(4x4) where the ISA has it and the setting allows, on maps of at least
 // 8x8 outputs (two tiles a side; below that most of a 4x4 tile would be
-// outside the plane) with at least 16 of its tiles per thread: with fewer,
-// a thread's 16-lane transforms and GEMM panels are mostly empty (batch 1,
-// 2 threads, 16x16 maps: 62 us for F(4x4), 45 us for F(2x2)).
+// outside the plane) with at least a transform register's worth of its
+// tiles per thread (16 for avx512, 8 for avx2): with fewer, a thread's
+// transforms and GEMM panels are mostly empty (avx512, batch 1, 2 threads,
+// 16x16 maps: 62 us for F(4x4), 45 us for F(2x2); avx2, 1 thread, 64 -> 128
+// channels on 8x8 maps: 4 tiles 174 vs 97 us, 8 tiles 178 vs 184, 16 tiles
+// 165 vs 359).
 Scheme scheme_for(const Conv2dShape& s, int threads) {
   const KernelTable& kt = kernels();
   const auto tile = static_cast<WinogradTile>(g_tile.load(std::memory_order_relaxed));
@@ -84,7 +87,8 @@ Scheme scheme_for(const Conv2dShape& s, int threads) {
   if (tile == WinogradTile::kF4) return scheme_f4(kt);
   const ConvGeometry& g = s.geo;
   const int64_t tiles = s.n * ((g.ho + 3) / 4) * ((g.wo + 3) / 4);
-  const bool f4 = g.ho >= 8 && g.wo >= 8 && tiles >= 16 * static_cast<int64_t>(std::max(1, threads));
+  const int64_t per_thread = kt.winograd4_lanes;
+  const bool f4 = g.ho >= 8 && g.wo >= 8 && tiles >= per_thread * std::max(1, threads);
   return f4 ? scheme_f4(kt) : scheme_f2(kt);
 }
 

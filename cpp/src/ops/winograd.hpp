@@ -22,8 +22,9 @@ namespace cpucnn {
 
 struct KernelTable;
 
-// Which variant runs: F(4x4, 3x3) where the ISA has it (AVX-512) on maps of
-// at least 8x8 outputs with at least 16 of its 4x4 tiles per thread, else
+// Which variant runs: F(4x4, 3x3) where the ISA has it (AVX-512, AVX2) on
+// maps of at least 8x8 outputs with at least a transform register's worth
+// of its 4x4 tiles per thread (16 on AVX-512, 8 on AVX2), else
 // F(2x2, 3x3) ('auto'); or one of them wherever Winograd runs (F(4x4) falls
 // back to F(2x2) on ISAs without it).
 enum class WinogradTile { kAuto, kF2, kF4 };

@@ -22,6 +22,8 @@
 
 namespace cpucnn {
 
+#include "kernels/winograd4/weights.inc"
+
 namespace {
 
 using avx512::first_lanes;
@@ -309,40 +311,9 @@ void winograd4_grad_output_avx512(const float* dy, int64_t channels, int64_t ima
   }
 }
 
-// U[xi][r][c] = (G k G^T)[xi], xi = 6 p + q, for the 3x3 kernels
-// k(r, c) = src + r * rs + c * cs (rotated 180 degrees when flip); sixteen
-// kernels at a time, plain loops the compiler vectorises.
 void winograd4_weights_avx512(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,
                               float* u) {
-  constexpr float G[kAlpha][3] = {{0.25f, 0.0f, 0.0f},
-                                  {-1.0f / 6, -1.0f / 6, -1.0f / 6},
-                                  {-1.0f / 6, 1.0f / 6, -1.0f / 6},
-                                  {1.0f / 24, 1.0f / 12, 1.0f / 6},
-                                  {1.0f / 24, -1.0f / 12, 1.0f / 6},
-                                  {0.0f, 0.0f, 1.0f}};
-  const int64_t plane = rows * cols;
-  alignas(64) float kk[9][16];
-  alignas(64) float gk[kAlpha][3][16];  // G k
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c0 = 0; c0 < cols; c0 += 16) {
-      const int64_t nc = cols - c0 < 16 ? cols - c0 : 16;
-      for (int64_t l = 0; l < 16; ++l) {
-        const float* kl = src + r * rs + (c0 + (l < nc ? l : 0)) * cs;
-        for (int t = 0; t < 9; ++t) kk[t][l] = kl[flip ? 8 - t : t];
-      }
-      for (int p = 0; p < kAlpha; ++p)
-        for (int j = 0; j < 3; ++j)
-          for (int64_t l = 0; l < 16; ++l)
-            gk[p][j][l] = G[p][0] * kk[j][l] + G[p][1] * kk[3 + j][l] + G[p][2] * kk[6 + j][l];
-      for (int p = 0; p < kAlpha; ++p) {
-        for (int q = 0; q < kAlpha; ++q) {
-          float* __restrict out = u + (kAlpha * p + q) * plane + r * cols + c0;
-          for (int64_t l = 0; l < nc; ++l)
-            out[l] = gk[p][0][l] * G[q][0] + gk[p][1][l] * G[q][1] + gk[p][2][l] * G[q][2];
-        }
-      }
-    }
-  }
+  winograd4_weights_impl(src, rows, cols, rs, cs, flip, u);
 }
 
 }  // namespace cpucnn
