@@ -149,8 +149,10 @@ void register_kernels(py::module_& m) {
   k.def(
       "conv2d_backward",
       [](const FloatArray& x, const FloatArray& w, const FloatArray& dy, std::pair<int64_t, int64_t> stride,
-         std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups, bool need_dx) {
+         std::pair<int64_t, int64_t> padding, std::pair<int64_t, int64_t> dilation, int64_t groups, bool need_dx,
+         bool need_dw) {
         const Conv2dShape s = conv_shape(x, w, stride, padding, dilation, groups);
+        if (!need_dx && !need_dw) throw ValueError("conv2d_backward: asks for neither dx nor dw");
         if (dy.ndim() != 4 || dy.shape(0) != s.n || dy.shape(1) != s.cout || dy.shape(2) != s.geo.ho ||
             dy.shape(3) != s.geo.wo)
           throw ValueError("conv2d_backward: dy has the wrong shape");
@@ -158,17 +160,20 @@ void register_kernels(py::module_& m) {
         py::array_t<float> dw({w.shape(0), w.shape(1), w.shape(2), w.shape(3)});
         py::array_t<float> db(s.cout);
         float* dxp = need_dx ? dx.mutable_data() : nullptr;
-        float* dwp = dw.mutable_data();
-        float* dbp = db.mutable_data();
+        float* dwp = need_dw ? dw.mutable_data() : nullptr;
+        float* dbp = need_dw ? db.mutable_data() : nullptr;
         {
           py::gil_scoped_release nogil;
           conv2d_backward(s, x.data(), w.data(), dy.data(), dxp, dwp, dbp);
         }
-        return py::make_tuple(need_dx ? py::object(dx) : py::object(py::none()), dw, db);
+        const py::object none = py::none();
+        return py::make_tuple(need_dx ? py::object(dx) : none, need_dw ? py::object(dw) : none,
+                              need_dw ? py::object(db) : none);
       },
       py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("stride") = std::make_pair(1, 1),
       py::arg("padding") = std::make_pair(0, 0), py::arg("dilation") = std::make_pair(1, 1), py::arg("groups") = 1,
-      py::arg("need_dx") = true);
+      py::arg("need_dx") = true, py::arg("need_dw") = true,
+      "(dx, dw, db) of the convolution; need_dw=False computes dx alone (a frozen layer), None for dw and db.");
   k.def(
       "set_conv2d_winograd",
       [](const std::string& mode) {

@@ -140,8 +140,10 @@ class _Kernels:
         dilation: tuple[int, int] = (1, 1),
         groups: int = 1,
         need_dx: bool = True,
-    ) -> tuple[NDArray[np.float32] | None, NDArray[np.float32], NDArray[np.float32]]:
-        """(dx or None, dw, db)."""
+        need_dw: bool = True,
+    ) -> tuple[NDArray[np.float32] | None, NDArray[np.float32] | None, NDArray[np.float32] | None]:
+        """(dx, dw, db) of the convolution; need_dw=False computes dx alone (a frozen layer), None for dw
+        and db."""
     @staticmethod
     def set_conv2d_winograd(mode: str) -> None:
         """Winograd (F(2x2) or F(4x4), 3x3) for eligible 3x3 stride-1 convolutions: 'auto' (where it pays; the

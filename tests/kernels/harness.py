@@ -336,7 +336,8 @@ def assert_kernel_on_isas(isa: str, op: str, isas: Sequence[str]) -> None:
 def check_conv_layer(isa: str, tag: str, shape) -> None:
     """Every pass of one conv layer case (see conv_case) through the conv
     operator against the float64 reference: forward with bias, with bias and
-    ReLU, without bias with ReLU; dx, dw and db; dw and db without dx."""
+    ReLU, without bias with ReLU; dx, dw and db; dw and db without dx; dx
+    without dw and db (a frozen layer)."""
     x, wt, b, dy, want_y = conv_case(tag, shape)
     _, _, _, _, _, _, st, pad, dil = shape
     kw = dict(stride=st, padding=pad, dilation=dil)
@@ -354,3 +355,6 @@ def check_conv_layer(isa: str, tag: str, shape) -> None:
     assert none is None
     assert_close(dw2, want_dw, f"{isa} dw without dx {shape}")
     assert_close(db2, want_db, f"{isa} db without dx {shape}")
+    dx3, none_w, none_b = K.conv2d_backward(x, wt, dy, need_dw=False, **kw)
+    assert none_w is None and none_b is None
+    assert_close(dx3, want_dx, f"{isa} dx without dw {shape}")

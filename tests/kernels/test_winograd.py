@@ -100,6 +100,9 @@ def test_winograd_matches_reference(isa, threads, winograd, shape, nt):
     assert none is None
     np.testing.assert_array_equal(dw2, dw)
     np.testing.assert_array_equal(db2, db)
+    dx3, none_w, none_b = K.conv2d_backward(x, wt, dy, padding=(p, p), need_dw=False)  # a frozen layer
+    assert none_w is None and none_b is None
+    assert_close(dx3, want_dx, f"{isa} dx without dw {shape}")
 
 
 @pytest.mark.parametrize("shape", SHAPES[:6], ids=lambda s: "x".join(map(str, s)))

@@ -244,17 +244,18 @@ void run_forward(const Conv2dPlan& p, const ScratchFrame& f, const float* x, con
 
 // dx as the forward direct convolution of dy with w'[ci][co][i][j] =
 // w[co][ci][kh-1-i][kw-1-j] (made in the shared part).
-void backward_data_direct(const Conv2dPlan& p, const ScratchFrame& f, const float* w, const float* dy, float* dx) {
+void backward_data_direct(const Conv2dPlan& p, const Offsets& at, const ScratchFrame& f, const float* w,
+                          const float* dy, float* dx) {
   const Conv2dShape& s = p.shape;
   const int64_t taps = s.geo.kh * s.geo.kw;
-  float* wt = f.shared(p.bwd_at.weights);
+  float* wt = f.shared(at.weights);
   for (int64_t co = 0; co < s.cout; ++co)
     for (int64_t ci = 0; ci < s.cin; ++ci)
       for (int64_t t = 0; t < taps; ++t)
         wt[(ci * s.cout + co) * taps + (taps - 1 - t)] = w[(co * s.cin + ci) * taps + t];
   const Conv2dShape t = conv2d_dx_shape(s);
   if (p.data == ConvDataAlgo::kDirectBatch)
-    forward_batch(t, *p.table, p.threads, f, p.bwd_at.dx_kernel, dy, wt, nullptr, dx, false);
+    forward_batch(t, *p.table, p.threads, f, at.dx_kernel, dy, wt, nullptr, dx, false);
   else
     forward_direct(t, *p.table, p.threads, p.dx_slabs, dy, wt, nullptr, dx, false);
 }
@@ -294,8 +295,8 @@ void weight_grad_by_images(const Conv2dPlan& p, const ScratchFrame& f, const Off
   }
 }
 
-// Accumulates (or, when first, overwrites) dw/db partials for a chunk and
-// writes dx for its samples.
+// Accumulates (or, when first, overwrites) dw/db partials for a chunk
+// (none when dw is null) and writes dx for its samples.
 void backward_chunk(const Conv2dPlan& p, const ScratchFrame& f, const Offsets& at, int t, const float* x,
                     const float* w, const float* dy, float* dx, float* dw, float* db, bool first, int64_t n0,
                     int64_t ns) {
@@ -323,24 +324,25 @@ void backward_chunk(const Conv2dPlan& p, const ScratchFrame& f, const Offsets& a
   }
   if (dx)
     for (int64_t i = 0; i < ns; ++i) std::memset(dx + (n0 + i) * s.cin * hw, 0, s.cin * hw * sizeof(float));
-  float* col = f.thread(t, at.col);
   float* dcol = dx ? f.thread(t, at.col2) : nullptr;
   for (int64_t g = 0; g < s.groups; ++g) {
     const float* dyg = dyc + g * gp.mg * ld;
     const float* wg = w + g * gp.mg * gp.k;
-    GemmArgs gw;  // dw_g (mg x k) += dy_g (mg x ld) * col^T (ld x k)
-    gw.trans_b = true;
-    gw.m = gp.mg;
-    gw.n = gp.k;
-    gw.k = ld;
-    gw.a = dyg;
-    gw.lda = ld;
-    gw.b = unfold(p, x, n0, ns, g, col);
-    gw.ldb = ld;
-    gw.c = dw + g * gp.mg * gp.k;
-    gw.ldc = gp.k;
-    gw.accumulate = !first;
-    run_gemm(gw, p, f, at, t);
+    if (dw) {
+      GemmArgs gw;  // dw_g (mg x k) += dy_g (mg x ld) * col^T (ld x k)
+      gw.trans_b = true;
+      gw.m = gp.mg;
+      gw.n = gp.k;
+      gw.k = ld;
+      gw.a = dyg;
+      gw.lda = ld;
+      gw.b = unfold(p, x, n0, ns, g, f.thread(t, at.col));
+      gw.ldb = ld;
+      gw.c = dw + g * gp.mg * gp.k;
+      gw.ldc = gp.k;
+      gw.accumulate = !first;
+      run_gemm(gw, p, f, at, t);
+    }
     if (dx) {
       GemmArgs gd;  // dcol (k x ld) = w_g^T (k x mg) * dy_g (mg x ld)
       gd.trans_a = true;
@@ -404,6 +406,24 @@ void backward_gemm(const Conv2dPlan& p, const ScratchFrame& f, const Offsets& at
   }
 }
 
+// dx alone by GEMM + col2im over the plan's chunks (threads over chunks
+// where the plan has them, else inside each GEMM).
+void backward_data_gemm(const Conv2dPlan& p, const ScratchFrame& f, const float* w, const float* dy, float* dx) {
+  const Conv2dShape& s = p.shape;
+  const ConvGemmPlan& gp = p.gemm;
+  const Offsets& at = p.bwd_data_at;
+  if (!gp.batch_parallel) {
+    for (int64_t c = 0; c < gp.chunks; ++c)
+      backward_chunk(p, f, at, 0, nullptr, w, dy, dx, nullptr, nullptr, c == 0, c * gp.chunk,
+                     std::min(gp.chunk, s.n - c * gp.chunk));
+    return;
+  }
+#pragma omp parallel for num_threads(p.threads) schedule(static, 1)
+  for (int64_t c = 0; c < gp.chunks; ++c)
+    backward_chunk(p, f, at, thread_id(), nullptr, w, dy, dx, nullptr, nullptr, true, c * gp.chunk,
+                   std::min(gp.chunk, s.n - c * gp.chunk));
+}
+
 void backward_weight(const Conv2dPlan& p, ConvWeightAlgo algo, const ScratchFrame& f, const Offsets& off,
                      const float* x, const float* w, const float* dy, float* dw, float* db) {
   const Conv2dShape& s = p.shape;
@@ -445,13 +465,21 @@ void backward_weight(const Conv2dPlan& p, ConvWeightAlgo algo, const ScratchFram
 // Returns whether the ReLU's backward was applied to dx.
 bool run_backward(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* dy,
                   float* dx, float* dw, float* db, bool relu_x) {
+  if (!dw) {  // dx alone
+    if (p.winograd) return winograd_backward_data(p.wino, f, x, w, dy, dx, relu_x);
+    if (p.data == ConvDataAlgo::kGemm)
+      backward_data_gemm(p, f, w, dy, dx);
+    else
+      backward_data_direct(p, p.bwd_data_at, f, w, dy, dx);
+    return false;
+  }
   if (p.winograd) return winograd_backward(p.wino, f, x, w, dy, dx, dw, db, relu_x && dx);
   if (!dx) {
     backward_weight(p, p.weight_alone, f, p.bwd_alone_at, x, w, dy, dw, db);
   } else if (p.data == ConvDataAlgo::kGemm) {
     backward_gemm(p, f, p.bwd_at, x, w, dy, dx, dw, db);
   } else {
-    backward_data_direct(p, f, w, dy, dx);
+    backward_data_direct(p, p.bwd_at, f, w, dy, dx);
     backward_weight(p, p.weight, f, p.bwd_at, x, w, dy, dw, db);
   }
   return false;
@@ -508,8 +536,9 @@ void Conv2dOp::backward(const Conv2dShape& s, const float* x, const float* w, co
                         float* db, bool relu_x) {
   const auto p = plan(s);
   bool masked = false;  // the ReLU's backward already applied to dx
+  if (!dw && !dx) return;
   {
-    ScratchFrame f(dx ? p->bwd_scratch : p->bwd_alone_scratch, p->threads);
+    ScratchFrame f(!dw ? p->bwd_data_scratch : dx ? p->bwd_scratch : p->bwd_alone_scratch, p->threads);
     masked = run_backward(*p, f, x, w, dy, dx, dw, db, relu_x);
   }
   if (relu_x && dx && !masked) {  // the ReLU's backward as its own pass

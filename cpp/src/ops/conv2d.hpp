@@ -37,8 +37,9 @@ class Conv2dOp {
   void infer(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
              uint64_t version);
   // dw, db (db may be null) are overwritten; dx (may be null) is
-  // overwritten. relu_x: x is the output of a ReLU, whose backward is
-  // applied to dx too (dx *= [x > 0]), inside the Winograd pass where it can be.
+  // overwritten. dw null: dx alone (a frozen layer; db must be null too).
+  // relu_x: x is the output of a ReLU, whose backward is applied to dx too
+  // (dx *= [x > 0]), inside the Winograd pass where it can be.
   void backward(const Conv2dShape& s, const float* x, const float* w, const float* dy, float* dx, float* dw,
                 float* db, bool relu_x);
 

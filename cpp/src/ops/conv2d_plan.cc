@@ -224,12 +224,34 @@ void weight_scratch(const Conv2dPlan& p, ConvWeightAlgo algo, bool with_dx, Scra
   }
 }
 
+// dx alone: the GEMM's dx half over the same chunks, or the direct pass.
+void data_scratch(Conv2dPlan& p) {
+  const Conv2dShape& s = p.shape;
+  const ConvGemmPlan& gp = p.gemm;
+  ScratchLayout& l = p.bwd_data_scratch;
+  Conv2dPlan::Offsets& at = p.bwd_data_at;
+  if (p.data == ConvDataAlgo::kGemm) {
+    const int64_t ld = gp.chunk * gp.p;
+    at.tmp = l.per_thread(gp.chunk > 1 ? s.cout * ld : 0);
+    at.col2 = l.per_thread(gp.k * ld);
+    at.pack = l.per_thread(gemm_packing_floats(gp.k, ld, gp.mg));
+    return;
+  }
+  at.weights = l.shared(s.cout * s.cin * s.geo.kh * s.geo.kw);
+  if (p.data == ConvDataAlgo::kDirectBatch) {
+    const Conv2dShape t = conv2d_dx_shape(s);
+    at.dx_kernel = l.per_thread(conv2d_batch_scratch(t.cin, t.cout, t.geo));
+  }
+}
+
 void backward_scratch(Conv2dPlan& p) {
   if (p.winograd) {
     p.bwd_scratch = p.wino.backward;
     p.bwd_alone_scratch = p.wino.backward;
+    p.bwd_data_scratch = p.wino.backward_data;
     return;
   }
+  data_scratch(p);
   const Conv2dShape& s = p.shape;
   weight_scratch(p, p.weight_alone, false, p.bwd_alone_scratch, p.bwd_alone_at);
   ScratchLayout& l = p.bwd_scratch;

@@ -54,13 +54,14 @@ struct Conv2dPlan {
   int64_t slabs = 1;           // kGemmSlabs / kDirect: output-row slabs per image
   int64_t dx_slabs = 1;        // kDirectRows: the same for dx
 
-  // Scratch: forward, and backward with and without dx; offsets in each.
-  ScratchLayout fwd_scratch, bwd_scratch, bwd_alone_scratch;
+  // Scratch: forward, backward with and without dx, and dx alone (a
+  // frozen layer); offsets in each.
+  ScratchLayout fwd_scratch, bwd_scratch, bwd_alone_scratch, bwd_data_scratch;
   struct Offsets {
     int64_t col = 0, col2 = 0, tmp = 0, pack = 0, kernel = 0, dx_kernel = 0;  // per thread
     int64_t weights = 0, parts = 0;                            // shared
     int64_t part_stride = 0;
-  } fwd_at, bwd_at, bwd_alone_at;
+  } fwd_at, bwd_at, bwd_alone_at, bwd_data_at;
 };
 
 // The plan for s with `threads` threads, the current kernel table and the

@@ -309,6 +309,7 @@ WinogradPlan winograd_plan(const Conv2dShape& s, int threads) {
   } else {
     p.dx_fwd = plan_pass(sc, s.n, s.cout, s.cin, dx_tiles(s.geo, sc.m), p.threads, true, l);
   }
+  p.dx_only = plan_pass(sc, s.n, s.cout, s.cin, dx_tiles(s.geo, sc.m), p.threads, true, p.backward_data);
   // Per thread: its dU partial, then its bias partials (cout doubles).
   const int64_t usize = sc.xi * s.cout * s.cin;
   p.bias_at = (usize + 15) / 16 * 16;
@@ -385,6 +386,16 @@ void finish_weight_grad(const float* g, const float* part, int64_t stride, int t
 }
 
 }  // namespace
+
+bool winograd_backward_data(const WinogradPlan& p, const ScratchFrame& f, const float* x, const float* w,
+                            const float* dy, float* dx, bool relu_x) {
+  const Scheme sc = scheme_of(p);
+  const Conv2dShape& s = p.shape;
+  // With the ReLU's mask where the output kernel can.
+  const float* relu_y = relu_x && sc.masked_output ? x : nullptr;
+  forward_transforming(sc, p.dx_only, dx_tiles(s.geo, sc.m), f, dy, w, 9, s.cin * 9, true, nullptr, dx, false, relu_y);
+  return relu_y != nullptr;
+}
 
 bool winograd_backward(const WinogradPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* dy,
                        float* dx, float* dw, float* db, bool relu_x) {

@@ -67,6 +67,9 @@ struct WinogradPlan {
   bool fused_dx = false;
   int64_t part_stride = 0, bias_at = 0, parts = 0;  // the weight-gradient partials (shared)
   ScratchLayout backward;
+  // dx alone (a frozen layer: no weight gradient), as a forward pass over dy.
+  WinogradPass dx_only;
+  ScratchLayout backward_data;
 };
 // Chooses the variant for s now (the tile setting, the ISA, the shape).
 WinogradPlan winograd_plan(const Conv2dShape& s, int threads);
@@ -103,5 +106,8 @@ void winograd_forward_prepared(const WinogradPlan& p, const ScratchFrame& f, con
 // whether it did that (else the caller must).
 bool winograd_backward(const WinogradPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* dy,
                        float* dx, float* dw, float* db, bool relu_x = false);
+// dx alone, in a frame of the plan's backward_data layout; the same return.
+bool winograd_backward_data(const WinogradPlan& p, const ScratchFrame& f, const float* x, const float* w,
+                            const float* dy, float* dx, bool relu_x = false);
 
 }  // namespace cpucnn
