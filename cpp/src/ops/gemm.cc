@@ -11,13 +11,14 @@ namespace cpucnn {
 
 namespace {
 
-constexpr int64_t kMc = 192;   // rows of A packed at once (L2)
-constexpr int64_t kNc = 2048;  // columns of B packed at once (L2/L3)
+constexpr int64_t kMc = kGemmMc;  // rows of a C tile when tiles are split across threads
+constexpr int64_t kNc = 2048;      // columns of B packed at once (L2/L3)
 
-// One C tile over all of K with this thread's packing buffers.
+// One C tile over all of K with this thread's packing buffers (the tile
+// packs A kGemmMc rows at a time).
 void run_tile(const GemmTile& t, const KernelTable& kt, int64_t i0, int64_t mc, int64_t j0, int64_t nc) {
   const int64_t kc = std::min(t.k, kGemmKc);
-  const int64_t mc_pad = (mc + kt.gemm_mr - 1) / kt.gemm_mr * kt.gemm_mr;
+  const int64_t mc_pad = (std::min(mc, kGemmMc) + kt.gemm_mr - 1) / kt.gemm_mr * kt.gemm_mr;
   const int64_t nc_pad = (nc + kt.gemm_nr - 1) / kt.gemm_nr * kt.gemm_nr;
   Workspace& ws = thread_workspace();
   float* bp = ws.get(Workspace::kGemmB, static_cast<size_t>(kc * nc_pad));
@@ -49,9 +50,9 @@ void gemm(const GemmArgs& g) {
   if (g.k <= 0) return gemm_empty_k(g);
   const KernelTable& kt = kernels();
   if (use_gemv(g)) return gemv_range(g, kt, 0, g.n);
+  // One tile over all rows a column block: each block of B is packed once.
   const GemmTile& t = g;
-  for (int64_t j0 = 0; j0 < g.n; j0 += kNc)
-    for (int64_t i0 = 0; i0 < g.m; i0 += kMc) run_tile(t, kt, i0, std::min(kMc, g.m - i0), j0, std::min(kNc, g.n - j0));
+  for (int64_t j0 = 0; j0 < g.n; j0 += kNc) run_tile(t, kt, 0, g.m, j0, std::min(kNc, g.n - j0));
 }
 
 void gemm_parallel(const GemmArgs& g, int threads) {
