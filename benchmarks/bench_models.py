@@ -358,7 +358,7 @@ def peak_rss(fw, name, batch, threads, steps=5):
     return {"peak_mib": peak, "training_growth_mib": growth}
 
 
-def _table(title, results, key, frameworks, fmt, higher_better=True, width=9):
+def _table(title, results, key, frameworks, fmt, higher_better=True, width=9, batch=None):
     """One measure across frameworks, plus cpucnn's ratio to the best of the others (> 1: cpucnn ahead)."""
     rows = [r for r in results if key in r["cpucnn"]]
     cols = [fw for fw in frameworks if any(key in r.get(fw, {}) for r in rows)]
@@ -370,7 +370,7 @@ def _table(title, results, key, frameworks, fmt, higher_better=True, width=9):
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        s = f"{r['model']:10s} {r['threads']:3d} {r['batch']:5d} | "
+        s = f"{r['model']:10s} {r['threads']:3d} {batch or r['batch']:5d} | "
         s += " ".join(f"{r[fw][key]:{width}{fmt}}" if key in r.get(fw, {}) else f"{'-':>{width}s}" for fw in cols)
         others = {fw: r[fw][key] for fw in cols if fw != "cpucnn" and key in r.get(fw, {})}
         if others:
@@ -437,10 +437,10 @@ def main():
     _table("training images/s (vs best: cpucnn / the best other framework)", results, "train_img_s",
            frameworks, ",.0f")
     _table(f"inference images/s at batch {INFER_BATCH} (vs best: cpucnn / the best other)", results,
-           "infer_img_s", frameworks, ",.0f")
+           "infer_img_s", frameworks, ",.0f", batch=INFER_BATCH)
     _table("batch-1 latency p50, us (vs best: the best other's / cpucnn's; > 1: cpucnn faster)", results,
-           "latency_p50_us", frameworks, ".1f", higher_better=False)
-    _table("batch-1 latency p99, us", results, "latency_p99_us", frameworks, ".1f", higher_better=False)
+           "latency_p50_us", frameworks, ".1f", higher_better=False, batch=1)
+    _table("batch-1 latency p99, us", results, "latency_p99_us", frameworks, ".1f", higher_better=False, batch=1)
     print("\ncpucnn GFLOP/s: " + ", ".join(
         f"{r['model']} t={r['threads']} b={r['batch']} train {r['cpucnn']['train_gflops']:.1f}"
         + (f" infer {r['cpucnn']['infer_gflops']:.1f}" if "infer_gflops" in r["cpucnn"] else "") for r in results))
