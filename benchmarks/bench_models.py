@@ -262,6 +262,8 @@ def make_runners(name, batch, threads, frameworks, do_infer, onnx_dir, notes):
                     r.infer()
                     r.one()
             setup = time.perf_counter() - t0
+            if hasattr(r, "max_diff"):
+                print(f"  ({fw} matches cpucnn's predict: max abs diff {r.max_diff:.2g} <= {CHECK_TOL})", flush=True)
             if setup > 5:
                 print(f"  ({fw} set up in {setup:.0f} s)", flush=True)
             runners[fw] = r
