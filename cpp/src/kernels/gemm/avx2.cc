@@ -1,8 +1,9 @@
 // AVX2+FMA GEMM micro-kernel: a 6x16 tile in 12 ymm accumulators, with its
 // C tile prefetched, and AVX2 packing of A (register transpose) and of B
-// (row blocks). Single-threaded on large sizes this runs at ~85-90% of the
-// measured AVX2 FMA peak on AMD EPYC (Zen 3), from ~60% before (see
-// benchmarks/bench_kernels.py).
+// (row blocks). Single-threaded on 1024^3 and 512x4096x512 this ran at
+// 80-88% of the measured AVX2 FMA peak on a shared AMD EPYC (Zen 3; best
+// call, thread CPU time), from 60-66% before: benchmarks/bench_kernels.py
+// --gemm-only.
 #include <immintrin.h>
 
 #include "kernels/kernels.hpp"
