@@ -1,7 +1,13 @@
 """GFLOP/s of every conv layer of the benchmark models, per ISA: forward,
-backward-data and backward-weight, beside the machine's measured sgemm peak
-(our GEMM, and numpy's BLAS for reference). Speed is measured here, never
-asserted in tests.
+backward-data and backward-weight, beside the machine's measured FMA peak
+per ISA and our sgemm's share of it on large sizes (numpy's BLAS for
+reference). Speed is measured here, never asserted in tests.
+
+The FMA peak is measured (independent FMA chains, kernels/peak/<isa>.cc,
+each thread's rate over its own CPU time, best of ~1 ms runs), never derived
+from a clock frequency. With one thread the sgemm is timed in the thread's
+CPU time too (best call), so time a shared machine gives to other processes
+is not counted; with more, in wall time (then a busy machine lowers the %).
 
 GFLOP/s are nominal: 2 * N * Cout * Ho * Wo * Cin * Kh * Kw per pass,
 whatever the algorithm, so a Winograd layer can exceed the FMA peak.
@@ -12,6 +18,7 @@ side); --tile which Winograd variant: auto (the library's choice), 2x2,
 backward-data is timed as (backward with dx) - (backward without).
 
     python benchmarks/bench_kernels.py [--threads 1] [--batch 64] [--isa avx512 ...] [--winograd both] [--tile both]
+    python benchmarks/bench_kernels.py --gemm-only        # the FMA peak and sgemm % of it, no conv layers
 """
 
 from __future__ import annotations
@@ -57,6 +64,57 @@ def timed(fn, seconds):
             return el / n
 
 
+GEMM_SIZES = [(1024, 1024, 1024), (512, 4096, 512)]  # (m, k, n)
+
+
+def best_call(fn, seconds, cpu_clock):
+    """Seconds of the fastest call of fn over about `seconds` (thread CPU time if cpu_clock)."""
+    clock = time.thread_time if cpu_clock else time.perf_counter
+    fn()
+    best, n, end = float("inf"), 0, time.perf_counter() + seconds
+    while n < 3 or time.perf_counter() < end:
+        t0 = clock()
+        fn()
+        best = min(best, clock() - t0)
+        n += 1
+    return best
+
+
+def gemm_vs_peak(isas, threads, seconds, rng):
+    """The measured FMA peak per ISA, and sgemm GFLOP/s (and % of that peak) on GEMM_SIZES."""
+    cpu_clock = threads == 1
+    peaks = {}
+    for isa in isas:
+        if isa in ("avx2", "avx512"):
+            peaks[isa] = K.fma_peak_gflops(isa, threads=threads, seconds=max(0.2, seconds))
+    print(f"FMA peak, measured ({threads} thread(s)): "
+          + (", ".join(f"{isa} {v:.1f} GF/s" for isa, v in peaks.items()) or "no FMA ISA selected"))
+    clock = "thread CPU time" if cpu_clock else "wall time"
+    print(f"sgemm, {threads} thread(s), best call in {clock}: GF/s (% of that ISA's FMA peak); "
+          "*numpy's BLAS: wall time, its own thread count")
+    print(f"  {'m x k x n':16s} {'numpy*':>7s} " + " ".join(f"{isa:>14s}" for isa in isas))
+    rows = []
+    for m, k, n in GEMM_SIZES:
+        a = rng.random((m, k), dtype=np.float32)
+        b = rng.random((k, n), dtype=np.float32)
+        flops = 2.0 * m * n * k
+        row = {"m": m, "k": k, "n": n, "threads": threads, "clock": clock,
+               "numpy_gflops": flops / best_call(lambda: a @ b, seconds, False) / 1e9}
+        line = f"  {f'{m}x{k}x{n}':16s} {row['numpy_gflops']:7.1f} "
+        for isa in isas:
+            cc.set_isa(isa)
+            g = flops / best_call(lambda: K.gemm(a, b, threads=threads), seconds, cpu_clock) / 1e9
+            row[f"{isa}_gflops"] = g
+            cell = f"{g:.1f}"
+            if isa in peaks:
+                row[f"{isa}_pct_peak"] = 100.0 * g / peaks[isa]
+                cell += f" ({row[f'{isa}_pct_peak']:.0f}%)"
+            line += f" {cell:>14s}"
+        rows.append(row)
+        print(line, flush=True)
+    return peaks, rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
@@ -65,6 +123,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=0.3)
     ap.add_argument("--winograd", choices=["auto", "never", "always", "both"], default="auto")
     ap.add_argument("--tile", choices=["auto", "2x2", "4x4", "both"], default="auto")
+    ap.add_argument("--gemm-only", action="store_true", help="only the FMA peak and the sgemm lines")
     ap.add_argument("--json", default="bench_out/kernels.json")
     args = ap.parse_args()
     tiles = ["2x2", "4x4"] if args.tile == "both" else [args.tile]
@@ -84,6 +143,14 @@ def main():
         cc.set_isa(isa)
         peak[f"cpucnn_gemm_{isa}_1024"] = flops / timed(lambda: K.gemm(a, b, threads=args.threads), args.seconds) / 1e9
     print(f"sgemm 1024^3 ({args.threads} thread(s)): " + ", ".join(f"{k} {v:.1f} GF/s" for k, v in peak.items()))
+    fma_peak, gemm_rows = gemm_vs_peak(args.isa, args.threads, max(args.seconds, 0.5), rng)
+    if args.gemm_only:
+        cc.set_isa(default_isa)
+        os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump({"peak": peak, "fma_peak_gflops": fma_peak, "gemm": gemm_rows}, f, indent=2)
+        print(f"\nwrote {args.json}")
+        return
 
     print(f"\n{'layer':18s} {'shape':>22s} {'isa':>7s} {'winograd':>11s} | {'fwd GF/s':>8s} {'bwd-data':>8s} "
           f"{'bwd-w':>8s}")
@@ -118,7 +185,7 @@ def main():
     K.set_conv2d_winograd_tile("auto")
     os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
     with open(args.json, "w") as f:
-        json.dump({"peak": peak, "layers": rows}, f, indent=2)
+        json.dump({"peak": peak, "fma_peak_gflops": fma_peak, "gemm": gemm_rows, "layers": rows}, f, indent=2)
     print(f"\nwrote {args.json}")
 
 

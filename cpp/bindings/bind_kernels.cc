@@ -18,6 +18,7 @@
 #include "layers/layer.hpp"
 #include "ops/conv2d.hpp"
 #include "ops/gemm.hpp"
+#include "ops/peak.hpp"
 #include "ops/winograd.hpp"
 #include "ops/scratch.hpp"
 #include "core/parallel.hpp"
@@ -128,6 +129,16 @@ void register_kernels(py::module_& m) {
       },
       py::arg("a"), py::arg("b"), py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("threads") = 1,
       "C = op(A) op(B) through the packed GEMM.");
+  k.def(
+      "fma_peak_gflops",
+      [](const std::string& isa, int threads, double seconds) {
+        py::gil_scoped_release nogil;
+        return fma_peak_gflops(isa, threads, seconds);
+      },
+      py::arg("isa"), py::arg("threads") = 1, py::arg("seconds") = 0.5,
+      "The measured FMA peak (GFLOP/s) of `threads` threads running independent FMA chains of `isa` "
+      "('avx2' or 'avx512') at once, each thread's rate over its own CPU time, summed: the best of ~1 ms runs "
+      "repeated for `seconds`. Measured, never derived from a clock frequency.");
   k.def(
       "conv2d_forward",
       [](const FloatArray& x, const FloatArray& w, std::optional<FloatArray> bias, std::pair<int64_t, int64_t> stride,

@@ -120,6 +120,10 @@ class _Kernels:
         """C = op(A) op(B) through the packed GEMM."""
 
     @staticmethod
+    def fma_peak_gflops(isa: str, threads: int = 1, seconds: float = 0.5) -> float:
+        """The measured FMA peak (GFLOP/s) of `threads` threads running FMA chains of `isa` ('avx2'/'avx512')."""
+
+    @staticmethod
     def conv2d_forward(
         x: ArrayLike,
         w: ArrayLike,

@@ -29,9 +29,11 @@ struct GemmTile {
   const float* packed_a = nullptr;
 };
 constexpr int64_t kGemmKc = 256;  // depth of a packed block (a B micro-panel stays in L1)
-// One C tile [i0, i0+mc) x [j0, j0+nc) over all of K. `ap` and `bp` are
-// packing buffers of at least min(k, kGemmKc) * round_up(mc, MR) and
-// min(k, kGemmKc) * round_up(nc, NR) floats.
+constexpr int64_t kGemmMc = 192;  // rows of A packed at once (in L2); a multiple of every MR
+// One C tile [i0, i0+mc) x [j0, j0+nc) over all of K: each depth block of B
+// is packed once for the whole tile, A kGemmMc rows at a time. `ap` and `bp`
+// are packing buffers of at least min(k, kGemmKc) * round_up(min(mc, kGemmMc), MR)
+// and min(k, kGemmKc) * round_up(nc, NR) floats.
 using GemmTileFn = void (*)(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
 void gemm_tile_scalar(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
 void gemm_tile_avx2(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
@@ -48,6 +50,11 @@ void gemv_rows_scalar(const float* w, int64_t ldw, const float* x, int64_t k, fl
 void gemv_rows_avx2(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
 void gemv_rows_avx512(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
 constexpr int kGemmMrScalar = 4, kGemmNrScalar = 8;
+// The FMA peak probe (benchmarks only): `iters` rounds of independent FMA
+// chains acc = acc * m + a (use 0 < m < 1 so the values settle); their sum
+// goes to *sink. Returns the FLOPs done (an FMA counts 2 a lane).
+int64_t fma_chains_avx2(int64_t iters, float m, float a, float* sink);
+int64_t fma_chains_avx512(int64_t iters, float m, float a, float* sink);
 constexpr int kGemmMrAvx2 = 6, kGemmNrAvx2 = 16;
 constexpr int kGemmMrAvx512 = 8, kGemmNrAvx512 = 32;
 

@@ -11,14 +11,14 @@ namespace cpucnn {
 
 namespace {
 
-constexpr int64_t kMc = 192;   // rows of A packed at once (L2)
-constexpr int64_t kNc = 2048;  // columns of B packed at once (L2/L3)
+constexpr int64_t kMc = kGemmMc;  // rows of a C tile when tiles are split across threads
+constexpr int64_t kNc = 2048;      // columns of B packed at once (L2/L3)
 
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // The packing buffers of a GEMM of this size, one thread's: A panels for
-// up to kMc rows, then (from the next cache line) B panels for up to kNc
-// columns, kc deep.
+// up to kGemmMc rows (a tile packs A that many rows at a time), then (from
+// the next cache line) B panels for up to kNc columns, kc deep.
 int64_t a_panels(const KernelTable& kt, int64_t m, int64_t k) {
   return round_up(std::min(k, kGemmKc) * round_up(std::min(m, kMc), kt.gemm_mr), 16);
 }
@@ -58,10 +58,9 @@ int64_t gemm_packing_floats(int64_t m, int64_t n, int64_t k) { return packing_fl
 
 namespace {
 
+// One tile over all rows a column block: each block of B is packed once.
 void gemm_tiles(const GemmArgs& g, const KernelTable& kt, float* pack) {
-  for (int64_t j0 = 0; j0 < g.n; j0 += kNc)
-    for (int64_t i0 = 0; i0 < g.m; i0 += kMc)
-      run_tile(g, kt, pack, i0, std::min(kMc, g.m - i0), j0, std::min(kNc, g.n - j0));
+  for (int64_t j0 = 0; j0 < g.n; j0 += kNc) run_tile(g, kt, pack, 0, g.m, j0, std::min(kNc, g.n - j0));
 }
 
 }  // namespace
