@@ -112,9 +112,18 @@ void register_model(py::module_& mod) {
              }
              d["params"] = names;
              d["trainable_count"] = count;
+             d["trainable"] = !l.frozen();
              d["macs"] = l.macs();
              return d;
            })
+      .def("set_trainable",
+           [](PyModel& s, size_t i, bool trainable) {
+             if (i >= s.m->size()) throw py::index_error("layer index out of range");
+             py::gil_scoped_release nogil;
+             WriteLock lock(s.m->mutex());
+             s.m->set_trainable(i, trainable);
+           },
+           py::arg("index"), py::arg("trainable"), "layer.trainable: False freezes the layer's parameters.")
       .def("get_param",
            [](PyModel& s, size_t i, const std::string& name) {
              const Param& p = s.param(i, name);   // the set of parameters never changes

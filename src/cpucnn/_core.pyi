@@ -42,6 +42,7 @@ class _LayerInfo(TypedDict):
     output_shape: tuple[int, ...]
     params: list[tuple[str, tuple[int, ...], bool]]
     trainable_count: int
+    trainable: bool
     macs: int
 
 def set_num_threads(n: int) -> None:
@@ -80,6 +81,8 @@ class Model:
     @step_count.setter
     def step_count(self, value: int, /) -> None: ...
     def layer_info(self, index: int, /) -> _LayerInfo: ...
+    def set_trainable(self, index: int, trainable: bool) -> None:
+        """layer.trainable: False freezes the layer's parameters."""
     def get_param(self, index: int, name: str, /) -> NDArray[np.float32]: ...
     def set_param(self, index: int, name: str, value: ArrayLike, /) -> None: ...
     def get_params(self, which: Sequence[tuple[int, str]]) -> list[NDArray[np.float32]]: ...

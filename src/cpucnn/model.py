@@ -315,12 +315,16 @@ class Sequential:
 
     # -- summary ---------------------------------------------------------------
     def summary(self, print_fn=print) -> str:
-        """Prints (and returns) layers, output shapes, parameter counts and MACs per image."""
+        """Prints (and returns) layers, output shapes, parameter counts and MACs per image.
+
+        The totals split the parameters into trainable ones and those of frozen layers
+        (``layer.trainable = False``); BatchNorm running statistics are buffers, not counted."""
         rows = [("Layer (type)", "Output shape", "Params", "MACs")]
-        total_p = total_m = 0
+        total_p = total_m = frozen_p = 0
         for i, layer in enumerate(self.layers):
             info = self._m.layer_info(i)
             total_p += info["trainable_count"]
+            frozen_p += 0 if layer.trainable else info["trainable_count"]
             total_m += info["macs"]
             rows.append((f"{layer.name} ({info['type']})", str(tuple(info["output_shape"])),
                          f"{info['trainable_count']:,}", f"{info['macs']:,}"))
@@ -329,7 +333,9 @@ class Sequential:
         fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}"
         out = [f"Sequential, input {self.input_shape}", line, fmt(rows[0]), line]
         out += [fmt(r) for r in rows[1:]]
-        out += [line, f"Total params: {total_p:,}", f"MACs per image: {total_m:,}"]
+        out += [line, f"Total params: {total_p:,}", f"Trainable params: {total_p - frozen_p:,}",
+                f"Non-trainable params: {frozen_p:,} (frozen layers; BatchNorm running statistics are buffers, "
+                "not counted)" if frozen_p else "Non-trainable params: 0", f"MACs per image: {total_m:,}"]
         text = "\n".join(out)
         if print_fn is not None:
             print_fn(text)

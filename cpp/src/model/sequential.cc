@@ -46,9 +46,11 @@ Sequential::Sequential(const json::Value& arch, uint64_t seed, const ParamCheck&
   if (!layers.is_array() || layers.size() == 0) throw ValueError("a model needs at least one layer");
   // Every layer's settings first (they allocate nothing), then the sizes they imply.
   std::vector<std::unique_ptr<Layer>> pending;
+  std::vector<char> frozen;
   for (const auto& cfg : layers.as_array()) {
     try {
       pending.push_back(make_layer(cfg));
+      frozen.push_back(!cfg_bool(cfg, "trainable", true));
     } catch (const ValueError& e) {
       throw ValueError("layer " + std::to_string(pending.size()) + " " + e.what());
     }
@@ -61,6 +63,7 @@ Sequential::Sequential(const json::Value& arch, uint64_t seed, const ParamCheck&
   for (std::unique_ptr<Layer>& layer : pending) {
     try {
       shape_now = layer->build(shape_now);
+      layer->set_frozen(frozen[static_cast<size_t>(layer->index)]);
       const int64_t out_numel = checked_numel(shape_now, "output");
       check_sample_floats(layer->label(), "activations of one sample (output " + shape_str(shape_now) + ")",
                           out_numel);
@@ -135,7 +138,11 @@ json::Value Sequential::architecture() const {
   for (int64_t d : input_shape_) shape.push_back(d);
   a.set("input_shape", shape);
   json::Value ls = json::Value::array();
-  for (const auto& l : layers_) ls.push_back(l->config());
+  for (const auto& l : layers_) {
+    json::Value c = l->config();
+    if (l->frozen()) c.set("trainable", false);
+    ls.push_back(c);
+  }
   a.set("layers", ls);
   return a;
 }
@@ -147,6 +154,8 @@ std::vector<Param*> Sequential::trainable_params() {
       if (p.trainable) out.push_back(&p);
   return out;
 }
+
+void Sequential::set_trainable(size_t i, bool trainable) { layers_.at(i)->set_frozen(!trainable); }
 
 void Sequential::compile(const std::string& loss, const json::Value& optimizer) {
   if (loss != "cross_entropy" && loss != "mse")
@@ -238,9 +247,14 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
   else
     r.loss = mse(out, targets, n, classes, grad_a_.data(), &r.correct);
 
+  // Backward runs down to the lowest layer that learns (frozen layers below
+  // it need no gradient at all), which gets no dx.
+  size_t lowest = layers_.size();
+  for (size_t i = 0; i < layers_.size() && lowest == layers_.size(); ++i)
+    if (layers_[i]->learns()) lowest = i;
   float* dy = grad_a_.data();
   float* dx = grad_b_.data();
-  for (size_t i = layers_.size(); i-- > 0;) {
+  for (size_t i = layers_.size(); i-- > lowest;) {
     if (storage_[i] == kView) continue;  // the gradient passes through unchanged
     if ((relu_before_maxpool_[i] || relu_before_conv_[i]) && i > 0) continue;  // applied by the layer above
     if (i > 0 && relu_before_maxpool_[i - 1]) {
@@ -250,9 +264,10 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
                    [&](int64_t b, int64_t e) { kt.relu_bwd(pooled + b, dy + b, dy + b, e - b); });
     }
     const float* xin = i == 0 ? x : out_[i - 1];
-    layers_[i]->backward(xin, out_[i], dy, i == 0 ? nullptr : dx, n);
+    layers_[i]->backward(xin, out_[i], dy, i == lowest ? nullptr : dx, n);
     std::swap(dy, dx);
   }
+  optimizer_->clip_gradients();
   optimizer_->step();
   ++step_;
   parameters_changed();

@@ -46,6 +46,9 @@ class Sequential {
   Layer& layer(size_t i) { return *layers_.at(i); }
   const Layer& layer(size_t i) const { return *layers_.at(i); }
   std::vector<Param*> trainable_params();
+  // layer.trainable: false freezes layer i's parameters (see Layer::set_frozen);
+  // takes effect at the next training step. Saved in the architecture.
+  void set_trainable(size_t i, bool trainable);
   uint64_t seed() const { return seed_; }
 
   void compile(const std::string& loss, const json::Value& optimizer);
