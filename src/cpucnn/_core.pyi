@@ -101,11 +101,16 @@ class Model:
     def lr(self, value: float, /) -> None: ...
     @property
     def optimizer_steps(self) -> int: ...
-    def train_step(self, x: ArrayLike, y: ArrayLike) -> tuple[float, int]:
-        """One training step; returns (mean loss, top-1 hits)."""
+    @property
+    def label_smoothing(self) -> float: ...
+    @label_smoothing.setter
+    def label_smoothing(self, value: float, /) -> None: ...
+    def train_step(self, x: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> tuple[float, int]:
+        """One training step; returns (mean loss, top-1 hits). y: labels (N,), or (N, outputs) targets (mse's, or cross_entropy's probabilities); sample_weight: (N,) or None."""
 
     def predict(self, x: ArrayLike, batch_size: int = 256) -> NDArray[np.float32]: ...
-    def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256) -> tuple[float, int, int, int]:
+    def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256,
+                 sample_weight: ArrayLike | None = None) -> tuple[float, int, int, int]:
         """Returns (loss sum, top-1 hits, top-5 hits, count)."""
 
     def save(self, path: str, include_optimizer: bool = True, metadata: Sequence[tuple[str, str]] = ...) -> None: ...

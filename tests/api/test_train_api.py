@@ -366,3 +366,170 @@ def test_adamw_rmsprop_match_torch_on_a_batchnorm_net(opt):
         for name in layer.param_names:
             close(layer.get_param(name), getattr(tmod, name).detach().numpy(), f"{opt}: {layer.name}.{name}")
     assert m.optimizer.iterations == 5
+
+
+# ---------------------------------------------------------------------------
+# sample_weight, class_weight, probability targets, label_smoothing
+# ---------------------------------------------------------------------------
+
+
+def _flat_net(seed=2):
+    return cc.Sequential([L.Flatten(), L.Dense(8), L.ReLU(), L.Dense(4)], input_shape=(1, 3, 3), seed=seed)
+
+
+def _flat_data(n=10, seed=0):
+    r = np.random.default_rng(seed)
+    return r.normal(0, 1, (n, 1, 3, 3)).astype(np.float32), r.integers(0, 4, n)
+
+
+def _torch_loss(torch, out, y, w, smoothing):
+    """Keras's weighted mean of torch's per-sample CrossEntropyLoss (reduction='none')."""
+    import torch.nn.functional as F
+
+    target = torch.from_numpy(np.asarray(y, dtype=np.int64 if np.ndim(y) == 1 else np.float64))
+    per = F.cross_entropy(out, target, reduction="none", label_smoothing=smoothing)
+    if w is not None:
+        per = per * torch.from_numpy(np.asarray(w, dtype=np.float64))
+    return per.sum() / per.shape[0]
+
+
+def _targets(kind, y, classes=4, seed=0):
+    if kind == "labels":
+        return y
+    if kind == "one-hot":
+        return np.eye(classes, dtype=np.float32)[y]
+    p = np.random.default_rng(seed).random((len(y), classes)).astype(np.float32)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+@pytest.mark.parametrize("weights", ["none", "sample", "class", "both"])
+@pytest.mark.parametrize("kind", ["labels", "one-hot", "probs"])
+def test_weighted_smoothed_cross_entropy_matches_torch(kind, weights, smoothing):
+    torch = pytest.importorskip("torch")
+    x, y = _flat_data()
+    t = _targets(kind, y)
+    sw = np.linspace(0.0, 2.0, len(y)).astype(np.float32) if weights in ("sample", "both") else None
+    cw = {0: 3.0, 2: 0.5} if weights in ("class", "both") else None
+    w = np.ones(len(y)) if sw is None else sw.astype(np.float64)
+    if cw is not None:   # the class of a probability target is its argmax
+        w = w * np.array([cw.get(int(c), 1.0) for c in (y if kind == "labels" else np.argmax(t, axis=1))])
+    w_ref = None if weights == "none" else w
+
+    m = _flat_net()
+    tm = _torch_twin(m, torch)
+    m.compile(O.SGD(lr=0.5), label_smoothing=smoothing)
+    ev = m.evaluate(x, t, sample_weight=sw, class_weight=cw)["loss"]
+    with torch.no_grad():
+        ref_ev = float(_torch_loss(torch, tm(torch.from_numpy(x.astype(np.float64))), t, w_ref, smoothing))
+    close(ev, ref_ev, "evaluate loss")
+    losses = [m.train_on_batch(x, t, sample_weight=sw, class_weight=cw) for _ in range(2)]
+    opt = torch.optim.SGD(tm.parameters(), lr=0.5)
+    ref = []
+    for _ in range(2):
+        opt.zero_grad()
+        loss = _torch_loss(torch, tm(torch.from_numpy(x.astype(np.float64))), t, w_ref, smoothing)
+        loss.backward()
+        opt.step()
+        ref.append(loss.item())
+    close(losses, ref, "training losses")
+    for layer, tmod in zip(m.layers, tm):
+        for name in layer.param_names:
+            close(layer.get_param(name), getattr(tmod, name).detach().numpy(), f"{layer.name}.{name}")
+
+
+def test_one_hot_targets_train_exactly_as_labels():
+    x, y = _flat_data(16)
+    a, b = _flat_net(), _flat_net()
+    a.compile(O.SGD(lr=0.1), metrics=["accuracy", "top5"])
+    b.compile(O.SGD(lr=0.1), metrics=["accuracy", "top5"])
+    ha = a.fit(x, y, epochs=2, batch_size=4, verbose=0, seed=3)
+    hb = b.fit(x, np.eye(4)[y], epochs=2, batch_size=4, verbose=0, seed=3)
+    np.testing.assert_allclose(ha.history["loss"], hb.history["loss"], rtol=1e-6)
+    assert ha.history["accuracy"] == hb.history["accuracy"]
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-7)
+    assert a.evaluate(x, y)["accuracy"] == b.evaluate(x, np.eye(4)[y])["accuracy"]
+
+
+def test_fit_sample_and_class_weight():
+    x, y = _flat_data(12)
+    # zero weight on a sample == leaving it out (one full batch, no shuffling needed)
+    sw = np.ones(12, np.float32)
+    sw[[1, 5]] = 0.0
+    a, b = _flat_net(), _flat_net()
+    a.compile(O.SGD(lr=0.1))
+    b.compile(O.SGD(lr=0.1))
+    a.fit(x, y, epochs=3, batch_size=12, verbose=0, sample_weight=sw)
+    keep = sw > 0
+    b.fit(x[keep], y[keep], epochs=3, batch_size=10, verbose=0, sample_weight=np.full(10, 10 / 12, np.float32))
+    # a's loss is the sum over 10 samples / 12, b's (10/12) * sum / 10: the same gradient
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-5, atol=1e-6)
+    # class_weight is the same as the sample weights it implies
+    cw = {0: 2.0, 1: 0.5, 3: 0.0}
+    c, d = _flat_net(), _flat_net()
+    c.compile(O.Adam(lr=1e-2))
+    d.compile(O.Adam(lr=1e-2))
+    hc = c.fit(x, y, epochs=2, batch_size=5, verbose=0, seed=4, class_weight=cw, validation_split=0.25)
+    implied = np.array([cw.get(int(k), 1.0) for k in y], np.float32)
+    hd = d.fit(x, y, epochs=2, batch_size=5, verbose=0, seed=4, sample_weight=implied, validation_split=0.25)
+    assert hc.history == hd.history
+    # and it changes the result
+    e = _flat_net()
+    e.compile(O.Adam(lr=1e-2))
+    he = e.fit(x, y, epochs=2, batch_size=5, verbose=0, seed=4, validation_split=0.25)
+    assert he.history["loss"] != hc.history["loss"]
+
+
+def test_weighted_validation_data():
+    x, y = _flat_data(12)
+    m = _flat_net()
+    m.compile(O.SGD(lr=0.0))
+    sw = np.arange(12, dtype=np.float32) / 6
+    h = m.fit(x, y, epochs=1, verbose=0, validation_data=(x, y, sw))
+    assert h.history["val_loss"][0] == pytest.approx(m.evaluate(x, y, sample_weight=sw)["loss"], rel=1e-6)
+    assert h.history["val_loss"][0] != pytest.approx(m.evaluate(x, y)["loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize("call, err, pattern", [
+    (lambda m, x, y: m.fit(x, y, sample_weight=np.ones(3), verbose=0), ValueError, r"sample_weight must have shape"),
+    (lambda m, x, y: m.fit(x, y, sample_weight=-np.ones(10), verbose=0), ValueError, "non-negative"),
+    (lambda m, x, y: m.evaluate(x, y, sample_weight=np.full(10, np.nan)), ValueError, "finite"),
+    (lambda m, x, y: m.fit(x, y, class_weight={7: 1.0}, verbose=0), ValueError, r"labels in \[0, 4\)"),
+    (lambda m, x, y: m.fit(x, y, class_weight={0: -1.0}, verbose=0), ValueError, "non-negative"),
+    (lambda m, x, y: m.fit(x, y, class_weight=[1.0, 2.0], verbose=0), TypeError, "dict"),
+    (lambda m, x, y: m.train_on_batch(x, np.ones((10, 3))), ValueError, r"probability targets of shape \(10, 4\)"),
+    (lambda m, x, y: m.train_on_batch(x, np.full((10, 4), np.inf)), ValueError, "NaN or Inf"),
+    (lambda m, x, y: m.compile("sgd", label_smoothing=1.5), ValueError, r"label_smoothing must be a number in \[0, 1\]"),
+    (lambda m, x, y: m.compile("sgd", loss="mse", label_smoothing=0.1), ValueError, "cross_entropy loss only"),
+])
+def test_weight_and_target_errors(call, err, pattern):
+    x, y = _flat_data()
+    m = _flat_net()
+    m.compile("sgd")
+    with pytest.raises(err, match=pattern):
+        call(m, x, y)
+
+
+def test_mse_sample_weight():
+    x, _ = _flat_data()
+    t = np.random.default_rng(1).normal(size=(10, 4)).astype(np.float32)
+    m = _flat_net()
+    m.compile("sgd", loss="mse")
+    out = m.predict(x)
+    sw = np.linspace(0, 1, 10).astype(np.float32)
+    want = float(np.sum(sw[:, None] * (out.astype(np.float64) - t) ** 2) / out.size)
+    assert m.evaluate(x, t, sample_weight=sw)["loss"] == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="class_weight needs the cross_entropy loss"):
+        m.evaluate(x, t, class_weight={0: 1.0})
+
+
+def test_label_smoothing_is_saved(tmp_path):
+    x, y = _flat_data()
+    m = _flat_net()
+    m.compile("adam", label_smoothing=0.1)
+    m.save(tmp_path / "s.cnn")
+    m2 = cc.load(tmp_path / "s.cnn")
+    assert m2.label_smoothing == 0.1
+    assert m2.evaluate(x, y) == m.evaluate(x, y)
