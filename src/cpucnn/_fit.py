@@ -186,7 +186,7 @@ class FitLoop:
         order = np.random.default_rng([int(self.seed), epoch]).permutation(self.x.shape[0]) if self.shuffle else None
         t0 = time.perf_counter()
         for b, xb, yb, wb in batches(self.x, self.y, self.batch_size, order, self.w):
-            loss, correct = model._m.train_step(xb, yb, wb)
+            loss, correct = model._m.train_step(xb, yb) if wb is None else model._m.train_step(xb, yb, wb)
             running.add(loss, correct, xb.shape[0])
             if bar is not None:
                 bar.update(running.logs(), running.seen / max(time.perf_counter() - t0, 1e-9))

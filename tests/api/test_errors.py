@@ -115,7 +115,9 @@ BAD_LABELS = [
                  id="huge-uint64"),
     pytest.param([0, 1, 2], ValueError, "4 samples.*3", id="too-few"),
     pytest.param([0, 1, 2, 0, 1], ValueError, "4 samples.*5", id="too-many"),
-    pytest.param(np.zeros((4, 3), dtype=np.int64), ValueError, r"\(4,\).*\(4, 3\)", id="2-d"),
+    # (4, 3) would be probability / one-hot targets for the 3 outputs
+    pytest.param(np.zeros((4, 2), dtype=np.int64), ValueError, r"\(4,\) or probability targets.*\(4, 2\)", id="2-d"),
+    pytest.param(np.zeros((4, 3, 1), dtype=np.int64), ValueError, r"\(4,\)", id="3-d"),
     pytest.param(1, ValueError, r"\(4,\)", id="scalar"),
     pytest.param(["a", "b", "c", "d"], TypeError, "integers", id="strings"),
     pytest.param(np.array([0, 1, 2, 0], dtype=object), TypeError, "integers", id="object"),
