@@ -65,11 +65,29 @@ struct PyModel {
       const Dims want = {n, m->output_shape()[0]};
       if (dims_of(y) != want)
         throw ValueError("mse needs targets y of shape " + shape_str(want) + ", got " + shape_str(dims_of(y)));
+    } else if (y.ndim() == 2) {
+      const Dims want = {n, m->output_shape()[0]};
+      if (dims_of(y) != want)
+        throw ValueError("cross_entropy needs labels y of shape (" + std::to_string(n) +
+                         ",) or probability targets of shape " + shape_str(want) + ", got " + shape_str(dims_of(y)));
     } else if (y.ndim() != 1) {
       throw ValueError("cross_entropy needs labels y of shape (" + std::to_string(n) + ",), got " +
                        shape_str(dims_of(y)));
     }
     return n;
+  }
+
+  // Float targets: mse's, or cross_entropy's probabilities (y of two dimensions).
+  bool float_targets(const py::array& y) const { return m->loss_name() == "mse" || y.ndim() == 2; }
+
+  // sample_weight as float32 (n), or an empty array for none.
+  static FloatArray weights(const py::object& w, int64_t n) {
+    if (w.is_none()) return FloatArray();
+    FloatArray a = FloatArray::ensure(w);
+    if (!a) throw py::type_error("sample_weight must be convertible to float32");
+    if (a.ndim() != 1 || a.shape(0) != n)
+      throw ValueError("sample_weight must have shape (" + std::to_string(n) + ",), got " + shape_str(dims_of(a)));
+    return a;
   }
 };
 
@@ -112,9 +130,18 @@ void register_model(py::module_& mod) {
              }
              d["params"] = names;
              d["trainable_count"] = count;
+             d["trainable"] = !l.frozen();
              d["macs"] = l.macs();
              return d;
            })
+      .def("set_trainable",
+           [](PyModel& s, size_t i, bool trainable) {
+             if (i >= s.m->size()) throw py::index_error("layer index out of range");
+             py::gil_scoped_release nogil;
+             WriteLock lock(s.m->mutex());
+             s.m->set_trainable(i, trainable);
+           },
+           py::arg("index"), py::arg("trainable"), "layer.trainable: False freezes the layer's parameters.")
       .def("get_param",
            [](PyModel& s, size_t i, const std::string& name) {
              const Param& p = s.param(i, name);   // the set of parameters never changes
@@ -179,6 +206,13 @@ void register_model(py::module_& mod) {
              WriteLock lock(s.m->mutex());
              s.m->compile(loss, opt);
            })
+      .def_property(
+          "label_smoothing", [](PyModel& s) { return s.m->label_smoothing(); },
+          [](PyModel& s, float e) {
+            py::gil_scoped_release nogil;
+            WriteLock lock(s.m->mutex());
+            s.m->set_label_smoothing(e);
+          })
       .def_property_readonly("compiled", [](PyModel& s) { return s.m->compiled(); })
       .def_property_readonly("loss", [](PyModel& s) { return s.m->loss_name(); })
       .def("optimizer_config",
@@ -203,25 +237,29 @@ void register_model(py::module_& mod) {
         return s.m->compiled() ? s.m->optimizer()->steps() : 0;
       })
       .def("train_step",
-           [](PyModel& s, const FloatArray& x, const py::array& y) {
+           [](PyModel& s, const FloatArray& x, const py::array& y, const py::object& sample_weight) {
              const int64_t n = s.check_xy(x, y);
+             const FloatArray w = PyModel::weights(sample_weight, n);
+             const float* wp = sample_weight.is_none() ? nullptr : w.data();
              StepResult r;
-             if (s.m->loss_name() == "mse") {
+             if (s.float_targets(y)) {
                FloatArray t = FloatArray::ensure(y);
-               if (!t) throw py::type_error("mse targets y must be convertible to float32, got " + dtype_str(y));
+               if (!t) throw py::type_error("targets y must be convertible to float32, got " + dtype_str(y));
                py::gil_scoped_release nogil;
                WriteLock lock(s.m->mutex());
-               r = s.m->train_step(x.data(), n, nullptr, t.data());
+               r = s.m->train_step(x.data(), n, nullptr, t.data(), wp);
              } else {
                LabelArray t = LabelArray::ensure(y);
                if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
                py::gil_scoped_release nogil;
                WriteLock lock(s.m->mutex());
-               r = s.m->train_step(x.data(), n, t.data(), nullptr);
+               r = s.m->train_step(x.data(), n, t.data(), nullptr, wp);
              }
              return py::make_tuple(r.loss, r.correct);
            },
-           py::arg("x"), py::arg("y"), "One training step; returns (mean loss, top-1 hits).")
+           py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
+           "One training step; returns (mean loss, top-1 hits). y: labels (N,), or (N, outputs) targets "
+           "(mse's, or cross_entropy's probabilities); sample_weight: (N,) or None.")
       .def("predict",
            [](PyModel& s, const FloatArray& x, int64_t batch_size) {
              s.m->check_input(dims_of(x));
@@ -239,25 +277,28 @@ void register_model(py::module_& mod) {
            },
            py::arg("x"), py::arg("batch_size") = 256)
       .def("evaluate",
-           [](PyModel& s, const FloatArray& x, const py::array& y, int64_t batch_size) {
+           [](PyModel& s, const FloatArray& x, const py::array& y, int64_t batch_size,
+              const py::object& sample_weight) {
              const int64_t n = s.check_xy(x, y);
+             const FloatArray w = PyModel::weights(sample_weight, n);
+             const float* wp = sample_weight.is_none() ? nullptr : w.data();
              EvalResult r;
-             if (s.m->loss_name() == "mse") {
+             if (s.float_targets(y)) {
                FloatArray t = FloatArray::ensure(y);
-               if (!t) throw py::type_error("mse targets y must be convertible to float32, got " + dtype_str(y));
+               if (!t) throw py::type_error("targets y must be convertible to float32, got " + dtype_str(y));
                py::gil_scoped_release nogil;
                ReadLock lock(s.m->mutex());
-               r = s.m->evaluate(x.data(), n, nullptr, t.data(), batch_size);
+               r = s.m->evaluate(x.data(), n, nullptr, t.data(), batch_size, wp);
              } else {
                LabelArray t = LabelArray::ensure(y);
                if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
                py::gil_scoped_release nogil;
                ReadLock lock(s.m->mutex());
-               r = s.m->evaluate(x.data(), n, t.data(), nullptr, batch_size);
+               r = s.m->evaluate(x.data(), n, t.data(), nullptr, batch_size, wp);
              }
              return py::make_tuple(r.loss_sum, r.correct, r.top5, r.count);
            },
-           py::arg("x"), py::arg("y"), py::arg("batch_size") = 256)
+           py::arg("x"), py::arg("y"), py::arg("batch_size") = 256, py::arg("sample_weight") = py::none())
       .def("save",
            [](PyModel& s, const std::string& path, bool include_optimizer, const Metadata& extra) {
              py::gil_scoped_release nogil;

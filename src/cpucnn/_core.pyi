@@ -42,6 +42,7 @@ class _LayerInfo(TypedDict):
     output_shape: tuple[int, ...]
     params: list[tuple[str, tuple[int, ...], bool]]
     trainable_count: int
+    trainable: bool
     macs: int
 
 def set_num_threads(n: int) -> None:
@@ -80,6 +81,8 @@ class Model:
     @step_count.setter
     def step_count(self, value: int, /) -> None: ...
     def layer_info(self, index: int, /) -> _LayerInfo: ...
+    def set_trainable(self, index: int, trainable: bool) -> None:
+        """layer.trainable: False freezes the layer's parameters."""
     def get_param(self, index: int, name: str, /) -> NDArray[np.float32]: ...
     def set_param(self, index: int, name: str, value: ArrayLike, /) -> None: ...
     def get_params(self, which: Sequence[tuple[int, str]]) -> list[NDArray[np.float32]]: ...
@@ -98,11 +101,16 @@ class Model:
     def lr(self, value: float, /) -> None: ...
     @property
     def optimizer_steps(self) -> int: ...
-    def train_step(self, x: ArrayLike, y: ArrayLike) -> tuple[float, int]:
-        """One training step; returns (mean loss, top-1 hits)."""
+    @property
+    def label_smoothing(self) -> float: ...
+    @label_smoothing.setter
+    def label_smoothing(self, value: float, /) -> None: ...
+    def train_step(self, x: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> tuple[float, int]:
+        """One training step; returns (mean loss, top-1 hits). y: labels (N,), or (N, outputs) targets (mse's, or cross_entropy's probabilities); sample_weight: (N,) or None."""
 
     def predict(self, x: ArrayLike, batch_size: int = 256) -> NDArray[np.float32]: ...
-    def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256) -> tuple[float, int, int, int]:
+    def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256,
+                 sample_weight: ArrayLike | None = None) -> tuple[float, int, int, int]:
         """Returns (loss sum, top-1 hits, top-5 hits, count)."""
 
     def save(self, path: str, include_optimizer: bool = True, metadata: Sequence[tuple[str, str]] = ...) -> None: ...

@@ -82,18 +82,18 @@ class RunningLogs:
         return out
 
 
-def batches(x: np.ndarray, y: np.ndarray, batch_size: int,
-            order: Optional[np.ndarray]) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
-    """(index, x batch, y batch) over the samples in ``order`` (None: as stored); the
-    last batch may be partial."""
+def batches(x: np.ndarray, y: np.ndarray, batch_size: int, order: Optional[np.ndarray],
+            w: Optional[np.ndarray] = None) -> Iterator[Tuple[int, np.ndarray, np.ndarray, Optional[np.ndarray]]]:
+    """(index, x batch, y batch, sample weights or None) over the samples in ``order`` (None: as
+    stored); the last batch may be partial."""
     n = x.shape[0]
     for b, lo in enumerate(range(0, n, batch_size)):
         hi = min(lo + batch_size, n)
         if order is None:
-            yield b, x[lo:hi], y[lo:hi]        # contiguous views, no copy
+            yield b, x[lo:hi], y[lo:hi], None if w is None else w[lo:hi]   # contiguous views, no copy
         else:
             idx = order[lo:hi]
-            yield b, x[idx], y[idx]            # one gather per batch, in numpy
+            yield b, x[idx], y[idx], None if w is None else w[idx]         # one gather per batch, in numpy
 
 
 class FitLoop:
@@ -106,10 +106,10 @@ class FitLoop:
     all run.
     """
 
-    def __init__(self, model: Any, x: np.ndarray, y: np.ndarray, val: Optional[Tuple[np.ndarray, np.ndarray]],
+    def __init__(self, model: Any, x: np.ndarray, y: np.ndarray, val: Optional[Tuple[np.ndarray, ...]],
                  callbacks: List[callbacks_mod.Callback], *, epochs: int, initial_epoch: int, batch_size: int,
-                 shuffle: bool, seed: int, verbose: int) -> None:
-        self.model, self.x, self.y, self.val = model, x, y, val
+                 shuffle: bool, seed: int, verbose: int, w: Optional[np.ndarray] = None) -> None:
+        self.model, self.x, self.y, self.val, self.w = model, x, y, val, w
         self.epochs, self.initial_epoch, self.batch_size = epochs, initial_epoch, batch_size
         self.shuffle, self.seed, self.verbose = shuffle, seed, verbose
         self.steps = (x.shape[0] + batch_size - 1) // batch_size
@@ -185,8 +185,8 @@ class FitLoop:
         model, running = self.model, self.running
         order = np.random.default_rng([int(self.seed), epoch]).permutation(self.x.shape[0]) if self.shuffle else None
         t0 = time.perf_counter()
-        for b, xb, yb in batches(self.x, self.y, self.batch_size, order):
-            loss, correct = model._m.train_step(xb, yb)
+        for b, xb, yb, wb in batches(self.x, self.y, self.batch_size, order, self.w):
+            loss, correct = model._m.train_step(xb, yb) if wb is None else model._m.train_step(xb, yb, wb)
             running.add(loss, correct, xb.shape[0])
             if bar is not None:
                 bar.update(running.logs(), running.seen / max(time.perf_counter() - t0, 1e-9))
@@ -199,7 +199,7 @@ class FitLoop:
         """The epoch's training logs, validation (with the epoch's final weights) and lr."""
         logs = self.running.logs()
         if self.val is not None:
-            for k, v in self.model._evaluate_arrays(self.val[0], self.val[1], 256).items():
+            for k, v in self.model._evaluate_arrays(*self.val[:2], 256, *self.val[2:]).items():
                 logs["val_" + k] = v
         logs["lr"] = float(self.model.optimizer.lr)
         return logs

@@ -7,6 +7,7 @@ read and write them in PyTorch's layouts.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import numbers
@@ -61,25 +62,80 @@ def _number(name: str, value: Any, layer: str) -> float:
 
 
 class Layer:
-    """Base class: settings, shapes, and access to parameters once built."""
+    """Base class: settings, shapes, and access to parameters once built.
+
+    ``trainable`` (default True): set it to False to freeze the layer. Its
+    parameters then get no update from ``fit``/``train_on_batch`` (bit for
+    bit, whatever the optimizer, weight decay and momentum included) and no
+    weight gradient is computed where the layer allows it. A frozen
+    BatchNorm2D keeps gamma and beta but, as PyTorch with
+    ``requires_grad=False``, still normalises with the batch statistics in
+    training and updates its running statistics (Keras instead runs a frozen
+    BatchNormalization in inference mode). Takes effect at the next training
+    step, no recompile needed; saved in model files.
+
+    Setting an attribute a layer does not have (``layer.trainabel = False``)
+    raises AttributeError.
+    """
 
     _type = "Layer"
 
     def __init__(self) -> None:
         self._model = None  # the C++ model, set by Sequential
         self._index: Optional[int] = None
+        self._trainable = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Private names, the settings made in __init__ and the class's properties; anything else is a
+        # typo that would otherwise be silently accepted.
+        if name.startswith("_") or name in self.__dict__ or hasattr(type(self), name) or self._initialising():
+            object.__setattr__(self, name, value)
+            return
+        known = [k for k in self.__dict__ if not k.startswith("_")]
+        known += [k for k in dir(type(self)) if not k.startswith("_")]
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise AttributeError(f"{self._type} has no attribute {name!r}{hint}")
+
+    def _initialising(self) -> bool:
+        # True while a constructor of this layer runs (it sets the settings).
+        return not self.__dict__.get("_ready", False)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _track_init(cls.__dict__["__init__"])  # type: ignore[misc]
+
+    @property
+    def trainable(self) -> bool:
+        """False freezes the layer's parameters (see the class docstring)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{self.name}: trainable must be True or False, got {value!r}")
+        self._trainable = bool(value)
+        if self._model is not None:
+            self._model.set_trainable(self._index, self._trainable)
 
     # -- settings ----------------------------------------------------------
     def get_config(self) -> Dict[str, Any]:
         """The settings as a dict (with ``type``), as stored in model files."""
         return {"type": self._type}
 
+    def _full_config(self) -> Dict[str, Any]:
+        cfg = self.get_config()
+        if not self._trainable:
+            cfg["trainable"] = False
+        return cfg
+
     @property
     def name(self) -> str:
         return self._type if self._index is None else f"{self._type.lower()}_{self._index}"
 
     def __repr__(self) -> str:
-        cfg = self.get_config()
+        cfg = self._full_config()
         args = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if k != "type")
         return f"{self._type}({args})"
 
@@ -119,6 +175,28 @@ class Layer:
     def input_shape(self) -> Tuple[int, ...]:
         model, index = self._bound()
         return tuple(model.layer_info(index)["input_shape"])
+
+
+def _track_init(init: Any) -> Any:
+    """Wraps a layer constructor so that the layer accepts no new attribute once the outermost
+    constructor has returned (see Layer.__setattr__)."""
+    def wrapped(self: Layer, *args: Any, **kw: Any) -> None:
+        depth = self.__dict__.get("_init_depth", 0)
+        object.__setattr__(self, "_init_depth", depth + 1)
+        try:
+            init(self, *args, **kw)
+        finally:
+            object.__setattr__(self, "_init_depth", depth)
+        if depth == 0:
+            object.__setattr__(self, "_ready", True)
+
+    for attr in ("__doc__", "__name__", "__qualname__", "__module__"):
+        setattr(wrapped, attr, getattr(init, attr))
+    wrapped.__wrapped__ = init  # type: ignore[attr-defined]
+    return wrapped
+
+
+Layer.__init__ = _track_init(Layer.__init__)  # type: ignore[method-assign]
 
 
 class _WeightedLayer(Layer):
@@ -328,17 +406,21 @@ def from_config(config: Dict[str, Any]) -> Layer:
     kind = cfg.pop("type", None)
     if kind not in _TYPES:
         raise ValueError(f"unknown layer type {kind!r}")
+    trainable = cfg.pop("trainable", True)
     cls = _TYPES[kind]
     if kind in ("MaxPool2D", "AvgPool2D"):
-        return cls(pool_size=tuple(cfg["pool_size"]), stride=tuple(cfg["stride"]), padding=tuple(cfg["padding"]))
-    if kind == "Conv2D":
-        pad = cfg.get("padding", 0)
-        cfg["padding"] = pad if isinstance(pad, str) else tuple(pad)
-        for key in ("kernel_size", "stride", "dilation"):
-            if key in cfg:
-                cfg[key] = tuple(cfg[key])
-    return cls(**cfg)
+        layer = cls(pool_size=tuple(cfg["pool_size"]), stride=tuple(cfg["stride"]), padding=tuple(cfg["padding"]))
+    else:
+        if kind == "Conv2D":
+            pad = cfg.get("padding", 0)
+            cfg["padding"] = pad if isinstance(pad, str) else tuple(pad)
+            for key in ("kernel_size", "stride", "dilation"):
+                if key in cfg:
+                    cfg[key] = tuple(cfg[key])
+        layer = cls(**cfg)
+    layer.trainable = trainable
+    return layer
 
 
 def _dumps(layers: Sequence[Layer], input_shape: Sequence[int]) -> str:
-    return json.dumps({"input_shape": list(input_shape), "layers": [layer.get_config() for layer in layers]})
+    return json.dumps({"input_shape": list(input_shape), "layers": [layer._full_config() for layer in layers]})

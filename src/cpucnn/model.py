@@ -65,6 +65,54 @@ def _as_labels(y: Any, n: int, classes: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
+def _as_probs(arr: np.ndarray, n: int, classes: int) -> np.ndarray:
+    """cross_entropy's probability (or one-hot) targets, (n, classes) float32."""
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"targets y must be numeric, got dtype {arr.dtype}")
+    if arr.shape != (n, classes):
+        raise ValueError(f"cross_entropy needs labels y of shape ({n},) or probability targets of shape "
+                         f"({n}, {classes}), got {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.all(np.isfinite(out)):
+        raise ValueError("targets y contain NaN or Inf")
+    return out
+
+
+def _sample_weights(sample_weight: Any, class_weight: Any, y: np.ndarray, n: int,
+                    classes: int) -> Optional[np.ndarray]:
+    """Keras's per-sample weights: sample_weight (n,) times class_weight[label] (the label of a
+    probability target is its argmax); None when neither is given. Classes missing from
+    class_weight weigh 1."""
+    w: Optional[np.ndarray] = None
+    if sample_weight is not None:
+        arr = np.asarray(sample_weight)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must be numeric, got dtype {arr.dtype}")
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), got {arr.shape}")
+        w = np.array(arr, dtype=np.float32)
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("sample_weight must be finite and non-negative")
+    if class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"class_weight must be a dict {{label: weight}}, got {type(class_weight).__name__}")
+        if y.ndim != 1 and y.shape[1:] != (classes,):   # pragma: no cover (mse is refused before)
+            raise ValueError("class_weight needs labels or probability targets")
+        table = np.ones(classes, dtype=np.float32)
+        for k, v in class_weight.items():
+            if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral) or not 0 <= k < classes:
+                raise ValueError(f"class_weight keys must be labels in [0, {classes}), got {k!r}")
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v < 0:
+                raise ValueError(f"class_weight[{k}] must be a finite non-negative number, got {v!r}")
+            table[int(k)] = v
+        labels = y if y.ndim == 1 else np.argmax(y, axis=1)
+        cw = table[labels]
+        w = cw if w is None else w * cw
+    return w
+
+
 def _as_targets(y: Any, n: int, outputs: int) -> np.ndarray:
     arr = _as_input(y, "targets y")
     if arr.shape != (n, outputs):
@@ -138,6 +186,7 @@ class Sequential:
         self.optimizer: Optional[optimizers_mod.Optimizer] = None
         self.loss: Optional[str] = None
         self.metrics: List[str] = []
+        self.label_smoothing = 0.0
         self.stop_training = False
         self.history: Optional[callbacks_mod.History] = None
 
@@ -156,11 +205,21 @@ class Sequential:
 
     # -- compile -------------------------------------------------------------
     def compile(self, optimizer: Any = "adam", loss: str = "cross_entropy",
-                metrics: Optional[Iterable[str]] = None) -> None:
-        """Chooses the optimizer, the loss ("cross_entropy" or "mse") and metrics ("accuracy", "top5")."""
+                metrics: Optional[Iterable[str]] = None, label_smoothing: float = 0.0) -> None:
+        """Chooses the optimizer, the loss ("cross_entropy" or "mse") and metrics ("accuracy", "top5").
+
+        cross_entropy takes integer labels (N,) or probability / one-hot targets (N, classes);
+        ``label_smoothing`` in [0, 1] mixes the target with the uniform distribution,
+        ``(1 - e) * target + e / classes`` (torch.nn.CrossEntropyLoss's definition), in training and
+        in evaluate's loss."""
         opt = optimizers_mod.get(optimizer)
         if not isinstance(loss, str) or loss not in _LOSSES:
             raise ValueError(f"unknown loss {loss!r} (expected one of {', '.join(_LOSSES)})")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real) \
+                or not 0.0 <= float(label_smoothing) <= 1.0:
+            raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+        if label_smoothing and loss != "cross_entropy":
+            raise ValueError("label_smoothing applies to the cross_entropy loss only")
         names = []
         for m in metrics or []:
             if not isinstance(m, str):
@@ -173,6 +232,8 @@ class Sequential:
         if opt._model is not None and opt._model is not self._m:
             raise ValueError("this optimizer is already bound to another model; create a new one")
         self._m.compile(loss, opt._json())
+        self._m.label_smoothing = float(label_smoothing)
+        self.label_smoothing = float(label_smoothing)
         opt._model = self._m
         self.optimizer, self.loss, self.metrics = opt, loss, names
 
@@ -187,7 +248,15 @@ class Sequential:
         classes = self.output_shape[0]
         if self.loss == "mse":
             return x, _as_targets(y, n, classes)
-        return x, _as_labels(y, n, classes)
+        arr = y if isinstance(y, np.ndarray) else np.asarray(y)
+        if arr.ndim == 2 and not (arr.shape[1] == 1 and classes != 1):
+            return x, _as_probs(arr, n, classes)
+        return x, _as_labels(arr, n, classes)
+
+    def _weights(self, sample_weight: Any, class_weight: Any, y: np.ndarray) -> Optional[np.ndarray]:
+        if class_weight is not None and self.loss != "cross_entropy":
+            raise ValueError("class_weight needs the cross_entropy loss (labels or probability targets)")
+        return _sample_weights(sample_weight, class_weight, y, y.shape[0], self.output_shape[0])
 
     def _check_x(self, x: np.ndarray) -> None:
         want = self.input_shape
@@ -196,13 +265,13 @@ class Sequential:
             raise ValueError(f"{first}: expects input (N, {', '.join(map(str, want))}), got {tuple(x.shape)}")
 
     # -- training and inference -----------------------------------------------
-    def train_on_batch(self, x: Any, y: Any) -> float:
-        """One optimizer step on (x, y); returns the batch's mean loss."""
+    def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None, class_weight: Any = None) -> float:
+        """One optimizer step on (x, y); returns the batch's mean loss (weighted as in ``fit``)."""
         self._require_compiled()
         x, y = self._prepare(x, y)
         if x.shape[0] == 0:
             raise ValueError("train_on_batch needs at least one sample")
-        loss, _ = self._m.train_step(x, y)
+        loss, _ = self._m.train_step(x, y, self._weights(sample_weight, class_weight, y))
         return float(loss)
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
@@ -212,19 +281,24 @@ class Sequential:
         self._check_x(x)
         return self._m.predict(x, batch_size)
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0) -> Dict[str, float]:
-        """Mean loss and the compiled metrics over (x, y)."""
+    def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0, sample_weight: Any = None,
+                 class_weight: Any = None) -> Dict[str, float]:
+        """Mean loss and the compiled metrics over (x, y).
+
+        With ``sample_weight`` (N,) and/or ``class_weight`` the loss is the weighted mean
+        ``sum(w_i * loss_i) / N`` (as in ``fit``); accuracy stays unweighted."""
         self._require_compiled()
         batch_size = _positive_int("batch_size", batch_size)
         x, y = self._prepare(x, y)
         _require_finite(x, "x")
-        return self._evaluate_arrays(x, y, batch_size)
+        return self._evaluate_arrays(x, y, batch_size, self._weights(sample_weight, class_weight, y))
 
-    def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> Dict[str, float]:
+    def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int,
+                         w: Optional[np.ndarray] = None) -> Dict[str, float]:
         n = x.shape[0]
         if n == 0:
             raise ValueError("evaluate needs at least one sample")
-        loss_sum, correct, top5, count = self._m.evaluate(x, y, batch_size)
+        loss_sum, correct, top5, count = self._m.evaluate(x, y, batch_size, w)
         out = {"loss": float(loss_sum / count)}
         if "accuracy" in self.metrics:
             out["accuracy"] = float(correct / count)
@@ -235,7 +309,8 @@ class Sequential:
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
             validation_data: Optional[Tuple[Any, Any]] = None, validation_split: float = 0.0,
             shuffle: bool = True, callbacks: Optional[Sequence[callbacks_mod.Callback]] = None,
-            verbose: int = 1, seed: Optional[int] = None, initial_epoch: int = 0) -> callbacks_mod.History:
+            verbose: int = 1, seed: Optional[int] = None, initial_epoch: int = 0, sample_weight: Any = None,
+            class_weight: Any = None) -> callbacks_mod.History:
         """Trains for ``epochs`` epochs; returns a History (see cpucnn.callbacks).
 
         ``validation_split`` holds out the last fraction of (x, y) before
@@ -245,41 +320,50 @@ class Sequential:
         keeps the weights and the history of the completed epochs
         (``history.interrupted`` is then True); wherever it lands (a callback,
         validation, the progress bar), fit returns normally.
+
+        ``sample_weight`` (N,) weighs each sample's loss and ``class_weight``
+        ({label: weight}, missing labels weigh 1) each class's, as Keras: a
+        batch's loss is ``sum(w_i * loss_i) / batch size``, w_i the product of
+        both. ``validation_data`` may be ``(x, y, sample_weight)``.
         """
         self._require_compiled()
         epochs, batch_size, initial_epoch, seed = _fit_settings(epochs, batch_size, initial_epoch, verbose, seed)
         if isinstance(callbacks, callbacks_mod.Callback):
             callbacks = [callbacks]
-        x, y, val = self._fit_data(x, y, validation_data, validation_split)
+        x, y, val, w = self._fit_data(x, y, validation_data, validation_split, sample_weight, class_weight)
         loop = _fit.FitLoop(self, x, y, val, list(callbacks or []), epochs=epochs, initial_epoch=initial_epoch,
-                            batch_size=batch_size, shuffle=shuffle, seed=seed, verbose=verbose)
+                            batch_size=batch_size, shuffle=shuffle, seed=seed, verbose=verbose, w=w)
         return loop.run()
 
-    def _fit_data(self, x: Any, y: Any, validation_data: Optional[Tuple[Any, Any]],
-                  validation_split: float) -> Tuple[np.ndarray, np.ndarray, Optional[Tuple[np.ndarray, np.ndarray]]]:
-        """The training arrays and the validation pair, checked and converted once (batches are
-        gathered from these arrays)."""
+    def _fit_data(self, x: Any, y: Any, validation_data: Optional[Tuple[Any, ...]], validation_split: float,
+                  sample_weight: Any = None, class_weight: Any = None) -> Tuple[np.ndarray, np.ndarray, Any, Any]:
+        """The training arrays, the validation data (x, y[, w]) and the training weights (or None),
+        checked and converted once (batches are gathered from these arrays)."""
         x, y = self._prepare(x, y)
         _require_finite(x, "x")   # before the split: validation_split's samples are named as in x
-        val = None
+        w = self._weights(sample_weight, class_weight, y)
+        val: Any = None
         if validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (x_val, y_val)")
-            val = self._prepare(*validation_data)
+            if len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a pair (x_val, y_val) or (x_val, y_val, sample_weight)")
+            val = self._prepare(*validation_data[:2])
             _require_finite(val[0], "validation_data x")
             if val[0].shape[0] == 0:
                 raise ValueError("validation_data holds no samples")
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                val = val + (self._weights(validation_data[2], None, val[1]),)
         elif validation_split:
             if not 0.0 < float(validation_split) < 1.0:
                 raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
             cut = int(x.shape[0] * (1.0 - float(validation_split)))
             if cut <= 0 or cut >= x.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves no training or validation samples")
-            val = (x[cut:], y[cut:])
+            val = (x[cut:], y[cut:]) if w is None else (x[cut:], y[cut:], w[cut:])
             x, y = x[:cut], y[:cut]
+            w = None if w is None else w[:cut]
         if x.shape[0] == 0:
             raise ValueError("fit needs at least one training sample")
-        return x, y, val
+        return x, y, val, w
 
     # -- weights ---------------------------------------------------------------
     def get_weights(self) -> List[np.ndarray]:
@@ -315,12 +399,16 @@ class Sequential:
 
     # -- summary ---------------------------------------------------------------
     def summary(self, print_fn=print) -> str:
-        """Prints (and returns) layers, output shapes, parameter counts and MACs per image."""
+        """Prints (and returns) layers, output shapes, parameter counts and MACs per image.
+
+        The totals split the parameters into trainable ones and those of frozen layers
+        (``layer.trainable = False``); BatchNorm running statistics are buffers, not counted."""
         rows = [("Layer (type)", "Output shape", "Params", "MACs")]
-        total_p = total_m = 0
+        total_p = total_m = frozen_p = 0
         for i, layer in enumerate(self.layers):
             info = self._m.layer_info(i)
             total_p += info["trainable_count"]
+            frozen_p += 0 if layer.trainable else info["trainable_count"]
             total_m += info["macs"]
             rows.append((f"{layer.name} ({info['type']})", str(tuple(info["output_shape"])),
                          f"{info['trainable_count']:,}", f"{info['macs']:,}"))
@@ -329,7 +417,9 @@ class Sequential:
         fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}"
         out = [f"Sequential, input {self.input_shape}", line, fmt(rows[0]), line]
         out += [fmt(r) for r in rows[1:]]
-        out += [line, f"Total params: {total_p:,}", f"MACs per image: {total_m:,}"]
+        out += [line, f"Total params: {total_p:,}", f"Trainable params: {total_p - frozen_p:,}",
+                f"Non-trainable params: {frozen_p:,} (frozen layers; BatchNorm running statistics are buffers, "
+                "not counted)" if frozen_p else "Non-trainable params: 0", f"MACs per image: {total_m:,}"]
         text = "\n".join(out)
         if print_fn is not None:
             print_fn(text)
@@ -339,6 +429,8 @@ class Sequential:
     def save(self, path: Union[str, os.PathLike], include_optimizer: bool = True) -> None:
         """Writes one .cnn file (safetensors) atomically; see DESIGN.md."""
         meta = {"metrics": json.dumps(self.metrics)}
+        if self.label_smoothing:
+            meta["label_smoothing"] = repr(self.label_smoothing)
         self._m.save(os.fspath(path), bool(include_optimizer), list(meta.items()))
 
     def export_onnx(self, path: Union[str, os.PathLike], opset: int = 17) -> None:
@@ -380,4 +472,11 @@ def load(path: Union[str, os.PathLike]) -> Sequential:
             saved = []
         # Caller metadata, not validated by the core: keep only the names we know.
         model.metrics = [m for m in saved if isinstance(m, str) and m in _METRICS] if isinstance(saved, list) else []
+        try:
+            smoothing = float(meta.get("label_smoothing", "0"))
+        except ValueError:
+            smoothing = 0.0
+        if 0.0 < smoothing <= 1.0 and model.loss == "cross_entropy":
+            core.label_smoothing = smoothing
+            model.label_smoothing = smoothing
     return model

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import numbers
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence
 
-__all__ = ["Optimizer", "SGD", "Adam", "get"]
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get"]
 
 
 def _num(name: str, v: Any, owner: str) -> float:
@@ -22,21 +24,73 @@ def _num(name: str, v: Any, owner: str) -> float:
     return v
 
 
+def _lr_arg(owner: str, lr: Optional[float], learning_rate: Optional[float], default: float) -> float:
+    """``lr`` or its Keras spelling ``learning_rate`` (not both)."""
+    if lr is not None and learning_rate is not None:
+        raise TypeError(f"{owner}: give lr or learning_rate, not both")
+    if lr is None:
+        lr = default if learning_rate is None else learning_rate
+    return lr
+
+
 class Optimizer:
+    """Base class. Every optimizer takes ``lr`` (or ``learning_rate``, its Keras
+    spelling; giving both is a TypeError) and gradient clipping, applied before
+    the update to the gradients of the trainable (not frozen) parameters:
+
+    - ``clipnorm``: scales all gradients together so their global 2-norm is at
+      most clipnorm, as ``torch.nn.utils.clip_grad_norm_`` (Keras's
+      ``global_clipnorm``; Keras's ``clipnorm`` clips each tensor separately).
+    - ``clipvalue``: clamps each gradient element to [-clipvalue, clipvalue], as
+      ``torch.nn.utils.clip_grad_value_``. With both, the norm is clipped first.
+    """
+
     _type = "Optimizer"
 
-    def __init__(self, lr: float) -> None:
+    def __init__(self, lr: float, clipnorm: Optional[float] = None, clipvalue: Optional[float] = None) -> None:
         self._lr = _num("lr", lr, self._type)
         if self._lr < 0:
             raise ValueError(f"{self._type}: lr must not be negative, got {lr}")
+        self.clipnorm = self._clip("clipnorm", clipnorm)
+        self.clipvalue = self._clip("clipvalue", clipvalue)
         self._model = None  # the C++ model once compiled
+
+    def _clip(self, name: str, v: Optional[float]) -> Optional[float]:
+        if v is None:
+            return None
+        v = _num(name, v, self._type)
+        if v <= 0:
+            raise ValueError(f"{self._type}: {name} must be positive, got {v}")
+        return v
+
+    def _clip_config(self, cfg: Dict[str, Any]) -> Dict[str, Any]:
+        if self.clipnorm is not None:
+            cfg["clipnorm"] = self.clipnorm
+        if self.clipvalue is not None:
+            cfg["clipvalue"] = self.clipvalue
+        return cfg
 
     @property
     def lr(self) -> float:
-        """The learning rate; settable at any time (takes effect at the next step)."""
+        """The learning rate; settable at any time (takes effect at the next step).
+
+        Reads back as written (0.001), not as the float32 the core keeps
+        (0.0010000000474974513)."""
         if self._model is not None:
-            return float(self._model.lr)
+            live = float(self._model.lr)
+            if np.float32(self._lr) == np.float32(live):
+                return self._lr
+            return float(str(np.float32(live)))   # changed in the core: its shortest decimal
         return self._lr
+
+    @property
+    def learning_rate(self) -> float:
+        """The same as ``lr`` (Keras's name)."""
+        return self.lr
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.lr = value
 
     @lr.setter
     def lr(self, value: float) -> None:
@@ -67,9 +121,10 @@ class SGD(Optimizer):
 
     _type = "SGD"
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: Optional[float] = None, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, *, learning_rate: Optional[float] = None, clipnorm: Optional[float] = None,
+                 clipvalue: Optional[float] = None) -> None:
+        super().__init__(_lr_arg("SGD", lr, learning_rate, 0.01), clipnorm, clipvalue)
         self.momentum = _num("momentum", momentum, "SGD")
         self.nesterov = bool(nesterov)
         self.weight_decay = _num("weight_decay", weight_decay, "SGD")
@@ -79,54 +134,97 @@ class SGD(Optimizer):
             raise ValueError("SGD: nesterov needs a positive momentum")
 
     def get_config(self) -> Dict[str, Any]:
-        return {"type": "SGD", "lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
-                "weight_decay": self.weight_decay}
+        return self._clip_config({"type": "SGD", "lr": self.lr, "momentum": self.momentum,
+                                  "nesterov": self.nesterov, "weight_decay": self.weight_decay})
 
 
 class Adam(Optimizer):
     """Adam (L2 weight decay added to the gradient, as torch.optim.Adam)."""
 
     _type = "Adam"
+    _default_decay = 0.0
 
-    def __init__(self, lr: float = 1e-3, betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: Optional[float] = None, betas: Sequence[float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: Optional[float] = None, *, learning_rate: Optional[float] = None,
+                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None) -> None:
+        me = self._type
+        super().__init__(_lr_arg(me, lr, learning_rate, 1e-3), clipnorm, clipvalue)
         if not hasattr(betas, "__len__"):
-            raise TypeError(f"Adam: betas must be a pair of numbers, got {betas!r}")
+            raise TypeError(f"{me}: betas must be a pair of numbers, got {betas!r}")
         if len(betas) != 2:
-            raise ValueError("Adam: betas must be a pair")
-        self.betas = (_num("beta1", betas[0], "Adam"), _num("beta2", betas[1], "Adam"))
+            raise ValueError(f"{me}: betas must be a pair")
+        self.betas = (_num("beta1", betas[0], me), _num("beta2", betas[1], me))
         if not all(0.0 <= b < 1.0 for b in self.betas):
-            raise ValueError(f"Adam: betas must be in [0, 1), got {tuple(betas)}")
-        self.eps = _num("eps", eps, "Adam")
-        self.weight_decay = _num("weight_decay", weight_decay, "Adam")
+            raise ValueError(f"{me}: betas must be in [0, 1), got {tuple(betas)}")
+        self.eps = _num("eps", eps, me)
+        self.weight_decay = _num("weight_decay", self._default_decay if weight_decay is None else weight_decay, me)
         if self.eps < 0 or self.weight_decay < 0:
-            raise ValueError("Adam: eps and weight_decay must not be negative")
+            raise ValueError(f"{me}: eps and weight_decay must not be negative")
 
     def get_config(self) -> Dict[str, Any]:
-        return {"type": "Adam", "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
-                "weight_decay": self.weight_decay}
+        return self._clip_config({"type": self._type, "lr": self.lr, "betas": list(self.betas), "eps": self.eps,
+                                  "weight_decay": self.weight_decay})
+
+
+class AdamW(Adam):
+    """AdamW, as torch.optim.AdamW: decoupled weight decay (``w *= 1 - lr*weight_decay``
+    before Adam's update, which then has no L2 term). weight_decay defaults to 0.01."""
+
+    _type = "AdamW"
+    _default_decay = 0.01
+
+
+class RMSprop(Optimizer):
+    """RMSprop with torch.optim.RMSprop's update rule (note PyTorch's defaults: lr=0.01,
+    alpha=0.99; Keras's are 0.001 and rho=0.9). ``momentum`` > 0 keeps a momentum buffer;
+    ``centered`` normalises by the variance estimate (the mean gradient subtracted)."""
+
+    _type = "RMSprop"
+
+    def __init__(self, lr: Optional[float] = None, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False, *, learning_rate: Optional[float] = None,
+                 clipnorm: Optional[float] = None, clipvalue: Optional[float] = None) -> None:
+        super().__init__(_lr_arg("RMSprop", lr, learning_rate, 0.01), clipnorm, clipvalue)
+        self.alpha = _num("alpha", alpha, "RMSprop")
+        self.eps = _num("eps", eps, "RMSprop")
+        self.weight_decay = _num("weight_decay", weight_decay, "RMSprop")
+        self.momentum = _num("momentum", momentum, "RMSprop")
+        if not isinstance(centered, (bool, np.bool_)):
+            raise TypeError(f"RMSprop: centered must be True or False, got {centered!r}")
+        self.centered = bool(centered)
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"RMSprop: alpha must be in [0, 1], got {alpha}")
+        if self.eps < 0 or self.weight_decay < 0 or self.momentum < 0:
+            raise ValueError("RMSprop: eps, weight_decay and momentum must not be negative")
+
+    def get_config(self) -> Dict[str, Any]:
+        return self._clip_config({"type": "RMSprop", "lr": self.lr, "alpha": self.alpha, "eps": self.eps,
+                                  "weight_decay": self.weight_decay, "momentum": self.momentum,
+                                  "centered": self.centered})
 
 
 def get(spec: Any) -> Optimizer:
-    """An Optimizer from an instance, a name ("sgd", "adam") or a config dict."""
+    """An Optimizer from an instance, a name ("sgd", "adam", "adamw", "rmsprop") or a config dict."""
     if isinstance(spec, Optimizer):
         return spec
     if isinstance(spec, str):
         name = spec.lower()
-        if name == "sgd":
-            return SGD()
-        if name == "adam":
-            return Adam()
-        raise ValueError(f"unknown optimizer {spec!r} (expected 'sgd' or 'adam')")
+        if name in _BY_NAME:
+            return _BY_NAME[name]()
+        raise ValueError(f"unknown optimizer {spec!r} (expected one of {', '.join(repr(k) for k in _BY_NAME)})")
     if isinstance(spec, dict):
         cfg = dict(spec)
         kind = cfg.pop("type", None)
         cfg.pop("steps", None)
         if kind == "SGD":
             return SGD(**cfg)
-        if kind == "Adam":
+        if kind in ("Adam", "AdamW"):
             cfg["betas"] = tuple(cfg.get("betas", (0.9, 0.999)))
-            return Adam(**cfg)
+            return (Adam if kind == "Adam" else AdamW)(**cfg)
+        if kind == "RMSprop":
+            return RMSprop(**cfg)
         raise ValueError(f"unknown optimizer type {kind!r}")
     raise TypeError(f"optimizer must be an Optimizer, a name or a config dict, got {type(spec).__name__}")
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}

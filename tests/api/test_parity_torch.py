@@ -555,7 +555,19 @@ OPTIMIZERS = {
                      lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8)),
     "adam-wd": (3, lambda: cc.optimizers.Adam(lr=1e-3, betas=(0.9, 0.99), weight_decay=1e-2),
                 lambda p: torch.optim.Adam(p, lr=1e-3, betas=(0.9, 0.99), weight_decay=1e-2)),
+    # The optimizers below divide each step by the gradient's running magnitude: where a gradient is a
+    # cancellation (|g| ~ float32 noise), its sign is noise and so is the step. eps = 1e-4 (torch: 1e-8)
+    # keeps those elements linear; the update rule itself is the same.
+    "adamw": (4, lambda: cc.optimizers.AdamW(learning_rate=2e-3, betas=(0.85, 0.99), eps=1e-4, weight_decay=0.1),
+              lambda p: torch.optim.AdamW(p, lr=2e-3, betas=(0.85, 0.99), eps=1e-4, weight_decay=0.1)),
+    "rmsprop": (4, lambda: cc.optimizers.RMSprop(lr=1e-3, eps=1e-4), lambda p: torch.optim.RMSprop(p, lr=1e-3, eps=1e-4)),
+    "rmsprop-centered-momentum-wd": (
+        4, lambda: cc.optimizers.RMSprop(lr=1e-3, alpha=0.9, eps=1e-4, momentum=0.8, centered=True, weight_decay=1e-2),
+        lambda p: torch.optim.RMSprop(p, lr=1e-3, alpha=0.9, eps=1e-4, momentum=0.8, centered=True, weight_decay=1e-2)),
 }
+
+# Optimizers that scale each step by the gradient's own running magnitude (no L2 term in the gradient).
+NORMALISING = {"adamw", "rmsprop", "rmsprop-centered-momentum-wd"}
 
 
 @pytest.mark.parametrize("loss_name", ["cross_entropy", "mse"])
@@ -563,6 +575,11 @@ OPTIMIZERS = {
 @pytest.mark.parametrize("arch", [lenet5, small_vgg], ids=["lenet5", "vgg-bn"])
 def test_model_training_parity(isa, rng, arch, opt, loss_name):
     steps, make_cc, make_torch = OPTIMIZERS[opt]
+    if arch is small_vgg and opt in NORMALISING:
+        pytest.skip("small_vgg's first conv bias feeds a BatchNorm: its gradient is 0 in exact arithmetic, float "
+                    "noise in float32, and an optimizer that divides by the gradient's own scale (no L2 term to "
+                    "dominate) turns that noise into steps (with eps=1e-4 it passes, within 85% of the tolerance); "
+                    "test_train_api.py tests these optimizers on a BatchNorm net without that bias")
     layers, shape = arch()
     n = 8
     x = rng.standard_normal((n,) + shape).astype(np.float32)

@@ -134,6 +134,9 @@ OPTIMIZERS = {
     "sgd_momentum": lambda: cc.optimizers.SGD(lr=0.05, momentum=0.9),
     "sgd_nesterov_wd": lambda: cc.optimizers.SGD(lr=0.05, momentum=0.8, nesterov=True, weight_decay=1e-3),
     "adam": lambda: cc.optimizers.Adam(lr=3e-3, betas=(0.8, 0.99), weight_decay=1e-4),
+    "adamw_clipnorm": lambda: cc.optimizers.AdamW(lr=3e-3, weight_decay=0.05, clipnorm=0.5),
+    "rmsprop_centered_momentum_clipvalue": lambda: cc.optimizers.RMSprop(lr=1e-3, momentum=0.5, centered=True,
+                                                                         clipvalue=0.01),
 }
 
 

@@ -28,7 +28,8 @@ KernelTable make_scalar() {
   t.maxpool2d_bwd = maxpool2d_bwd_scalar;
   t.sgd_update = sgd_update_scalar;
   t.adam_update = adam_update_scalar;
-  t.impl = {{"gemm", "scalar"}, {"im2col", "scalar"}, {"relu", "scalar"}, {"maxpool2d", "scalar"}, {"sgd", "scalar"}, {"adam", "scalar"}};
+  t.rmsprop_update = rmsprop_update_scalar;  // every ISA (no SIMD version yet)
+  t.impl = {{"gemm", "scalar"}, {"im2col", "scalar"}, {"relu", "scalar"}, {"maxpool2d", "scalar"}, {"sgd", "scalar"}, {"adam", "scalar"}, {"rmsprop", "scalar"}};
   return t;
 }
 

@@ -63,6 +63,7 @@ struct KernelTable {
   // optimizers
   SgdFn sgd_update = nullptr;
   AdamFn adam_update = nullptr;
+  RmspropFn rmsprop_update = nullptr;
   // which ISA implements each op: {"gemm", "avx512"}, ...
   std::vector<std::pair<std::string, std::string>> impl;
 };

@@ -236,6 +236,11 @@ void maxpool2d_bwd_avx512(const float* dy, const int32_t* argmax, float* dx, int
 // Optimizer updates over n parameters.
 using SgdFn = void (*)(float* w, const float* g, float* buf, int64_t n, const SgdParams& p);
 using AdamFn = void (*)(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p);
+// buf is null unless momentum > 0; grad_avg is null unless centered.
+using RmspropFn = void (*)(float* w, const float* g, float* square_avg, float* buf, float* grad_avg, int64_t n,
+                           const RmspropParams& p);
+void rmsprop_update_scalar(float* w, const float* g, float* square_avg, float* buf, float* grad_avg, int64_t n,
+                           const RmspropParams& p);
 void sgd_update_scalar(float* w, const float* g, float* buf, int64_t n, const SgdParams& p);
 void adam_update_scalar(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p);
 void sgd_update_avx2(float* w, const float* g, float* buf, int64_t n, const SgdParams& p);

@@ -27,4 +27,9 @@ struct AdamParams {
   float bias_correction1, bias_correction2;  // 1 - beta^t
 };
 
+struct RmspropParams {
+  float lr, alpha, eps, weight_decay, momentum;
+  bool centered;
+};
+
 }  // namespace cpucnn

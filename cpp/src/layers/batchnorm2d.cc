@@ -105,8 +105,10 @@ class BatchNorm2D : public Layer {
             sdyx += g[q] * (p[q] - mean) * invstd;
           }
         }
-        dgamma[ch] = static_cast<float>(sdyx);
-        dbeta[ch] = static_cast<float>(sdy);
+        if (!frozen_) {  // frozen: gamma and beta get no gradient (running statistics still update)
+          dgamma[ch] = static_cast<float>(sdyx);
+          dbeta[ch] = static_cast<float>(sdy);
+        }
         if (!dx) continue;
         const float k = gamma[ch] * invstd;
         const float mdy = static_cast<float>(sdy / count), mdyx = static_cast<float>(sdyx / count);

@@ -66,24 +66,26 @@ class Dense : public Layer {
   void backward(const float* x, const float*, const float* dy, float* dx, int64_t n) override {
     const int64_t f = in_shape[0];
     const int threads = get_num_threads();
-    GemmArgs gw;  // dW (units x f) = dy^T (units x n) * x (n x f)
-    gw.trans_a = true;
-    gw.m = units_;
-    gw.n = f;
-    gw.k = n;
-    gw.a = dy;
-    gw.lda = units_;
-    gw.b = x;
-    gw.ldb = f;
-    gw.c = params_[0].grad.data();
-    gw.ldc = f;
-    gemm_parallel(gw, threads);
-    if (use_bias_) {
-      float* db = params_[1].grad.data();
-      std::memset(db, 0, units_ * sizeof(float));
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < units_; ++j) db[j] += dy[i * units_ + j];
-    }
+    if (!frozen_) {
+      GemmArgs gw;  // dW (units x f) = dy^T (units x n) * x (n x f)
+      gw.trans_a = true;
+      gw.m = units_;
+      gw.n = f;
+      gw.k = n;
+      gw.a = dy;
+      gw.lda = units_;
+      gw.b = x;
+      gw.ldb = f;
+      gw.c = params_[0].grad.data();
+      gw.ldc = f;
+      gemm_parallel(gw, threads);
+      if (use_bias_) {
+        float* db = params_[1].grad.data();
+        std::memset(db, 0, units_ * sizeof(float));
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < units_; ++j) db[j] += dy[i * units_ + j];
+      }
+    }  // frozen: no weight gradient
     if (dx) {
       GemmArgs gd;  // dx (n x f) = dy (n x units) * W (units x f)
       gd.m = n;

@@ -12,7 +12,8 @@ std::unique_ptr<Layer> make_conv2d(const json::Value& cfg) { return std::make_un
 
 namespace {
 
-// The settings each layer type reads; anything else in a config (a typo, a
+// The settings each layer type reads (and "trainable", which every layer
+// takes and Sequential reads); anything else in a config (a typo, a
 // file from a newer version) is an error rather than silently ignored.
 void check_settings(const std::string& type, const json::Value& cfg) {
   static const std::map<std::string, std::set<std::string>> known = {
@@ -33,7 +34,7 @@ void check_settings(const std::string& type, const json::Value& cfg) {
   auto it = known.find(type);
   if (it == known.end()) throw ValueError("unknown layer type '" + type + "'");
   for (const auto& kv : cfg.as_object())
-    if (kv.first != "type" && !it->second.count(kv.first))
+    if (kv.first != "type" && kv.first != "trainable" && !it->second.count(kv.first))
       throw ValueError(type + ": unknown setting '" + kv.first + "'");
 }
 

@@ -36,6 +36,17 @@ Param* Layer::find_param(const std::string& name) {
   return nullptr;
 }
 
+void Layer::set_frozen(bool f) {
+  frozen_ = f;
+  for (Param& p : params_) p.frozen = f && p.trainable;
+}
+
+bool Layer::learns() const {
+  for (const Param& p : params_)
+    if (p.trainable && !p.frozen) return true;
+  return false;
+}
+
 int64_t cfg_int(const json::Value& cfg, const char* key, int64_t fallback) {
   const json::Value* v = cfg.find(key);
   if (!v || v->is_null()) return fallback;

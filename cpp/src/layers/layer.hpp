@@ -21,7 +21,10 @@ struct Param {
   Dims shape;            // PyTorch's layout; known after build, allocated by allocate()
   Tensor value;          // PyTorch's layout
   Tensor grad;           // same shape; unused when !trainable
-  bool trainable = true;
+  bool trainable = true; // learnable (has a gradient); false for buffers such as running_mean
+  // Its layer is frozen (Python's layer.trainable = False): the optimizer
+  // leaves it alone and the layer need not compute its gradient.
+  bool frozen = false;
 };
 
 struct ForwardContext {
@@ -70,6 +73,13 @@ class Layer {
   const std::vector<Param>& params() const { return params_; }
   Param* find_param(const std::string& name);
 
+  // layer.trainable = False: its parameters are frozen (the optimizer skips
+  // them, backward skips their gradients where it can). Set after build().
+  void set_frozen(bool f);
+  bool frozen() const { return frozen_; }
+  // Has learnable parameters that are not frozen.
+  bool learns() const;
+
   int index = -1;
   Dims in_shape, out_shape;
 
@@ -82,6 +92,7 @@ class Layer {
   int64_t out_numel() const { return checked_numel(out_shape); }
 
   std::vector<Param> params_;
+  bool frozen_ = false;
 };
 
 // Kernel sizes, strides, paddings, dilations and groups are at most this, so

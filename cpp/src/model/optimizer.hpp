@@ -17,8 +17,13 @@ class Optimizer {
   virtual ~Optimizer() = default;
   // Binds to the trainable parameters (creates zeroed state).
   virtual void attach(const std::vector<Param*>& params) = 0;
-  // One update from the parameters' current gradients.
+  // One update from the parameters' current gradients (frozen ones are
+  // skipped: their values and state stay as they are).
   virtual void step() = 0;
+  // clipnorm (global norm over the unfrozen gradients, as
+  // torch.nn.utils.clip_grad_norm_) then clipvalue (clip_grad_value_); the
+  // model calls it before step().
+  void clip_gradients();
   virtual json::Value config() const = 0;   // {"type": "SGD", "lr": ..., ...}
   // Named state tensors, for saving/restoring: {"momentum_buffer", tensors...}.
   virtual std::vector<std::pair<std::string, std::vector<Tensor>*>> state() = 0;
@@ -26,13 +31,21 @@ class Optimizer {
   virtual void set_steps(int64_t s) { steps_ = s; }
 
   float lr = 0.01f;
+  float clipnorm = 0.0f, clipvalue = 0.0f;  // 0: off
 
  protected:
+  // Reads clipnorm/clipvalue from a config; writes them into one (when set).
+  void read_clip(const json::Value& cfg, const char* opt);
+  void write_clip(json::Value& c) const;
   std::vector<Param*> params_;
   int64_t steps_ = 0;
 };
 
-// From {"type": "SGD"|"Adam", ...}; throws ValueError on bad settings.
+// A float setting as JSON: the shortest decimal that reads back as the same
+// float (0.001f -> 0.001, not 0.0010000000474974513).
+double shortest(float v);
+
+// From {"type": "SGD"|"Adam"|"AdamW"|"RMSprop", ...}; throws ValueError on bad settings.
 std::unique_ptr<Optimizer> make_optimizer(const json::Value& cfg);
 
 }  // namespace cpucnn

@@ -47,9 +47,11 @@ Sequential::Sequential(const json::Value& arch, uint64_t seed, const ParamCheck&
   if (!layers.is_array() || layers.size() == 0) throw ValueError("a model needs at least one layer");
   // Every layer's settings first (they allocate nothing), then the sizes they imply.
   std::vector<std::unique_ptr<Layer>> pending;
+  std::vector<char> frozen;
   for (const auto& cfg : layers.as_array()) {
     try {
       pending.push_back(make_layer(cfg));
+      frozen.push_back(!cfg_bool(cfg, "trainable", true));
     } catch (const ValueError& e) {
       throw ValueError("layer " + std::to_string(pending.size()) + " " + e.what());
     }
@@ -62,6 +64,7 @@ Sequential::Sequential(const json::Value& arch, uint64_t seed, const ParamCheck&
   for (std::unique_ptr<Layer>& layer : pending) {
     try {
       shape_now = layer->build(shape_now);
+      layer->set_frozen(frozen[static_cast<size_t>(layer->index)]);
       const int64_t out_numel = checked_numel(shape_now, "output");
       check_sample_floats(layer->label(), "activations of one sample (output " + shape_str(shape_now) + ")",
                           out_numel);
@@ -136,7 +139,11 @@ json::Value Sequential::architecture() const {
   for (int64_t d : input_shape_) shape.push_back(d);
   a.set("input_shape", shape);
   json::Value ls = json::Value::array();
-  for (const auto& l : layers_) ls.push_back(l->config());
+  for (const auto& l : layers_) {
+    json::Value c = l->config();
+    if (l->frozen()) c.set("trainable", false);
+    ls.push_back(c);
+  }
   a.set("layers", ls);
   return a;
 }
@@ -148,6 +155,8 @@ std::vector<Param*> Sequential::trainable_params() {
       if (p.trainable) out.push_back(&p);
   return out;
 }
+
+void Sequential::set_trainable(size_t i, bool trainable) { layers_.at(i)->set_frozen(!trainable); }
 
 void Sequential::compile(const std::string& loss, const json::Value& optimizer) {
   if (loss != "cross_entropy" && loss != "mse")
@@ -197,13 +206,34 @@ void Sequential::check_finite(const float* x, int64_t n, int64_t per_sample, con
     throw ValueError(std::string(what) + " contains NaN or Inf (sample " + std::to_string(bad / per_sample) + ")");
 }
 
-StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labels, const float* targets) {
+void Sequential::set_label_smoothing(float e) {
+  if (!(e >= 0.0f && e <= 1.0f)) throw ValueError("label_smoothing must be in [0, 1], got " + std::to_string(e));
+  label_smoothing_ = e;
+}
+
+namespace {
+void check_weights(const float* w, int64_t n) {
+  if (!w) return;
+  for (int64_t i = 0; i < n; ++i)
+    if (!(w[i] >= 0.0f) || !std::isfinite(w[i]))
+      throw ValueError("sample weights must be finite and non-negative, got " + std::to_string(w[i]) +
+                       " at index " + std::to_string(i));
+}
+}  // namespace
+
+StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                                  const float* weights) {
   if (!optimizer_) throw ValueError("the model must be compiled before training: call compile()");
   if (n <= 0) throw ValueError("training needs at least one sample");
   const int64_t classes = output_shape()[0];
+  check_weights(weights, n);
   if (loss_ == "cross_entropy") {
-    if (!labels) throw ValueError("cross_entropy needs integer labels");
-    check_labels(labels, n);
+    if (labels)
+      check_labels(labels, n);
+    else if (targets)
+      check_finite(targets, n, classes, "y");
+    else
+      throw ValueError("cross_entropy needs integer labels or probability targets");
   } else {
     if (!targets) throw ValueError("mse needs float targets of shape (N, " + std::to_string(classes) + ")");
     check_finite(targets, n, classes, "y");
@@ -235,13 +265,19 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
       throw ValueError("the model's output became NaN or Inf in training (step " + std::to_string(step_) +
                        "); lower the learning rate");
   if (loss_ == "cross_entropy")
-    r.loss = cross_entropy(out, labels, n, classes, grad_a_.data(), &r.correct);
+    r.loss = cross_entropy(out, labels, labels ? nullptr : targets, weights, label_smoothing_, n, classes,
+                           grad_a_.data(), &r.correct);
   else
-    r.loss = mse(out, targets, n, classes, grad_a_.data(), &r.correct);
+    r.loss = mse(out, targets, weights, n, classes, grad_a_.data(), &r.correct);
 
+  // Backward runs down to the lowest layer that learns (frozen layers below
+  // it need no gradient at all), which gets no dx.
+  size_t lowest = layers_.size();
+  for (size_t i = 0; i < layers_.size() && lowest == layers_.size(); ++i)
+    if (layers_[i]->learns()) lowest = i;
   float* dy = grad_a_.data();
   float* dx = grad_b_.data();
-  for (size_t i = layers_.size(); i-- > 0;) {
+  for (size_t i = layers_.size(); i-- > lowest;) {
     if (storage_[i] == kView) continue;  // the gradient passes through unchanged
     if ((relu_before_maxpool_[i] || relu_before_conv_[i]) && i > 0) continue;  // applied by the layer above
     if (i > 0 && relu_before_maxpool_[i - 1]) {
@@ -251,9 +287,10 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
                    [&](int64_t b, int64_t e) { kt.relu_bwd(pooled + b, dy + b, dy + b, e - b); });
     }
     const float* xin = i == 0 ? x : out_[i - 1];
-    layers_[i]->backward(xin, out_[i], dy, i == 0 ? nullptr : dx, n);
+    layers_[i]->backward(xin, out_[i], dy, i == lowest ? nullptr : dx, n);
     std::swap(dy, dx);
   }
+  optimizer_->clip_gradients();
   optimizer_->step();
   ++step_;
   parameters_changed();
@@ -298,13 +335,18 @@ void Sequential::predict(const float* x, int64_t n, float* out, int64_t batch_si
 }
 
 EvalResult Sequential::evaluate(const float* x, int64_t n, const int64_t* labels, const float* targets,
-                                int64_t batch_size) const {
+                                int64_t batch_size, const float* weights) const {
   if (batch_size <= 0) throw ValueError("batch_size must be positive");
   const int64_t in_size = checked_numel(input_shape_);
   const int64_t classes = output_shape()[0];
+  check_weights(weights, n);
   if (loss_ == "cross_entropy") {
-    if (!labels) throw ValueError("cross_entropy needs integer labels");
-    check_labels(labels, n);
+    if (labels)
+      check_labels(labels, n);
+    else if (targets)
+      check_finite(targets, n, classes, "y");
+    else
+      throw ValueError("cross_entropy needs integer labels or probability targets");
   } else if (!targets) {
     throw ValueError("mse needs float targets of shape (N, " + std::to_string(classes) + ")");
   }
@@ -314,11 +356,22 @@ EvalResult Sequential::evaluate(const float* x, int64_t n, const int64_t* labels
   for (int64_t s = 0; s < n; s += bs) {
     const int64_t m = std::min(bs, n - s);
     predict(x + s * in_size, m, out.data(), m);
+    const float* w = weights ? weights + s : nullptr;
     if (loss_ == "cross_entropy") {
-      r.loss_sum += cross_entropy(out.data(), labels + s, m, classes, nullptr, &r.correct) * m;
-      r.top5 += topk_hits(out.data(), labels + s, m, classes, 5);
+      const float* probs = labels ? nullptr : targets + s * classes;
+      r.loss_sum += cross_entropy(out.data(), labels ? labels + s : nullptr, probs, w, label_smoothing_, m, classes,
+                                  nullptr, &r.correct) * m;
+      if (labels) {
+        r.top5 += topk_hits(out.data(), labels + s, m, classes, 5);
+      } else {  // against the probabilities' argmax
+        for (int64_t i = 0; i < m; ++i) {
+          const float* t = probs + i * classes;
+          const int64_t label = std::max_element(t, t + classes) - t;
+          r.top5 += topk_hits(out.data() + i * classes, &label, 1, classes, 5);
+        }
+      }
     } else {
-      r.loss_sum += mse(out.data(), targets + s * classes, m, classes, nullptr, &r.correct) * m;
+      r.loss_sum += mse(out.data(), targets + s * classes, w, m, classes, nullptr, &r.correct) * m;
     }
     r.count += m;
   }

@@ -46,6 +46,9 @@ class Sequential {
   Layer& layer(size_t i) { return *layers_.at(i); }
   const Layer& layer(size_t i) const { return *layers_.at(i); }
   std::vector<Param*> trainable_params();
+  // layer.trainable: false freezes layer i's parameters (see Layer::set_frozen);
+  // takes effect at the next training step. Saved in the architecture.
+  void set_trainable(size_t i, bool trainable);
   uint64_t seed() const { return seed_; }
 
   void compile(const std::string& loss, const json::Value& optimizer);
@@ -63,12 +66,18 @@ class Sequential {
   static void check_finite(const float* x, int64_t n, int64_t per_sample, const char* what);
 
   // One training step on n samples: forward, loss, backward, update.
-  // labels (n) for cross_entropy; targets (n x outputs) for mse.
-  StepResult train_step(const float* x, int64_t n, const int64_t* labels, const float* targets);
+  // labels (n) for cross_entropy, or (labels null) probability targets
+  // (n x outputs); targets (n x outputs) for mse. weights (n, or null): the
+  // loss is sum_i w_i loss_i / n (Keras's sample_weight).
+  StepResult train_step(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                        const float* weights = nullptr);
   // Inference in chunks of batch_size; safe to call from several threads.
   void predict(const float* x, int64_t n, float* out, int64_t batch_size) const;
   EvalResult evaluate(const float* x, int64_t n, const int64_t* labels, const float* targets,
-                      int64_t batch_size) const;
+                      int64_t batch_size, const float* weights = nullptr) const;
+  // cross_entropy's label smoothing (torch's definition), in [0, 1].
+  float label_smoothing() const { return label_smoothing_; }
+  void set_label_smoothing(float e);
 
   // Readers-writer lock for concurrent use: inference (predict, evaluate,
   // reading parameters, saving) holds it shared; anything that writes
@@ -90,6 +99,7 @@ class Sequential {
   std::string loss_ = "cross_entropy";
   std::unique_ptr<Optimizer> optimizer_;
   uint64_t seed_ = 0, step_ = 0;
+  float label_smoothing_ = 0.0f;
   // How each layer's output is stored. kOwn: its own buffer; kInPlace: it
   // overwrites its input (a ReLU after a layer whose backward does not need
   // its own output); kView: the same data as its input (Flatten).
