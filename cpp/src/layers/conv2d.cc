@@ -105,11 +105,10 @@ void Conv2D::forward(const float* x, float* y, int64_t n, const ForwardContext& 
 }
 
 void Conv2D::backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {
-  // Frozen: no bias gradient; the op has no dx-only path yet, so the weight
-  // gradient is still computed (into grad, which the optimizer then ignores).
+  // Frozen: dx alone (the op computes no weight or bias gradient).
   // Sequential runs no backward at all for a frozen layer below every
   // learning one, the usual fine-tuning case.
-  op_.backward(shape(n), x, params_[0].value.data(), dy, dx, params_[0].grad.data(),
+  op_.backward(shape(n), x, params_[0].value.data(), dy, dx, frozen_ ? nullptr : params_[0].grad.data(),
                use_bias_ && !frozen_ ? params_[1].grad.data() : nullptr, relu_input);
 }
 
