@@ -17,7 +17,8 @@ except ImportError as e:  # pragma: no cover - only when the build is missing
     ) from e
 
 from . import callbacks, datasets, layers, optimizers
-from .model import Sequential, load
+from .model import Sequential, SubModel, load
+from .torch_interop import from_torch
 
 __version__ = _core.__version__
 
@@ -60,7 +61,9 @@ def cpu_info() -> dict:
 
 __all__ = [
     "Sequential",
+    "SubModel",
     "load",
+    "from_torch",
     "layers",
     "optimizers",
     "callbacks",
