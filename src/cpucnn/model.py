@@ -5,6 +5,8 @@ progress display."""
 
 from __future__ import annotations
 
+__docformat__ = "google"
+
 import json
 import numbers
 import os
@@ -105,9 +107,32 @@ def _positive_int(name: str, v: Any) -> int:
 
 
 class Sequential:
-    """A stack of layers, built at construction from ``input_shape`` (C, H, W).
+    """A stack of layers, built at construction for inputs of ``input_shape``.
 
-    ``seed`` fixes the initial weights and dropout masks (random when None).
+    Args:
+        layers (sequence of cpucnn.layers.Layer): the layers, in order; each new (a layer belongs to
+            one model and may appear once in it).
+        input_shape (tuple of int): one sample's shape: (C, H, W) for images, (F,) for features; with
+            ``data_format="channels_last"``, (H, W, C).
+        seed (int, optional): fixes the initial weights (PyTorch's default initialisation) and the
+            dropout masks; random when None.
+        data_format (str, optional): ``"channels_first"`` (the default: inputs (N, C, H, W)) or
+            ``"channels_last"`` (inputs (N, H, W, C), transposed on the way in; image outputs are
+            transposed back). When not given, a 3-D ``input_shape`` that looks channels-last (such as
+            (28, 28, 1)) is refused with a message saying how to transpose.
+
+    Raises:
+        TypeError: a layer that is not a cpucnn layer, or input_shape not integers.
+        ValueError: no layers; a layer already in a model or placed twice; a bad seed or data_format;
+            or a layer that does not fit its input (the message names the layer and the shapes).
+
+    Example:
+        >>> import cpucnn as cc
+        >>> L = cc.layers
+        >>> model = cc.Sequential([L.Conv2D(8, 3, padding=1), L.ReLU(), L.MaxPool2D(2), L.Flatten(),
+        ...                        L.Dense(10)], input_shape=(1, 28, 28), seed=0)
+        >>> model.output_shape
+        (10,)
     """
 
     def __init__(self, layers: Sequence[layers_mod.Layer], input_shape: Sequence[int], seed: Optional[int] = None,
@@ -168,12 +193,27 @@ class Sequential:
 
     @property
     def seed(self) -> int:
+        """The seed the model was built with (drawn at random when none was given)."""
         return int(self._m.seed)
 
     # -- compile -------------------------------------------------------------
     def compile(self, optimizer: Any = "adam", loss: str = "cross_entropy",
                 metrics: Optional[Iterable[str]] = None) -> None:
-        """Chooses the optimizer, the loss ("cross_entropy" or "mse") and metrics ("accuracy", "top5")."""
+        """Chooses the optimizer, the loss and the metrics; needed before training or evaluation.
+
+        Args:
+            optimizer (Optimizer, str or dict, default "adam"): an optimizer (cpucnn.optimizers), a
+                name (``"adam"``, ``"sgd"``) or a config dict. An optimizer instance is bound to this
+                model (it cannot serve another one).
+            loss (str, default "cross_entropy"): ``"cross_entropy"`` (integer labels; the model outputs
+                logits, log-softmax is applied by the loss) or ``"mse"`` (float targets).
+            metrics (iterable of str, optional): ``"accuracy"`` (alias ``"acc"``) and ``"top5"``.
+
+        Raises:
+            ValueError: an unknown loss or metric, an optimizer bound to another model, or a model
+                whose output is not flat (classes,).
+            TypeError: a metric that is not a string, or an optimizer of the wrong kind.
+        """
         opt = optimizers_mod.get(optimizer)
         if not isinstance(loss, str) or loss not in _LOSSES:
             raise ValueError(f"unknown loss {loss!r} (expected one of {', '.join(_LOSSES)})")
@@ -228,7 +268,15 @@ class Sequential:
 
     # -- training and inference -----------------------------------------------
     def train_on_batch(self, x: Any, y: Any) -> float:
-        """One optimizer step on (x, y); returns the batch's mean loss."""
+        """One optimizer step on the batch (x, y); returns the batch's mean loss (float).
+
+        Args:
+            x: array-like (N, *input_shape).
+            y: integer labels (N,) for ``cross_entropy``, targets (N, outputs) for ``mse``.
+
+        Raises:
+            ValueError: not compiled, an empty batch, bad shapes, labels or NaN/Inf values.
+        """
         self._require_compiled()
         x, y = self._prepare(x, y)
         if x.shape[0] == 0:
@@ -376,13 +424,33 @@ class Sequential:
             verbose: int = 1, seed: Optional[int] = None, initial_epoch: int = 0) -> callbacks_mod.History:
         """Trains for ``epochs`` epochs; returns a History (see cpucnn.callbacks).
 
-        ``validation_split`` holds out the last fraction of (x, y) before
-        shuffling, as Keras does. Shuffling is drawn from (seed, epoch), so a
-        run resumed with ``initial_epoch`` sees the same batches. The last
-        partial batch is trained. Ctrl-C stops after the current batch and
-        keeps the weights and the history of the completed epochs
-        (``history.interrupted`` is then True); wherever it lands (a callback,
-        validation, the progress bar), fit returns normally.
+        Args:
+            x: array-like (N, *input_shape).
+            y: integer labels (N,) for ``cross_entropy``, float targets (N, outputs) for ``mse``.
+            epochs (int, default 1): the epoch to stop at (counting ``initial_epoch``).
+            batch_size (int, default 32): samples per training step; the last partial batch is trained.
+            validation_data ((x_val, y_val), optional): evaluated at the end of each epoch
+                (``val_loss``, ``val_<metric>`` in the logs).
+            validation_split (float, default 0.0): instead, hold out this last fraction of (x, y)
+                (before shuffling, as Keras does).
+            shuffle (bool, default True): shuffle the samples each epoch; the order is drawn from
+                (seed, epoch), so a run resumed with ``initial_epoch`` sees the same batches.
+            callbacks (sequence of Callback, optional): see cpucnn.callbacks.
+            verbose (int, default 1): 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+            seed (int, optional): the shuffling seed; random when None.
+            initial_epoch (int, default 0): the epoch to start from (to resume a run).
+
+        Ctrl-C stops after the current batch and keeps the weights and the history of the completed
+        epochs (``history.interrupted`` is then True); wherever it lands (a callback, validation,
+        the progress bar), fit returns normally.
+
+        Raises:
+            ValueError: not compiled; bad shapes, labels, NaN/Inf in x, or bad settings (each named).
+            TypeError: x or y not numeric, a callback that is not a Callback.
+
+        Example:
+            >>> model.compile(optimizer="adam", metrics=["accuracy"])  # doctest: +SKIP
+            >>> history = model.fit(x, y, epochs=3, validation_split=0.1)  # doctest: +SKIP
         """
         self._require_compiled()
         epochs, batch_size, initial_epoch, seed = _fit_settings(epochs, batch_size, initial_epoch, verbose, seed)
@@ -421,13 +489,23 @@ class Sequential:
 
     # -- weights ---------------------------------------------------------------
     def get_weights(self) -> List[np.ndarray]:
-        """Every layer's parameters (and BatchNorm running statistics) in order, read as one snapshot
-        (a training step or set_weights in another thread is seen whole or not at all)."""
+        """Every layer's parameters (and BatchNorm running statistics) in order, as a list of float32
+        arrays (copies) in PyTorch's layouts, read as one snapshot (a training step or set_weights in
+        another thread is seen whole or not at all)."""
         return self._m.get_params([(layer._index, name) for layer in self.layers for name in layer.param_names])
 
     def set_weights(self, weights: Sequence[Any]) -> None:
-        """Writes every parameter (the order of get_weights) as one update: predict/evaluate in other
-        threads see the old weights or the new ones, never a mix."""
+        """Writes every parameter as one update: predict/evaluate in other threads see the old weights or
+        the new ones, never a mix.
+
+        Args:
+            weights (sequence of array-like): one array per parameter, in the order and shapes of
+                ``get_weights()``; converted to float32.
+
+        Raises:
+            ValueError: the wrong number of arrays, or a wrong shape (naming the layer and parameter).
+            TypeError: an array that is not numeric.
+        """
         slots = [(layer, name) for layer in self.layers for name in layer.param_names]
         weights = list(weights)
         if len(weights) != len(slots):
@@ -449,11 +527,16 @@ class Sequential:
         self._m.set_params(items)
 
     def count_params(self) -> int:
+        """The number of trainable parameters (BatchNorm's running statistics not counted)."""
         return sum(self._m.layer_info(i)["trainable_count"] for i in range(len(self.layers)))
 
     # -- summary ---------------------------------------------------------------
     def summary(self, print_fn=print) -> str:
-        """Prints (and returns) layers, output shapes, parameter counts and MACs per image."""
+        """Prints (and returns) the layers, their output shapes, parameter counts and MACs per image.
+
+        Args:
+            print_fn (callable or None, default print): called with the text; None prints nothing.
+        """
         rows = [("Layer (type)", "Output shape", "Params", "MACs")]
         total_p = total_m = 0
         for i, layer in enumerate(self.layers):
@@ -475,14 +558,33 @@ class Sequential:
 
     # -- files -----------------------------------------------------------------
     def save(self, path: Union[str, os.PathLike], include_optimizer: bool = True) -> None:
-        """Writes one .cnn file (safetensors) atomically; see DESIGN.md."""
+        """Writes the model to one ``.cnn`` file (safetensors: the architecture, the weights and, with
+        ``include_optimizer``, the optimizer's state), atomically (a crash leaves the old file or the
+        new one).
+
+        Args:
+            path (str or os.PathLike): the file to write.
+            include_optimizer (bool, default True): save the optimizer's settings and state, to resume
+                training after ``cpucnn.load``.
+
+        Raises:
+            OSError: the file cannot be written.
+        """
         meta = {"metrics": json.dumps(self.metrics)}
         if self._channels_last:
             meta["data_format"] = "channels_last"
         self._m.save(os.fspath(path), bool(include_optimizer), list(meta.items()))
 
     def export_onnx(self, path: Union[str, os.PathLike], opset: int = 17) -> None:
-        """Writes an ONNX graph of the model (needs ``pip install cpucnn[onnx]``)."""
+        """Writes an ONNX graph of the model (needs ``pip install cpucnn[onnx]``).
+
+        Args:
+            path (str or os.PathLike): the ``.onnx`` file to write.
+            opset (int, default 17): the ONNX opset, at least 11.
+
+        Raises:
+            ImportError: onnx is not installed. ValueError: an unsupported opset, or a channels_last model.
+        """
         from . import onnx_export
 
         if self._channels_last:
@@ -491,7 +593,7 @@ class Sequential:
 
     def to_torch(self) -> Any:
         """The equivalent ``torch.nn.Sequential`` with a copy of the weights, in eval mode (see
-        :func:`cpucnn.torch_interop.to_torch`; needs torch).
+        `cpucnn.torch_interop.to_torch`; needs torch).
 
         Example:
             >>> net = model.to_torch()  # doctest: +SKIP
@@ -588,8 +690,17 @@ def _as_list(v: Any, what: str) -> List[Any]:
 
 
 class SubModel:
-    """Consecutive layers of a :class:`Sequential`, for inference, sharing its weights (made by
-    :meth:`Sequential.submodel`). A weight change in the model is seen here and the other way round."""
+    """Consecutive layers of a `Sequential`, for inference, sharing its weights (made by
+    `Sequential.submodel`). A weight change in the model is seen here and the other way round.
+
+    Args:
+        model (Sequential): the model.
+        start (int, default 0): the first layer (negative counts from the end).
+        stop (int, optional): one past the last layer (None: to the end).
+
+    Raises:
+        TypeError: start or stop not integers. ValueError: an empty slice.
+    """
 
     def __init__(self, model: Sequential, start: int = 0, stop: Optional[int] = None) -> None:
         n = len(model.layers)
@@ -614,7 +725,7 @@ class SubModel:
         return _shape_out(tuple(self.model._m.layer_info(self.stop - 1)["output_shape"]), self.model._channels_last)
 
     def get_weights(self) -> List[np.ndarray]:
-        """Its layers' parameters (copies), in order, as :meth:`Sequential.get_weights`."""
+        """Its layers' parameters (copies), in order, as `Sequential.get_weights`."""
         return self.model._m.get_params([(layer._index, name) for layer in self.layers for name in layer.param_names])
 
     def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
@@ -651,7 +762,18 @@ def _tidy_floats(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def load(path: Union[str, os.PathLike]) -> Sequential:
-    """Loads a model saved by ``Sequential.save`` (with its optimizer state when saved)."""
+    """Loads a model saved by ``Sequential.save`` (compiled, with its optimizer state, when saved so).
+
+    Args:
+        path (str or os.PathLike): the ``.cnn`` file.
+
+    Returns:
+        Sequential
+
+    Raises:
+        OSError: the file cannot be read. ValueError: the file is not a valid cpucnn model file
+            (the message says what is wrong).
+    """
     core, meta = _core.Model.load(os.fspath(path))
     arch = json.loads(core.architecture())
     layers = [layers_mod.from_config(_tidy_floats(cfg)) for cfg in arch["layers"]]

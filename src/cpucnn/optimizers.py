@@ -6,6 +6,8 @@ An optimizer is a spec until ``model.compile`` binds it; after that its
 
 from __future__ import annotations
 
+__docformat__ = "google"
+
 import json
 import numbers
 from typing import Any, Dict, Sequence
@@ -23,6 +25,16 @@ def _num(name: str, v: Any, owner: str) -> float:
 
 
 class Optimizer:
+    """Base class of the optimizers: the learning rate and the settings, bound to one model by
+    ``model.compile``.
+
+    Args:
+        lr (float): the learning rate, >= 0.
+
+    Raises:
+        TypeError: lr is not a number. ValueError: lr is negative or not finite.
+    """
+
     _type = "Optimizer"
 
     def __init__(self, lr: float) -> None:
@@ -49,9 +61,11 @@ class Optimizer:
 
     @property
     def iterations(self) -> int:
+        """The optimizer steps taken so far by the model it is bound to (0 before compile)."""
         return int(self._model.optimizer_steps) if self._model is not None else 0
 
     def get_config(self) -> Dict[str, Any]:
+        """The settings as a dict with ``type`` (what model files store; ``get`` reads it back)."""
         raise NotImplementedError
 
     def _json(self) -> str:
@@ -63,7 +77,22 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """SGD with optional momentum, Nesterov momentum and L2 weight decay."""
+    """Stochastic gradient descent, ``torch.optim.SGD``'s update rule.
+
+    Args:
+        lr (float, default 0.01): the learning rate.
+        momentum (float, default 0.0): the momentum factor (0: none).
+        nesterov (bool, default False): Nesterov momentum (needs momentum > 0).
+        weight_decay (float, default 0.0): L2 penalty added to the gradient.
+
+    Raises:
+        TypeError: a setting that is not a number. ValueError: a negative or non-finite one, or
+            nesterov without momentum.
+
+    Example:
+        >>> SGD(lr=0.1, momentum=0.9)
+        SGD(lr=0.1, momentum=0.9, nesterov=False, weight_decay=0.0)
+    """
 
     _type = "SGD"
 
@@ -84,7 +113,19 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (L2 weight decay added to the gradient, as torch.optim.Adam)."""
+    """Adam, ``torch.optim.Adam``'s update rule (L2 weight decay added to the gradient).
+
+    Args:
+        lr (float, default 1e-3): the learning rate.
+        betas ((float, float), default (0.9, 0.999)): the decay rates of the first and second
+            moment estimates, each in [0, 1).
+        eps (float, default 1e-8): added to the denominator.
+        weight_decay (float, default 0.0): L2 penalty added to the gradient.
+
+    Raises:
+        TypeError: a setting that is not a number (or betas not a pair). ValueError: a negative or
+            non-finite one, or betas outside [0, 1).
+    """
 
     _type = "Adam"
 
@@ -109,7 +150,16 @@ class Adam(Optimizer):
 
 
 def get(spec: Any) -> Optimizer:
-    """An Optimizer from an instance, a name ("sgd", "adam") or a config dict."""
+    """An Optimizer from ``spec``: an Optimizer (returned as is), a name (``"sgd"``, ``"adam"``, with
+    their defaults) or a config dict (``get_config()``'s output).
+
+    Raises:
+        ValueError: an unknown name or type. TypeError: any other kind of spec.
+
+    Example:
+        >>> get("adam")
+        Adam(lr=0.001, betas=[0.9, 0.999], eps=1e-08, weight_decay=0.0)
+    """
     if isinstance(spec, Optimizer):
         return spec
     if isinstance(spec, str):

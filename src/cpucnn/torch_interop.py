@@ -1,5 +1,5 @@
-"""PyTorch interop: :func:`from_torch` builds a cpucnn model from a ``torch.nn.Sequential`` with its
-weights, and :func:`to_torch` (also ``model.to_torch()``) the reverse. ``torch`` is imported only
+"""PyTorch interop: `from_torch` builds a cpucnn model from a ``torch.nn.Sequential`` with its
+weights, and `to_torch` (also ``model.to_torch()``) the reverse. ``torch`` is imported only
 when one of them is called.
 
 =====================================================  ===============================================
@@ -18,13 +18,15 @@ BatchNorm2d (with running statistics)                  BatchNorm2D (the running 
 Dropout                                                Dropout
 =====================================================  ===============================================
 
-Any other module raises ``ValueError`` naming it. :func:`to_torch` writes GlobalAvgPool2D as
+Any other module raises ``ValueError`` naming it. `to_torch` writes GlobalAvgPool2D as
 ``AdaptiveAvgPool2d(1), Flatten()``, and a strided "same" convolution with uneven padding (cpucnn puts
 the odd pixel bottom/right; PyTorch's ``padding="same"`` takes stride 1 only) as ``ZeroPad2d`` followed
 by the convolution.
 """
 
 from __future__ import annotations
+
+__docformat__ = "google"
 
 from typing import TYPE_CHECKING, Any, List, Optional, Sequence, Tuple
 
