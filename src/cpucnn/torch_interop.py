@@ -130,7 +130,7 @@ def from_torch(module: Any, input_shape: Sequence[int], seed: Optional[int] = No
             stride = m.stride if m.stride is not None else m.kernel_size
             specs.append(cls(_pair(m.kernel_size), stride=_pair(stride), padding=_pair(m.padding)))
         elif type(m) is nn.AdaptiveAvgPool2d:
-            if _pair(m.output_size) != (1, 1):
+            if m.output_size not in (1, (1, 1), [1, 1]):
                 raise bad(i, m, "only output_size=1 (global average pooling) is supported")
             nxt = mods[i + 1] if i + 1 < len(mods) else None
             if nxt is not None and not isinstance(nxt, nn.Flatten):

@@ -68,6 +68,12 @@ def test_predict_outputs_are_each_layers_true_output(trained_model):
     # The fused convolution's own output has negative values; the ReLU after it has none.
     assert got[0].min() < 0 and got[1].min() >= 0
     np.testing.assert_array_equal(got[1], np.maximum(got[0], 0))
+    # Asked alone (the run stops at the fused convolution) and with the ReLU after it.
+    np.testing.assert_array_equal(model.predict(x, outputs=[0], batch_size=3)[0], got[0])
+    conv, relu = model.predict(x, outputs=[0, 1], batch_size=3)
+    np.testing.assert_array_equal(conv, got[0])
+    np.testing.assert_array_equal(relu, got[1])
+    np.testing.assert_array_equal(model.predict(x, outputs=[2], batch_size=3)[0], got[2])
     np.testing.assert_array_equal(got[-1], model.predict(x, batch_size=3))
 
 
@@ -391,3 +397,30 @@ def test_evaluate_verbose_shows_a_bar_with_the_same_result(capsys):
     err = capsys.readouterr().err
     assert "Evaluate" in err and "8/8" in err
     assert loud == quiet
+
+
+def test_predict_outputs_from_several_threads(trained_model):
+    import threading
+
+    model = trained_model
+    x = _x((9, 2, 10, 10), seed=8)
+    want = model.predict(x, outputs=[0, 4, -1], batch_size=4)
+    results, errors = [], []
+
+    def run():
+        try:
+            for _ in range(5):
+                results.append(model.predict(x, outputs=[0, 4, -1], batch_size=4))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 20
+    for r in results:
+        for a, b in zip(r, want):
+            np.testing.assert_array_equal(a, b)
