@@ -162,7 +162,13 @@ class Sequential:
         elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be a non-negative 64-bit integer, got {seed!r}")
         if _core_model is None:
-            _core_model = _core.Model(layers_mod._dumps(layers, shape), int(seed))
+            try:
+                _core_model = _core.Model(layers_mod._dumps(layers, shape), int(seed))
+            except ValueError as e:
+                if data_format is None and len(shape) == 3 and shape[2] <= 4 < shape[0]:
+                    raise type(e)(f"{e} (if input_shape {shape} is (height, width, channels): "
+                                  f"{_transpose_hint(shape)})") from None
+                raise
         self._m = _core_model
         self.layers: List[layers_mod.Layer] = layers
         for i, layer in enumerate(layers):
@@ -662,14 +668,19 @@ def _channels_last(data_format: Optional[str], shape: Tuple[int, ...]) -> bool:
         if len(shape) != 3:
             raise ValueError(f"data_format='channels_last' needs input_shape (height, width, channels), got {shape}")
         return True
-    if data_format is None and len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] > 4 and shape[1] > 4:
-        h, w, c = shape
-        raise ValueError(
-            f"input_shape {shape} looks channels-last (height, width, channels), but cpucnn is channels-first "
-            f"(channels, height, width): pass input_shape=({c}, {h}, {w}) and transpose x with "
-            f"x.transpose(0, 3, 1, 2), or pass data_format='channels_last' to keep (N, {h}, {w}, {c}) inputs; "
-            f"pass data_format='channels_first' if {shape} really is (channels, height, width)")
+    # (28, 28, 1), (32, 32, 3): as (C, H, W), images of width <= 4 with 8+ channels and rows, which
+    # no one means; smaller shapes are refused only when they do not build (see _transpose_hint).
+    if data_format is None and len(shape) == 3 and shape[2] <= 4 and shape[0] >= 8 and shape[1] >= 8:
+        raise ValueError(f"input_shape {shape} looks channels-last (height, width, channels), but cpucnn is "
+                         f"channels-first (channels, height, width): {_transpose_hint(shape)}; pass "
+                         f"data_format='channels_first' if {shape} really is (channels, height, width)")
     return False
+
+
+def _transpose_hint(shape: Tuple[int, ...]) -> str:
+    h, w, c = shape
+    return (f"pass input_shape=({c}, {h}, {w}) and transpose x with x.transpose(0, 3, 1, 2), or pass "
+            f"data_format='channels_last' to keep (N, {h}, {w}, {c}) inputs")
 
 
 def _shape_out(shape: Tuple[int, ...], channels_last: bool) -> Tuple[int, ...]:

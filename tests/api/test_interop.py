@@ -155,6 +155,11 @@ def test_channels_last_input_shape_without_data_format_says_to_transpose():
     with pytest.raises(ValueError, match=r"looks channels-last.*input_shape=\(1, 28, 28\).*transpose.*"
                                          r"data_format='channels_last'"):
         cc.Sequential([L.Conv2D(8, 3), L.Flatten(), L.Dense(10)], input_shape=(28, 28, 1))
+    # A small shape is taken as (C, H, W) unless it does not build; then the message says to transpose.
+    cc.Sequential([L.Flatten(), L.Dense(2)], input_shape=(5, 7, 3))
+    with pytest.raises(ValueError, match=r"larger than the padded input.*if input_shape \(6, 6, 1\) is "
+                                         r"\(height, width, channels\).*input_shape=\(1, 6, 6\).*transpose"):
+        cc.Sequential([L.Conv2D(8, 3), L.Flatten(), L.Dense(10)], input_shape=(6, 6, 1))
     # Said explicitly, it is taken as (C, H, W).
     m = cc.Sequential([L.Conv2D(2, 1), L.Flatten(), L.Dense(3)], input_shape=(28, 28, 1),
                       data_format="channels_first")
