@@ -198,7 +198,7 @@ class Conv2D(WeightedLayer):
 
     Example:
         >>> Conv2D(32, 3, padding="same")
-        Conv2D(filters=32, kernel_size=[3, 3], stride=[1, 1], padding='same', dilation=[1, 1], groups=1, use_bias=True)
+        Conv2D(filters=32, kernel_size=[3, 3], stride=[1, 1], padding='same', ...)
     """
 
     _type = "Conv2D"
@@ -473,7 +473,7 @@ def from_config(config: Dict[str, Any]) -> Layer:
 
     Example:
         >>> from_config({"type": "Dense", "units": 10, "use_bias": True})
-        Dense(units=10, use_bias=True)
+        Dense(units=10, ...)
     """
     cfg = dict(config)
     kind = cfg.pop("type", None)

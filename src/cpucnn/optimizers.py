@@ -91,7 +91,7 @@ class SGD(Optimizer):
 
     Example:
         >>> SGD(lr=0.1, momentum=0.9)
-        SGD(lr=0.1, momentum=0.9, nesterov=False, weight_decay=0.0)
+        SGD(lr=0.1, momentum=0.9, ...)
     """
 
     _type = "SGD"
@@ -158,7 +158,7 @@ def get(spec: Any) -> Optimizer:
 
     Example:
         >>> get("adam")
-        Adam(lr=0.001, betas=[0.9, 0.999], eps=1e-08, weight_decay=0.0)
+        Adam(lr=0.001, ...)
     """
     if isinstance(spec, Optimizer):
         return spec

@@ -3,6 +3,7 @@ in a docstring resolves, the API reference builds with pdoc (the README's comman
 warning or a broken link, and nothing in the README or the docstrings points outside the repository.
 """
 
+import doctest
 import html.parser
 import inspect
 import os
@@ -178,3 +179,16 @@ def test_api_reference_builds_without_warnings_or_broken_links(tmp_path):
             elif anchor and anchor not in parsed[dest].ids:
                 broken.append(f"{path.name}: {href} (no such anchor)")
     assert not broken, "broken links in the API reference:\n" + "\n".join(broken[:20])
+
+
+def test_docstring_examples_run(capsys):
+    """The examples in the docstrings (those not marked ``+SKIP``: they need data or torch) give the output shown."""
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for mod in _modules() + [cpucnn.model]:
+        for test in finder.find(mod, mod.__name__, globs=dict(vars(mod))):
+            runner.run(test)
+    result = runner.summarize(verbose=False)
+    report = capsys.readouterr().out
+    assert result.failed == 0, f"{result.failed} docstring example(s) failed:\n{report}"
+    assert result.attempted >= 8, f"only {result.attempted} examples ran: the finder missed some"
