@@ -206,7 +206,9 @@ def test_channels_last_survives_save_and_load(tmp_path):
     np.testing.assert_array_equal(back.predict(x), m.predict(x))
 
 
-def test_data_format_errors():
+def test_data_format_errors(tmp_path):
+    with pytest.raises(ValueError, match="channels_last"):
+        _tiny("channels_last", (12, 12, 1)).export_onnx(tmp_path / "m.onnx")
     with pytest.raises(ValueError, match="data_format must be"):
         _tiny("NHWC")
     with pytest.raises(ValueError, match=r"needs input_shape \(height, width, channels\)"):
