@@ -276,6 +276,42 @@ void register_model(py::module_& mod) {
              return out;
            },
            py::arg("x"), py::arg("batch_size") = 256)
+      .def("predict_outputs",
+           [](PyModel& s, const FloatArray& x, size_t begin, const std::vector<size_t>& capture,
+              int64_t batch_size) {
+             if (begin >= s.m->size()) throw py::index_error("layer index out of range");
+             const Layer& first = s.m->layer(begin);
+             Dims want = {-1};
+             want.insert(want.end(), first.in_shape.begin(), first.in_shape.end());
+             const Dims got = dims_of(x);
+             bool ok = got.size() == want.size();
+             for (size_t i = 1; ok && i < want.size(); ++i) ok = got[i] == want[i];
+             if (!ok) {
+               std::string w = "(N";
+               for (int64_t d : first.in_shape) w += ", " + std::to_string(d);
+               throw ValueError(first.label() + ": expects input " + w + "), got " + shape_str(got));
+             }
+             const int64_t n = x.shape(0);
+             std::vector<py::array_t<float>> arrays;
+             std::vector<float*> outs;
+             for (size_t i : capture) {
+               if (i >= s.m->size()) throw py::index_error("layer index out of range");
+               Dims od = {n};
+               for (int64_t d : s.m->layer(i).out_shape) od.push_back(d);
+               arrays.emplace_back(od);
+               outs.push_back(arrays.back().mutable_data());
+             }
+             {
+               py::gil_scoped_release nogil;
+               ReadLock lock(s.m->mutex());
+               s.m->predict_outputs(x.data(), n, begin, capture, outs, batch_size);
+             }
+             py::list result;
+             for (auto& arr : arrays) result.append(arr);
+             return result;
+           },
+           py::arg("x"), py::arg("begin"), py::arg("capture"), py::arg("batch_size") = 256,
+           "Runs layers from `begin` and returns the outputs of the layers in `capture` (ascending).")
       .def("evaluate",
            [](PyModel& s, const FloatArray& x, const py::array& y, int64_t batch_size,
               const py::object& sample_weight) {

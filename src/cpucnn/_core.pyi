@@ -109,6 +109,11 @@ class Model:
         """One training step; returns (mean loss, top-1 hits). y: labels (N,), or (N, outputs) targets (mse's, or cross_entropy's probabilities); sample_weight: (N,) or None."""
 
     def predict(self, x: ArrayLike, batch_size: int = 256) -> NDArray[np.float32]: ...
+    def predict_outputs(
+        self, x: ArrayLike, begin: int, capture: Sequence[int], batch_size: int = 256
+    ) -> list[NDArray[np.float32]]:
+        """Runs layers from `begin` and returns the outputs of the layers in `capture` (ascending)."""
+
     def evaluate(self, x: ArrayLike, y: ArrayLike, batch_size: int = 256,
                  sample_weight: ArrayLike | None = None) -> tuple[float, int, int, int]:
         """Returns (loss sum, top-1 hits, top-5 hits, count)."""

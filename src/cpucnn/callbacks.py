@@ -3,6 +3,8 @@ and the progress display."""
 
 from __future__ import annotations
 
+__docformat__ = "google"
+
 import inspect
 import math
 import os
@@ -24,19 +26,39 @@ Logs = Dict[str, float]
 
 
 class Callback:
-    """Base class; override any of the hooks. ``self.model`` is set by fit."""
+    """Base class of the callbacks: override any of the hooks; they do nothing here.
+    ``self.model`` is the model being trained (set by ``fit``); setting ``self.model.stop_training =
+    True`` stops training after the current batch.
+
+    Example:
+        >>> class PrintLoss(Callback):
+        ...     def on_epoch_end(self, epoch, logs=None):
+        ...         print(epoch, logs["loss"])
+    """
 
     def __init__(self) -> None:
         self.model = None
 
     def set_model(self, model) -> None:
+        """Called by ``fit`` with ``model`` (the Sequential being trained) before training starts."""
         self.model = model
 
-    def on_train_begin(self, logs: Optional[Logs] = None) -> None: ...
-    def on_train_end(self, logs: Optional[Logs] = None) -> None: ...
-    def on_epoch_begin(self, epoch: int, logs: Optional[Logs] = None) -> None: ...
-    def on_epoch_end(self, epoch: int, logs: Optional[Logs] = None) -> None: ...
-    def on_batch_end(self, batch: int, logs: Optional[Logs] = None) -> None: ...
+    def on_train_begin(self, logs: Optional[Logs] = None) -> None:
+        """Called once when ``fit`` starts; ``logs`` (dict) is empty."""
+
+    def on_train_end(self, logs: Optional[Logs] = None) -> None:
+        """Called once when ``fit`` ends (also after an early stop or Ctrl-C); ``logs`` (dict) is empty."""
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[Logs] = None) -> None:
+        """Called at the start of ``epoch`` (int, from 0, counting ``initial_epoch``); ``logs`` is empty."""
+
+    def on_epoch_end(self, epoch: int, logs: Optional[Logs] = None) -> None:
+        """Called at the end of ``epoch`` (int) with ``logs`` (dict): the epoch's ``loss`` and metrics,
+        ``val_loss`` and ``val_<metric>`` when there is validation data, and ``lr``."""
+
+    def on_batch_end(self, batch: int, logs: Optional[Logs] = None) -> None:
+        """Called after each training step with ``batch`` (int, its index in the epoch) and ``logs``
+        (dict): the batch's ``loss`` and ``size``."""
 
 
 class CallbackList:
@@ -70,8 +92,9 @@ class CallbackList:
 
 
 class History(Callback):
-    """``history`` maps each logged quantity (loss, accuracy, val_loss,
-    val_accuracy, lr) to its per-epoch values; ``epoch`` lists the epochs."""
+    """What ``fit`` returns: ``history`` (dict) maps each logged quantity (loss, accuracy, val_loss,
+    val_accuracy, lr) to its per-epoch values; ``epoch`` lists the epochs; ``interrupted`` is True when
+    Ctrl-C stopped training."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,11 +108,16 @@ class History(Callback):
             self.history.setdefault(k, []).append(float(v))
 
     def plot(self, path: Optional[Union[str, "os.PathLike[str]"]] = None):
-        """Draws loss and accuracy curves (validation too, when logged) and
-        returns the matplotlib figure. With ``path`` the figure is written
-        there (format from the extension) without touching pyplot's global
-        state or backend, so it works headless; without ``path`` it is a
-        pyplot figure, for notebooks and ``plt.show()``."""
+        """Draws loss and accuracy curves (validation too, when logged) and returns the matplotlib figure.
+
+        Args:
+            path (str or os.PathLike, optional): where to write the figure (format from the
+                extension), without touching pyplot's global state or backend, so it works headless;
+                without it the figure is a pyplot one, for notebooks and ``plt.show()``.
+
+        Raises:
+            ImportError: matplotlib is not installed (``pip install cpucnn[plot]``).
+        """
         try:
             from matplotlib.ticker import MaxNLocator
 
@@ -142,11 +170,24 @@ def _mode_for(monitor: str, mode: str) -> str:
 
 
 class EarlyStopping(Callback):
-    """Stops training when ``monitor`` has not improved by more than
-    ``min_delta`` for ``patience`` epochs in a row (as Keras: patience=3 and a
-    flat loss run 4 epochs). With ``restore_best_weights`` the model ends
-    with the weights of the best epoch, when training stops early and when it
-    runs to the end (as Keras 3)."""
+    """Stops training when ``monitor`` has not improved by more than ``min_delta`` for ``patience``
+    epochs in a row (as Keras: patience=3 and a flat loss run 4 epochs).
+
+    Args:
+        monitor (str, default "val_loss"): the logged quantity to watch.
+        patience (int, default 0): epochs without improvement before stopping.
+        min_delta (float, default 0.0): the least change that counts as an improvement.
+        restore_best_weights (bool, default False): end with the weights of the best epoch, when
+            training stops early and when it runs to the end (as Keras 3).
+        mode (str, default "auto"): ``"min"``, ``"max"``, or ``"auto"`` (max for accuracies, min
+            otherwise).
+
+    Raises:
+        ValueError: an unknown mode; in fit, a monitor that is not logged.
+
+    Example:
+        >>> model.fit(x, y, validation_split=0.1, callbacks=[EarlyStopping(patience=3)])  # doctest: +SKIP
+    """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 0, min_delta: float = 0.0,
                  restore_best_weights: bool = False, mode: str = "auto") -> None:
@@ -187,9 +228,19 @@ class EarlyStopping(Callback):
 
 
 class ModelCheckpoint(Callback):
-    """Saves the model at the end of each epoch (or only when ``monitor``
-    improves, with ``save_best_only``). ``path`` may hold ``{epoch}`` and log
-    keys, e.g. ``"ckpt-{epoch:02d}-{val_loss:.3f}.cnn"``."""
+    """Saves the model at the end of each epoch (or only when ``monitor`` improves).
+
+    Args:
+        path (str or os.PathLike): the file; it may hold ``{epoch}`` (from 1) and log keys, e.g.
+            ``"ckpt-{epoch:02d}-{val_loss:.3f}.cnn"``.
+        monitor (str, default "val_loss"): the logged quantity ``save_best_only`` watches.
+        save_best_only (bool, default False): save only when ``monitor`` improves.
+        mode (str, default "auto"): ``"min"``, ``"max"``, or ``"auto"`` (max for accuracies).
+        include_optimizer (bool, default True): save the optimizer's state too (to resume training).
+
+    Raises:
+        ValueError: an unknown mode; in fit, a monitor that is not logged.
+    """
 
     def __init__(self, path: str, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto",
                  include_optimizer: bool = True) -> None:
@@ -216,8 +267,17 @@ class ModelCheckpoint(Callback):
 
 
 class LearningRateScheduler(Callback):
-    """Sets the learning rate at each epoch's start to ``schedule(epoch, lr)``
-    (or ``schedule(epoch)``)."""
+    """Sets the learning rate at each epoch's start to ``schedule(epoch, lr)`` (or ``schedule(epoch)``).
+
+    Args:
+        schedule (callable): (epoch: int, lr: float) -> float, or (epoch: int) -> float.
+
+    Raises:
+        TypeError: schedule is not callable. ValueError: it returns a negative or non-finite rate.
+
+    Example:
+        >>> LearningRateScheduler(lambda epoch, lr: lr * 0.5 if epoch >= 5 else lr)  # doctest: +SKIP
+    """
 
     def __init__(self, schedule: Callable[..., float]) -> None:
         super().__init__()
@@ -248,9 +308,21 @@ def _accepts_two_args(fn: Callable[..., Any]) -> bool:
 
 
 class ReduceLROnPlateau(Callback):
-    """Multiplies the learning rate by ``factor`` when ``monitor`` has not
-    improved for ``patience`` epochs, waiting ``cooldown`` epochs after each
-    cut and never going below ``min_lr``."""
+    """Multiplies the learning rate by ``factor`` when ``monitor`` has not improved for ``patience``
+    epochs.
+
+    Args:
+        monitor (str, default "val_loss"): the logged quantity to watch.
+        factor (float, default 0.1): the multiplier, in (0, 1).
+        patience (int, default 10): epochs without improvement before a cut.
+        min_delta (float, default 1e-4): the least change that counts as an improvement.
+        cooldown (int, default 0): epochs to wait after a cut before counting again.
+        min_lr (float, default 0.0): the rate never goes below it.
+        mode (str, default "auto"): ``"min"``, ``"max"``, or ``"auto"`` (max for accuracies).
+
+    Raises:
+        ValueError: factor outside (0, 1), an unknown mode; in fit, a monitor that is not logged.
+    """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, min_delta: float = 1e-4,
                  cooldown: int = 0, min_lr: float = 0.0, mode: str = "auto") -> None:

@@ -1,6 +1,6 @@
 """Loaders for the MNIST and Fashion-MNIST image classification datasets.
 
-The datasets are stored in the IDX format (see :func:`load_idx`), as four
+The datasets are stored in the IDX format (see `load_idx`), as four
 files per dataset, each of which may be gzip-compressed (``.gz`` suffix)::
 
     train-images-idx3-ubyte   train-labels-idx1-ubyte
@@ -21,6 +21,8 @@ This module depends only on NumPy and the Python standard library.
 """
 
 from __future__ import annotations
+
+__docformat__ = "numpy"
 
 import gzip
 import os

@@ -7,6 +7,8 @@ read and write them in PyTorch's layouts.
 
 from __future__ import annotations
 
+__docformat__ = "google"
+
 import difflib
 import json
 import math
@@ -17,6 +19,8 @@ import numpy as np
 
 __all__ = [
     "Layer",
+    "WeightedLayer",
+    "Pool2D",
     "Conv2D",
     "MaxPool2D",
     "AvgPool2D",
@@ -62,20 +66,20 @@ def _number(name: str, value: Any, layer: str) -> float:
 
 
 class Layer:
-    """Base class: settings, shapes, and access to parameters once built.
+    """Base class of the layers: settings, shapes, and access to parameters once built.
 
-    ``trainable`` (default True): set it to False to freeze the layer. Its
-    parameters then get no update from ``fit``/``train_on_batch`` (bit for
-    bit, whatever the optimizer, weight decay and momentum included) and no
-    weight gradient is computed where the layer allows it. A frozen
-    BatchNorm2D keeps gamma and beta but, as PyTorch with
-    ``requires_grad=False``, still normalises with the batch statistics in
-    training and updates its running statistics (Keras instead runs a frozen
-    BatchNormalization in inference mode). Takes effect at the next training
-    step, no recompile needed; saved in model files.
+    A layer is created with its settings only; ``Sequential(layers, input_shape)`` builds it (infers
+    its shapes and creates its parameters in the C++ model). A layer belongs to one model and may be
+    placed only once in it. Shapes are per sample, channels-first: (C, H, W) or (F,).
 
-    Setting an attribute a layer does not have (``layer.trainabel = False``)
-    raises AttributeError.
+    ``trainable`` (default True): set it to False to freeze the layer. Its parameters then get no
+    update from ``fit``/``train_on_batch`` (bit for bit, whatever the optimizer, weight decay and
+    momentum included) and no weight gradient is computed. A frozen BatchNorm2D keeps gamma and beta
+    but, as PyTorch with ``requires_grad=False``, still normalises with the batch statistics in
+    training and updates its running statistics (Keras instead runs a frozen BatchNormalization in
+    inference mode). Takes effect at the next training step, no recompile needed; saved in model files.
+
+    Setting an attribute a layer does not have (``layer.trainabel = False``) raises AttributeError.
     """
 
     _type = "Layer"
@@ -132,6 +136,7 @@ class Layer:
 
     @property
     def name(self) -> str:
+        """``"<type>_<index>"`` (e.g. ``"conv2d_0"``) once in a model, the type name before."""
         return self._type if self._index is None else f"{self._type.lower()}_{self._index}"
 
     def __repr__(self) -> str:
@@ -147,16 +152,29 @@ class Layer:
 
     @property
     def param_names(self) -> Tuple[str, ...]:
+        """The names of its parameters in the built model (e.g. ``("weight", "bias")``); empty before."""
         if self._model is None:
             return ()
         info = self._model.layer_info(self._index)
         return tuple(name for name, _, _ in info["params"])
 
     def get_param(self, name: str) -> np.ndarray:
+        """A copy of the parameter ``name`` (str, one of ``param_names``), in PyTorch's layout.
+
+        Raises:
+            ValueError: the layer is not in a model yet, or has no parameter ``name``.
+        """
         model, index = self._bound()
         return model.get_param(index, name)
 
     def set_param(self, name: str, value: Any) -> None:
+        """Writes the parameter ``name`` (str) from ``value`` (array-like of its exact shape, converted
+        to float32).
+
+        Raises:
+            ValueError: the layer is not in a model yet, no parameter ``name``, or the wrong shape.
+            TypeError: value is not numeric.
+        """
         model, index = self._bound()
         try:
             arr = np.asarray(value)
@@ -168,11 +186,13 @@ class Layer:
 
     @property
     def output_shape(self) -> Tuple[int, ...]:
+        """Its output shape per sample (channels-first). Raises ValueError before it is in a model."""
         model, index = self._bound()
         return tuple(model.layer_info(index)["output_shape"])
 
     @property
     def input_shape(self) -> Tuple[int, ...]:
+        """Its input shape per sample (channels-first). Raises ValueError before it is in a model."""
         model, index = self._bound()
         return tuple(model.layer_info(index)["input_shape"])
 
@@ -199,7 +219,10 @@ def _track_init(init: Any) -> Any:
 Layer.__init__ = _track_init(Layer.__init__)  # type: ignore[method-assign]
 
 
-class _WeightedLayer(Layer):
+class WeightedLayer(Layer):
+    """Base class of the layers with parameters (Conv2D, Dense, BatchNorm2D): ``weight`` and ``bias``
+    read and write them (copies, in PyTorch's layouts) once the layer is in a model."""
+
     @property
     def weight(self) -> np.ndarray:
         """The weight, a copy, in PyTorch's layout."""
@@ -223,8 +246,33 @@ class _WeightedLayer(Layer):
         self.set_param("bias", value)
 
 
-class Conv2D(_WeightedLayer):
-    """2-D convolution over (C, H, W) inputs; weight (filters, C/groups, kh, kw)."""
+class Conv2D(WeightedLayer):
+    """2-D convolution over (C, H, W) inputs, as ``torch.nn.Conv2d`` (cross-correlation).
+
+    Args:
+        filters (int): output channels.
+        kernel_size (int or (int, int)): the kernel's height and width.
+        stride (int or (int, int), default 1): the step between windows.
+        padding (int, (int, int), "same" or "valid", default 0): zeros added on each side; ``"same"``
+            gives an output of ceil(input / stride), any odd padding going bottom/right;
+            ``"valid"`` is 0.
+        dilation (int or (int, int), default 1): the spacing of the kernel's taps.
+        groups (int, default 1): the input and output channels are split into this many groups;
+            it must divide both.
+        use_bias (bool, default True): whether to add a bias per output channel.
+
+    Parameters: ``weight`` (filters, C / groups, kh, kw) and ``bias`` (filters,), PyTorch's default
+    initialisation.
+
+    Raises:
+        TypeError: a setting that is not an integer (or a pair of them).
+        ValueError: a bad padding string; building (in ``Sequential``) raises ValueError naming the
+            layer for a kernel larger than the padded input, groups not dividing the channels, etc.
+
+    Example:
+        >>> Conv2D(32, 3, padding="same")
+        Conv2D(filters=32, kernel_size=[3, 3], stride=[1, 1], padding='same', ...)
+    """
 
     _type = "Conv2D"
 
@@ -266,8 +314,19 @@ class Conv2D(_WeightedLayer):
         }
 
 
-class Dense(_WeightedLayer):
-    """Fully connected layer over flat inputs; weight (units, features)."""
+class Dense(WeightedLayer):
+    """Fully connected layer over flat (F,) inputs, as ``torch.nn.Linear``: y = x W^T + b.
+
+    Args:
+        units (int): output features.
+        use_bias (bool, default True): whether to add a bias.
+
+    Parameters: ``weight`` (units, F) and ``bias`` (units,).
+
+    Raises:
+        TypeError: units is not an integer. Building raises ValueError for a non-flat input (add
+            ``Flatten()`` before it).
+    """
 
     _type = "Dense"
 
@@ -280,7 +339,16 @@ class Dense(_WeightedLayer):
         return {"type": self._type, "units": self.units, "use_bias": self.use_bias}
 
 
-class _Pool2D(Layer):
+class Pool2D(Layer):
+    """Base class of MaxPool2D and AvgPool2D: windows of ``pool_size`` moved by ``stride`` (default:
+    ``pool_size``), with ``padding`` on each side.
+
+    Args:
+        pool_size (int or (int, int), default 2): the window.
+        stride (int or (int, int), optional): the step; defaults to pool_size.
+        padding (int or (int, int), default 0): added on each side, at most half the window.
+    """
+
     def __init__(self, pool_size: IntOrPair = 2, stride: Optional[IntOrPair] = None, padding: IntOrPair = 0) -> None:
         super().__init__()
         me = self._type
@@ -297,35 +365,70 @@ class _Pool2D(Layer):
         }
 
 
-class MaxPool2D(_Pool2D):
-    """Max pooling; stride defaults to the pool size."""
+class MaxPool2D(Pool2D):
+    """Max pooling over (C, H, W), as ``torch.nn.MaxPool2d`` (padding never wins the max).
+
+    Args:
+        pool_size (int or (int, int), default 2): the window.
+        stride (int or (int, int), optional): the step; defaults to pool_size.
+        padding (int or (int, int), default 0): added on each side, at most half the window.
+
+    Raises:
+        TypeError: a setting that is not an integer or a pair. Building raises ValueError naming the
+            layer for a window larger than the padded input.
+    """
 
     _type = "MaxPool2D"
 
 
-class AvgPool2D(_Pool2D):
-    """Average pooling (padding counts in the divisor, as PyTorch's default)."""
+class AvgPool2D(Pool2D):
+    """Average pooling over (C, H, W), as ``torch.nn.AvgPool2d`` (padding counts in the divisor).
+
+    Args:
+        pool_size (int or (int, int), default 2): the window.
+        stride (int or (int, int), optional): the step; defaults to pool_size.
+        padding (int or (int, int), default 0): zeros added on each side.
+
+    Raises:
+        TypeError: a setting that is not an integer or a pair. Building raises ValueError naming the
+            layer for a window larger than the padded input.
+    """
 
     _type = "AvgPool2D"
 
 
 class GlobalAvgPool2D(Layer):
-    """(C, H, W) -> (C,): the mean of each channel."""
+    """(C, H, W) -> (C,): the mean of each channel (``AdaptiveAvgPool2d(1)`` then ``Flatten()`` in
+    PyTorch). No settings."""
 
     _type = "GlobalAvgPool2D"
 
 
 class Flatten(Layer):
-    """(C, H, W) -> (C*H*W,)."""
+    """(C, H, W) -> (C*H*W,), in C order (as ``torch.nn.Flatten()``). No settings."""
 
     _type = "Flatten"
 
 
 class ReLU(Layer):
+    """max(x, 0), elementwise. No settings.
+
+    After a Conv2D it is fused into the convolution; ``predict(x, outputs=[i])`` still gives each
+    layer's own output."""
+
     _type = "ReLU"
 
 
 class LeakyReLU(Layer):
+    """x for x >= 0, alpha * x otherwise, elementwise (``torch.nn.LeakyReLU(negative_slope=alpha)``).
+
+    Args:
+        alpha (float, default 0.01): the slope for negative inputs.
+
+    Raises:
+        TypeError: alpha is not a number. ValueError: alpha is not finite.
+    """
+
     _type = "LeakyReLU"
 
     def __init__(self, alpha: float = 0.01) -> None:
@@ -337,21 +440,39 @@ class LeakyReLU(Layer):
 
 
 class Sigmoid(Layer):
+    """1 / (1 + exp(-x)), elementwise. No settings."""
+
     _type = "Sigmoid"
 
 
 class Tanh(Layer):
+    """tanh(x), elementwise. No settings."""
+
     _type = "Tanh"
 
 
 class Softmax(Layer):
-    """Softmax over the channel axis (axis 1 of the batch)."""
+    """Softmax over the channel axis (axis 1 of the batch; per pixel for (C, H, W) inputs), as
+    ``torch.nn.Softmax(dim=1)``. No settings.
+
+    The ``cross_entropy`` loss applies its own log-softmax to the model's output: a model trained
+    with it should end with the logits (Dense), not with Softmax."""
 
     _type = "Softmax"
 
 
 class Dropout(Layer):
-    """Inverted dropout: active in training only."""
+    """Inverted dropout: in training, zeroes each value with probability ``rate`` and scales the
+    others by 1 / (1 - rate); an identity in ``predict``/``evaluate``. The masks come from the
+    model's seed and the step, so a seeded run is reproducible.
+
+    Args:
+        rate (float, default 0.5): the probability of dropping a value, in [0, 1).
+
+    Raises:
+        TypeError: rate is not a number. ValueError: rate not finite; building raises ValueError
+            naming the layer for a rate outside [0, 1).
+    """
 
     _type = "Dropout"
 
@@ -363,8 +484,22 @@ class Dropout(Layer):
         return {"type": self._type, "rate": self.rate}
 
 
-class BatchNorm2D(_WeightedLayer):
-    """Batch normalisation over channels, PyTorch semantics (momentum=0.1)."""
+class BatchNorm2D(WeightedLayer):
+    """Batch normalisation over the channels of (C, H, W) inputs, as ``torch.nn.BatchNorm2d``: batch
+    statistics in training (updating the running ones), running statistics in inference.
+
+    Args:
+        momentum (float, default 0.1): running = (1 - momentum) * running + momentum * batch (the
+            running variance takes the unbiased batch variance, as PyTorch).
+        eps (float, default 1e-5): added to the variance.
+
+    Parameters: ``weight`` and ``bias`` (C,) (trained), ``running_mean`` and ``running_var`` (C,) (not
+    trained; saved with the model and returned by ``get_weights``).
+
+    Raises:
+        TypeError: a setting that is not a number. ValueError: one not finite; building raises
+            ValueError naming the layer for a non-(C, H, W) input.
+    """
 
     _type = "BatchNorm2D"
 
@@ -378,6 +513,7 @@ class BatchNorm2D(_WeightedLayer):
 
     @property
     def running_mean(self) -> np.ndarray:
+        """The running mean (C,), a copy; settable."""
         return self.get_param("running_mean")
 
     @running_mean.setter
@@ -386,6 +522,7 @@ class BatchNorm2D(_WeightedLayer):
 
     @property
     def running_var(self) -> np.ndarray:
+        """The running variance (C,), a copy; settable."""
         return self.get_param("running_var")
 
     @running_var.setter
@@ -401,7 +538,16 @@ _TYPES = {
 
 
 def from_config(config: Dict[str, Any]) -> Layer:
-    """Builds a layer spec from ``get_config()`` output (or a model file's architecture)."""
+    """Builds a new layer from ``config`` (dict), the output of ``get_config()`` (or an entry of a model
+    file's architecture).
+
+    Raises:
+        ValueError: an unknown ``type``. TypeError: settings the layer does not take.
+
+    Example:
+        >>> from_config({"type": "Dense", "units": 10, "use_bias": True})
+        Dense(units=10, ...)
+    """
     cfg = dict(config)
     kind = cfg.pop("type", None)
     if kind not in _TYPES:

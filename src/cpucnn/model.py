@@ -5,6 +5,8 @@ progress display."""
 
 from __future__ import annotations
 
+__docformat__ = "google"
+
 import json
 import numbers
 import os
@@ -17,7 +19,7 @@ from . import callbacks as callbacks_mod
 from . import layers as layers_mod
 from . import optimizers as optimizers_mod
 
-__all__ = ["Sequential", "load"]
+__all__ = ["Sequential", "SubModel", "load"]
 
 _LOSSES = ("cross_entropy", "mse")
 _METRICS = ("accuracy", "top5")
@@ -153,31 +155,68 @@ def _positive_int(name: str, v: Any) -> int:
 
 
 class Sequential:
-    """A stack of layers, built at construction from ``input_shape`` (C, H, W).
+    """A stack of layers, built at construction for inputs of ``input_shape``.
 
-    ``seed`` fixes the initial weights and dropout masks (random when None).
+    Args:
+        layers (sequence of cpucnn.layers.Layer): the layers, in order; each new (a layer belongs to
+            one model and may appear once in it).
+        input_shape (tuple of int): one sample's shape: (C, H, W) for images, (F,) for features; with
+            ``data_format="channels_last"``, (H, W, C).
+        seed (int, optional): fixes the initial weights (PyTorch's default initialisation) and the
+            dropout masks; random when None.
+        data_format (str, optional): ``"channels_first"`` (the default: inputs (N, C, H, W)) or
+            ``"channels_last"`` (inputs (N, H, W, C), transposed on the way in; image outputs are
+            transposed back). When not given, a 3-D ``input_shape`` that looks channels-last (such as
+            (28, 28, 1)) is refused with a message saying how to transpose.
+
+    Raises:
+        TypeError: a layer that is not a cpucnn layer, or input_shape not integers.
+        ValueError: no layers; a layer already in a model or placed twice; a bad seed or data_format;
+            or a layer that does not fit its input (the message names the layer and the shapes).
+
+    Example:
+        >>> import cpucnn as cc
+        >>> L = cc.layers
+        >>> model = cc.Sequential([L.Conv2D(8, 3, padding=1), L.ReLU(), L.MaxPool2D(2), L.Flatten(),
+        ...                        L.Dense(10)], input_shape=(1, 28, 28), seed=0)
+        >>> model.output_shape
+        (10,)
     """
 
     def __init__(self, layers: Sequence[layers_mod.Layer], input_shape: Sequence[int], seed: Optional[int] = None,
-                 _core_model: Any = None) -> None:
+                 data_format: Optional[str] = None, _core_model: Any = None) -> None:
         layers = list(layers)
         if not layers:
             raise ValueError("Sequential needs at least one layer")
+        seen: Dict[int, int] = {}
         for i, layer in enumerate(layers):
             if not isinstance(layer, layers_mod.Layer):
                 raise TypeError(f"layer {i} must be a cpucnn layer, got {type(layer).__name__}")
+            if id(layer) in seen:
+                raise ValueError(f"layer {i} ({layer!r}) is the same object as layer {seen[id(layer)]}: a layer can "
+                                 "be placed only once in a model; create a new one")
+            seen[id(layer)] = i
             if layer._model is not None:
                 raise ValueError(f"layer {i} ({layer!r}) already belongs to another model; create a new one")
         try:
             shape = tuple(int(d) for d in input_shape)
         except (TypeError, ValueError):
             raise TypeError(f"input_shape must be a tuple of integers, got {input_shape!r}") from None
+        self._channels_last = _channels_last(data_format, shape)
+        if self._channels_last:
+            shape = (shape[2], shape[0], shape[1])
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, dtype=np.uint64)[0])
         elif isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be a non-negative 64-bit integer, got {seed!r}")
         if _core_model is None:
-            _core_model = _core.Model(layers_mod._dumps(layers, shape), int(seed))
+            try:
+                _core_model = _core.Model(layers_mod._dumps(layers, shape), int(seed))
+            except ValueError as e:
+                if data_format is None and len(shape) == 3 and shape[2] <= 4 < shape[0]:
+                    raise type(e)(f"{e} (if input_shape {shape} is (height, width, channels): "
+                                  f"{_transpose_hint(shape)})") from None
+                raise
         self._m = _core_model
         self.layers: List[layers_mod.Layer] = layers
         for i, layer in enumerate(layers):
@@ -193,25 +232,47 @@ class Sequential:
     # -- shapes --------------------------------------------------------------
     @property
     def input_shape(self) -> Tuple[int, ...]:
-        return tuple(self._m.input_shape)
+        """The shape of one input sample, in the model's ``data_format``: (C, H, W), (H, W, C) or (F,)."""
+        return _shape_out(tuple(self._m.input_shape), self._channels_last)
 
     @property
     def output_shape(self) -> Tuple[int, ...]:
-        return tuple(self._m.output_shape)
+        """The shape of one output sample (image outputs in the model's ``data_format``)."""
+        return _shape_out(tuple(self._m.output_shape), self._channels_last)
+
+    @property
+    def data_format(self) -> str:
+        """``"channels_first"`` (inputs (N, C, H, W), the default) or ``"channels_last"`` (inputs (N, H, W, C),
+        transposed to (N, C, H, W) on the way in; image outputs are transposed back)."""
+        return "channels_last" if self._channels_last else "channels_first"
 
     @property
     def seed(self) -> int:
+        """The seed the model was built with (drawn at random when none was given)."""
         return int(self._m.seed)
 
     # -- compile -------------------------------------------------------------
     def compile(self, optimizer: Any = "adam", loss: str = "cross_entropy",
                 metrics: Optional[Iterable[str]] = None, label_smoothing: float = 0.0) -> None:
-        """Chooses the optimizer, the loss ("cross_entropy" or "mse") and metrics ("accuracy", "top5").
+        """Chooses the optimizer, the loss and the metrics; needed before training or evaluation.
 
-        cross_entropy takes integer labels (N,) or probability / one-hot targets (N, classes);
-        ``label_smoothing`` in [0, 1] mixes the target with the uniform distribution,
-        ``(1 - e) * target + e / classes`` (torch.nn.CrossEntropyLoss's definition), in training and
-        in evaluate's loss."""
+        Args:
+            optimizer (Optimizer, str or dict, default "adam"): an optimizer (cpucnn.optimizers), a
+                name (``"adam"``, ``"sgd"``) or a config dict. An optimizer instance is bound to this
+                model (it cannot serve another one).
+            loss (str, default "cross_entropy"): ``"cross_entropy"`` (integer labels (N,), or probability /
+                one-hot targets (N, classes); the model outputs logits, log-softmax is applied by the loss)
+                or ``"mse"`` (float targets).
+            metrics (iterable of str, optional): ``"accuracy"`` (alias ``"acc"``) and ``"top5"``.
+            label_smoothing (float, default 0.0): in [0, 1]; cross_entropy's target becomes
+                ``(1 - e) * target + e / classes`` (torch.nn.CrossEntropyLoss's definition), in training
+                and in evaluate's loss.
+
+        Raises:
+            ValueError: an unknown loss or metric, an optimizer bound to another model, or a model
+                whose output is not flat (classes,).
+            TypeError: a metric that is not a string, or an optimizer of the wrong kind.
+        """
         opt = optimizers_mod.get(optimizer)
         if not isinstance(loss, str) or loss not in _LOSSES:
             raise ValueError(f"unknown loss {loss!r} (expected one of {', '.join(_LOSSES)})")
@@ -242,10 +303,9 @@ class Sequential:
             raise ValueError("the model must be compiled before training or evaluation: call model.compile(...)")
 
     def _prepare(self, x: Any, y: Any) -> Tuple[np.ndarray, np.ndarray]:
-        x = _as_input(x)
-        self._check_x(x)
+        x = self._to_core_input(_as_input(x))
         n = x.shape[0]
-        classes = self.output_shape[0]
+        classes = self._m.output_shape[0]
         if self.loss == "mse":
             return x, _as_targets(y, n, classes)
         arr = y if isinstance(y, np.ndarray) else np.asarray(y)
@@ -262,11 +322,37 @@ class Sequential:
         want = self.input_shape
         if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
             first = self._m.layer_info(0)["label"]
-            raise ValueError(f"{first}: expects input (N, {', '.join(map(str, want))}), got {tuple(x.shape)}")
+            msg = f"{first}: expects input (N, {', '.join(map(str, want))}), got {tuple(x.shape)}"
+            got = tuple(x.shape[1:])
+            if len(want) == 3 and len(got) == 3 and want[0] != want[2]:
+                if not self._channels_last and got == (want[1], want[2], want[0]):
+                    msg += ("; x looks channels-last (N, H, W, C): transpose it with x.transpose(0, 3, 1, 2), "
+                            "or build the model with data_format='channels_last'")
+                elif self._channels_last and got == (want[2], want[0], want[1]):
+                    msg += ("; x looks channels-first (N, C, H, W) but the model is channels_last: transpose it "
+                            "with x.transpose(0, 2, 3, 1)")
+            raise ValueError(msg)
+
+    def _to_core_input(self, x: np.ndarray) -> np.ndarray:
+        """x checked against input_shape, as the core's C-contiguous (N, C, H, W) float32."""
+        self._check_x(x)
+        if self._channels_last:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return x
 
     # -- training and inference -----------------------------------------------
     def train_on_batch(self, x: Any, y: Any, sample_weight: Any = None, class_weight: Any = None) -> float:
-        """One optimizer step on (x, y); returns the batch's mean loss (weighted as in ``fit``)."""
+        """One optimizer step on the batch (x, y); returns the batch's mean loss (float).
+
+        Args:
+            x: array-like (N, *input_shape).
+            y: integer labels (N,) or probability targets (N, classes) for ``cross_entropy``, targets
+                (N, outputs) for ``mse``.
+            sample_weight, class_weight: as in ``fit``; the loss returned is weighted the same way.
+
+        Raises:
+            ValueError: not compiled, an empty batch, bad shapes, labels or NaN/Inf values.
+        """
         self._require_compiled()
         x, y = self._prepare(x, y)
         if x.shape[0] == 0:
@@ -274,35 +360,141 @@ class Sequential:
         loss, _ = self._m.train_step(x, y, self._weights(sample_weight, class_weight, y))
         return float(loss)
 
-    def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
-        """The last layer's output for x (N, C, H, W), computed in batches."""
+    def predict(self, x: Any, batch_size: int = 256,
+                outputs: Optional[Sequence[Union[int, layers_mod.Layer]]] = None) -> Any:
+        """The model's output for ``x``, computed in batches of ``batch_size``.
+
+        Args:
+            x: array-like of shape (N, *input_shape) (channels-last when the model's ``data_format`` is).
+            batch_size (int, default 256): samples per forward pass.
+            outputs (sequence of int or Layer, optional): when given, the outputs of these layers (indices,
+                negative ones counting from the end, or the layer objects) are returned as a list in the
+                order asked, each the true output of that layer (a Conv2D followed by a ReLU gives its
+                output before the ReLU), computed in one pass.
+
+        Returns:
+            np.ndarray (N, *output_shape), or a list of arrays when ``outputs`` is given.
+
+        Raises:
+            ValueError: x of the wrong shape (the message names the first layer and both shapes), a
+                non-positive batch_size, or an unknown layer in ``outputs``.
+            TypeError: x not numeric.
+
+        Example:
+            >>> feats, probs = model.predict(x, outputs=[-3, -1])  # doctest: +SKIP
+        """
         batch_size = _positive_int("batch_size", batch_size)
-        x = _as_input(x)
-        self._check_x(x)
-        return self._m.predict(x, batch_size)
+        x = self._to_core_input(_as_input(x))
+        if outputs is None:
+            return _image_out(self._m.predict(x, batch_size), self._channels_last)
+        return self._predict_outputs(x, 0, [self._layer_index(o) for o in _as_list(outputs, "outputs")],
+                                     batch_size)
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0, sample_weight: Any = None,
-                 class_weight: Any = None) -> Dict[str, float]:
-        """Mean loss and the compiled metrics over (x, y).
+    def _layer_index(self, o: Any) -> int:
+        """A layer of this model as its index: an int (negative from the end) or the layer object."""
+        if isinstance(o, layers_mod.Layer):
+            for i, layer in enumerate(self.layers):
+                if layer is o:
+                    return i
+            raise ValueError(f"{o!r} is not a layer of this model")
+        if isinstance(o, bool) or not isinstance(o, numbers.Integral):
+            raise TypeError(f"a layer must be given by its index or as the layer object, got {o!r}")
+        n = len(self.layers)
+        if not -n <= o < n:
+            raise ValueError(f"layer index {o} is out of range for a model of {n} layers")
+        return int(o) % n
 
-        With ``sample_weight`` (N,) and/or ``class_weight`` the loss is the weighted mean
-        ``sum(w_i * loss_i) / N`` (as in ``fit``); accuracy stays unweighted."""
+    def _predict_outputs(self, x: np.ndarray, begin: int, indices: List[int], batch_size: int) -> List[np.ndarray]:
+        if not indices:
+            raise ValueError("outputs must name at least one layer")
+        capture = sorted(set(indices))
+        arrays = dict(zip(capture, self._m.predict_outputs(x, begin, capture, batch_size)))
+        return [_image_out(arrays[i] if k == indices.index(i) else arrays[i].copy(), self._channels_last)
+                for k, i in enumerate(indices)]
+
+    def submodel(self, start: int = 0, stop: Optional[int] = None) -> "SubModel":
+        """Layers ``start`` to ``stop`` (excluded, as a slice) as a model for inference that shares this
+        model's weights: a weight change in one (training, set_weights) is seen by the other.
+
+        Args:
+            start (int, default 0): the first layer (negative counts from the end).
+            stop (int, optional): one past the last layer (None: to the end).
+
+        Returns:
+            SubModel: ``predict``, ``input_shape``, ``output_shape``, ``layers``, ``get_weights``.
+
+        Raises:
+            ValueError: an empty or out-of-range slice.
+
+        Example:
+            >>> features = model.submodel(0, -1).predict(x)  # everything but the last layer  # doctest: +SKIP
+        """
+        return SubModel(self, start, stop)
+
+    def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0,
+                 metrics: Optional[Iterable[str]] = None, sample_weight: Any = None,
+                 class_weight: Any = None) -> Dict[str, Any]:
+        """Mean loss and metrics over (x, y).
+
+        Args:
+            x: array-like (N, *input_shape).
+            y: integer labels (N,) for ``cross_entropy``; targets (N, outputs) for ``mse``.
+            batch_size (int, default 256): samples per forward pass.
+            verbose (int, default 0): 1 shows a progress bar (one step per batch) on stderr.
+            metrics (iterable of str, optional): the metrics to report instead of the compiled ones:
+                ``"accuracy"``, ``"top5"``, and for ``cross_entropy`` ``"confusion_matrix"`` (an int64
+                array (classes, classes), rows the true class, columns the predicted one) and
+                ``"per_class"`` (a dict of arrays over the classes: ``precision``, ``recall``, ``f1``,
+                ``support``; a class never predicted or never present gets 0).
+            sample_weight, class_weight: as in ``fit``: the loss is the weighted mean
+                ``sum(w_i * loss_i) / N``; the metrics stay unweighted.
+
+        Returns:
+            dict: ``"loss"`` and one entry per metric.
+
+        Raises:
+            ValueError: not compiled, bad shapes or labels, NaN/Inf in x, an unknown metric, or
+                ``confusion_matrix``/``per_class`` with the ``mse`` loss.
+
+        Example:
+            >>> model.evaluate(x, y, metrics=["accuracy", "confusion_matrix"])["confusion_matrix"]  # doctest: +SKIP
+        """
         self._require_compiled()
         batch_size = _positive_int("batch_size", batch_size)
+        if verbose not in (0, 1, 2):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        names = self.metrics if metrics is None else _metric_names(metrics, _METRICS + _EVAL_METRICS)
+        if self.loss != "cross_entropy" and any(m in _EVAL_METRICS for m in names):
+            raise ValueError(f"confusion_matrix and per_class need the cross_entropy loss, not {self.loss}")
         x, y = self._prepare(x, y)
         _require_finite(x, "x")
-        return self._evaluate_arrays(x, y, batch_size, self._weights(sample_weight, class_weight, y))
+        out = self._evaluate_arrays(x, y, batch_size, self._weights(sample_weight, class_weight, y), names,
+                                    bar=verbose == 1)
+        if any(m in _EVAL_METRICS for m in names):
+            classes = self._m.output_shape[0]
+            pred = np.argmax(self._m.predict(x, batch_size), axis=1)
+            cm = np.zeros((classes, classes), np.int64)
+            np.add.at(cm, (y if y.ndim == 1 else np.argmax(y, axis=1), pred), 1)
+            if "confusion_matrix" in names:
+                out["confusion_matrix"] = cm
+            if "per_class" in names:
+                out["per_class"] = _per_class(cm)
+        return out
 
-    def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int,
-                         w: Optional[np.ndarray] = None) -> Dict[str, float]:
+    def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int, w: Optional[np.ndarray] = None,
+                         metrics: Optional[Sequence[str]] = None, bar: bool = False) -> Dict[str, Any]:
         n = x.shape[0]
         if n == 0:
             raise ValueError("evaluate needs at least one sample")
-        loss_sum, correct, top5, count = self._m.evaluate(x, y, batch_size, w)
-        out = {"loss": float(loss_sum / count)}
-        if "accuracy" in self.metrics:
+        metrics = self.metrics if metrics is None else metrics
+        if bar:
+            loss_sum, correct, top5, count = _evaluate_with_bar(self._m, x, y, batch_size, w)
+        else:
+            loss_sum, correct, top5, count = self._m.evaluate(x, y, batch_size, w)
+        out: Dict[str, Any] = {"loss": float(loss_sum / count)}
+        if "accuracy" in metrics:
             out["accuracy"] = float(correct / count)
-        if "top5" in self.metrics and self.loss == "cross_entropy":
+        if "top5" in metrics and self.loss == "cross_entropy":
             out["top5"] = float(top5 / count)
         return out
 
@@ -313,18 +505,38 @@ class Sequential:
             class_weight: Any = None) -> callbacks_mod.History:
         """Trains for ``epochs`` epochs; returns a History (see cpucnn.callbacks).
 
-        ``validation_split`` holds out the last fraction of (x, y) before
-        shuffling, as Keras does. Shuffling is drawn from (seed, epoch), so a
-        run resumed with ``initial_epoch`` sees the same batches. The last
-        partial batch is trained. Ctrl-C stops after the current batch and
-        keeps the weights and the history of the completed epochs
-        (``history.interrupted`` is then True); wherever it lands (a callback,
-        validation, the progress bar), fit returns normally.
+        Args:
+            x: array-like (N, *input_shape).
+            y: integer labels (N,) or probability targets (N, classes) for ``cross_entropy``, float
+                targets (N, outputs) for ``mse``.
+            epochs (int, default 1): the epoch to stop at (counting ``initial_epoch``).
+            batch_size (int, default 32): samples per training step; the last partial batch is trained.
+            validation_data ((x_val, y_val), optional): evaluated at the end of each epoch
+                (``val_loss``, ``val_<metric>`` in the logs).
+            validation_split (float, default 0.0): instead, hold out this last fraction of (x, y)
+                (before shuffling, as Keras does).
+            shuffle (bool, default True): shuffle the samples each epoch; the order is drawn from
+                (seed, epoch), so a run resumed with ``initial_epoch`` sees the same batches.
+            callbacks (sequence of Callback, optional): see cpucnn.callbacks.
+            verbose (int, default 1): 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+            seed (int, optional): the shuffling seed; random when None.
+            initial_epoch (int, default 0): the epoch to start from (to resume a run).
+            sample_weight (array-like (N,), optional): weighs each sample's loss; ``class_weight``
+                ({label: weight}, missing labels weigh 1) each class's, as Keras: a batch's loss is
+                ``sum(w_i * loss_i) / batch size``, w_i the product of both. ``validation_data`` may be
+                ``(x_val, y_val, sample_weight_val)``.
 
-        ``sample_weight`` (N,) weighs each sample's loss and ``class_weight``
-        ({label: weight}, missing labels weigh 1) each class's, as Keras: a
-        batch's loss is ``sum(w_i * loss_i) / batch size``, w_i the product of
-        both. ``validation_data`` may be ``(x, y, sample_weight)``.
+        Ctrl-C stops after the current batch and keeps the weights and the history of the completed
+        epochs (``history.interrupted`` is then True); wherever it lands (a callback, validation,
+        the progress bar), fit returns normally.
+
+        Raises:
+            ValueError: not compiled; bad shapes, labels, NaN/Inf in x, or bad settings (each named).
+            TypeError: x or y not numeric, a callback that is not a Callback.
+
+        Example:
+            >>> model.compile(optimizer="adam", metrics=["accuracy"])  # doctest: +SKIP
+            >>> history = model.fit(x, y, epochs=3, validation_split=0.1)  # doctest: +SKIP
         """
         self._require_compiled()
         epochs, batch_size, initial_epoch, seed = _fit_settings(epochs, batch_size, initial_epoch, verbose, seed)
@@ -367,13 +579,23 @@ class Sequential:
 
     # -- weights ---------------------------------------------------------------
     def get_weights(self) -> List[np.ndarray]:
-        """Every layer's parameters (and BatchNorm running statistics) in order, read as one snapshot
-        (a training step or set_weights in another thread is seen whole or not at all)."""
+        """Every layer's parameters (and BatchNorm running statistics) in order, as a list of float32
+        arrays (copies) in PyTorch's layouts, read as one snapshot (a training step or set_weights in
+        another thread is seen whole or not at all)."""
         return self._m.get_params([(layer._index, name) for layer in self.layers for name in layer.param_names])
 
     def set_weights(self, weights: Sequence[Any]) -> None:
-        """Writes every parameter (the order of get_weights) as one update: predict/evaluate in other
-        threads see the old weights or the new ones, never a mix."""
+        """Writes every parameter as one update: predict/evaluate in other threads see the old weights or
+        the new ones, never a mix.
+
+        Args:
+            weights (sequence of array-like): one array per parameter, in the order and shapes of
+                ``get_weights()``; converted to float32.
+
+        Raises:
+            ValueError: the wrong number of arrays, or a wrong shape (naming the layer and parameter).
+            TypeError: an array that is not numeric.
+        """
         slots = [(layer, name) for layer in self.layers for name in layer.param_names]
         weights = list(weights)
         if len(weights) != len(slots):
@@ -395,14 +617,19 @@ class Sequential:
         self._m.set_params(items)
 
     def count_params(self) -> int:
+        """The number of trainable parameters (BatchNorm's running statistics not counted)."""
         return sum(self._m.layer_info(i)["trainable_count"] for i in range(len(self.layers)))
 
     # -- summary ---------------------------------------------------------------
     def summary(self, print_fn=print) -> str:
-        """Prints (and returns) layers, output shapes, parameter counts and MACs per image.
+        """Prints (and returns) the layers, their output shapes, parameter counts and MACs per image.
+
+        Args:
+            print_fn (callable or None, default print): called with the text; None prints nothing.
 
         The totals split the parameters into trainable ones and those of frozen layers
-        (``layer.trainable = False``); BatchNorm running statistics are buffers, not counted."""
+        (``layer.trainable = False``); BatchNorm running statistics are buffers, not counted.
+        """
         rows = [("Layer (type)", "Output shape", "Params", "MACs")]
         total_p = total_m = frozen_p = 0
         for i, layer in enumerate(self.layers):
@@ -427,20 +654,203 @@ class Sequential:
 
     # -- files -----------------------------------------------------------------
     def save(self, path: Union[str, os.PathLike], include_optimizer: bool = True) -> None:
-        """Writes one .cnn file (safetensors) atomically; see DESIGN.md."""
+        """Writes the model to one ``.cnn`` file (safetensors: the architecture, the weights and, with
+        ``include_optimizer``, the optimizer's state), atomically (a crash leaves the old file or the
+        new one).
+
+        Args:
+            path (str or os.PathLike): the file to write.
+            include_optimizer (bool, default True): save the optimizer's settings and state, to resume
+                training after ``cpucnn.load``.
+
+        Raises:
+            OSError: the file cannot be written.
+        """
         meta = {"metrics": json.dumps(self.metrics)}
         if self.label_smoothing:
             meta["label_smoothing"] = repr(self.label_smoothing)
+        if self._channels_last:
+            meta["data_format"] = "channels_last"
         self._m.save(os.fspath(path), bool(include_optimizer), list(meta.items()))
 
     def export_onnx(self, path: Union[str, os.PathLike], opset: int = 17) -> None:
-        """Writes an ONNX graph of the model (needs ``pip install cpucnn[onnx]``)."""
+        """Writes an ONNX graph of the model (needs ``pip install cpucnn[onnx]``).
+
+        Args:
+            path (str or os.PathLike): the ``.onnx`` file to write.
+            opset (int, default 17): the ONNX opset, at least 11.
+
+        Raises:
+            ImportError: onnx is not installed. ValueError: an unsupported opset, or a channels_last model.
+        """
         from . import onnx_export
 
+        if self._channels_last:
+            raise ValueError("export_onnx writes channels-first (N, C, H, W) graphs; this model is channels_last")
         onnx_export.export(self, os.fspath(path), opset=opset)
+
+    def to_torch(self) -> Any:
+        """The equivalent ``torch.nn.Sequential`` with a copy of the weights, in eval mode (see
+        `cpucnn.torch_interop.to_torch`; needs torch).
+
+        Example:
+            >>> net = model.to_torch()  # doctest: +SKIP
+        """
+        from . import torch_interop
+
+        return torch_interop.to_torch(self)
 
     def __repr__(self) -> str:
         return f"Sequential({len(self.layers)} layers, input {self.input_shape} -> output {self.output_shape})"
+
+
+_EVAL_METRICS = ("confusion_matrix", "per_class")
+
+
+def _metric_names(metrics: Iterable[str], allowed: Sequence[str]) -> List[str]:
+    names: List[str] = []
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    for m in metrics:
+        if not isinstance(m, str):
+            raise TypeError(f"metrics must be names, got {m!r}")
+        m = _METRIC_ALIASES.get(m.lower(), m.lower())
+        if m not in allowed:
+            raise ValueError(f"unknown metric {m!r} (expected one of {', '.join(allowed)})")
+        if m not in names:
+            names.append(m)
+    return names
+
+
+def _per_class(cm: np.ndarray) -> Dict[str, np.ndarray]:
+    """precision, recall, f1 and support per class from a confusion matrix (rows: true class)."""
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        denom = precision + recall
+        f1 = np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1), 0.0)
+    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
+
+
+def _evaluate_with_bar(core: Any, x: np.ndarray, y: np.ndarray, batch_size: int,
+                       w: Optional[np.ndarray] = None) -> Tuple[float, int, int, int]:
+    """core.evaluate one batch at a time with a tqdm bar; the sums are those of one call."""
+    from tqdm.auto import tqdm
+    import sys
+
+    n = x.shape[0]
+    loss_sum, correct, top5, count = 0.0, 0, 0, 0
+    with tqdm(total=(n + batch_size - 1) // batch_size, desc="Evaluate", unit="step", file=sys.stderr,
+              dynamic_ncols=True, mininterval=0.2) as bar:
+        for s in range(0, n, batch_size):
+            ws = None if w is None else w[s:s + batch_size]
+            ls, c, t5, k = core.evaluate(x[s:s + batch_size], y[s:s + batch_size], batch_size, ws)
+            loss_sum, correct, top5, count = loss_sum + ls, correct + c, top5 + t5, count + k
+            bar.set_postfix({"loss": f"{loss_sum / count:.4f}"}, refresh=False)
+            bar.update(1)
+    return loss_sum, correct, top5, count
+
+
+def _channels_last(data_format: Optional[str], shape: Tuple[int, ...]) -> bool:
+    """Whether input_shape is (H, W, C); raises for a channels-last looking shape given no data_format."""
+    if data_format not in (None, "channels_first", "channels_last"):
+        raise ValueError(f"data_format must be 'channels_first' or 'channels_last', got {data_format!r}")
+    if data_format == "channels_last":
+        if len(shape) != 3:
+            raise ValueError(f"data_format='channels_last' needs input_shape (height, width, channels), got {shape}")
+        return True
+    # (28, 28, 1), (32, 32, 3): as (C, H, W), images of width <= 4 with 8+ channels and rows, which
+    # no one means; smaller shapes are refused only when they do not build (see _transpose_hint).
+    if data_format is None and len(shape) == 3 and shape[2] <= 4 and shape[0] >= 8 and shape[1] >= 8:
+        raise ValueError(f"input_shape {shape} looks channels-last (height, width, channels), but cpucnn is "
+                         f"channels-first (channels, height, width): {_transpose_hint(shape)}; pass "
+                         f"data_format='channels_first' if {shape} really is (channels, height, width)")
+    return False
+
+
+def _transpose_hint(shape: Tuple[int, ...]) -> str:
+    h, w, c = shape
+    return (f"pass input_shape=({c}, {h}, {w}) and transpose x with x.transpose(0, 3, 1, 2), or pass "
+            f"data_format='channels_last' to keep (N, {h}, {w}, {c}) inputs")
+
+
+def _shape_out(shape: Tuple[int, ...], channels_last: bool) -> Tuple[int, ...]:
+    return (shape[1], shape[2], shape[0]) if channels_last and len(shape) == 3 else shape
+
+
+def _image_out(arr: np.ndarray, channels_last: bool) -> np.ndarray:
+    """A core output (N, C, H, W) as (N, H, W, C) for a channels-last model (other ranks unchanged)."""
+    if channels_last and arr.ndim == 4:
+        return np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
+    return arr
+
+
+def _as_list(v: Any, what: str) -> List[Any]:
+    if isinstance(v, (str, bytes)) or not isinstance(v, Iterable):
+        v = [v]
+    return list(v)
+
+
+class SubModel:
+    """Consecutive layers of a `Sequential`, for inference, sharing its weights (made by
+    `Sequential.submodel`). A weight change in the model is seen here and the other way round.
+
+    Args:
+        model (Sequential): the model.
+        start (int, default 0): the first layer (negative counts from the end).
+        stop (int, optional): one past the last layer (None: to the end).
+
+    Raises:
+        TypeError: start or stop not integers. ValueError: an empty slice.
+    """
+
+    def __init__(self, model: Sequential, start: int = 0, stop: Optional[int] = None) -> None:
+        n = len(model.layers)
+        for name, v in (("start", start), ("stop", stop)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
+                raise TypeError(f"submodel {name} must be an integer, got {v!r}")
+        begin, end, step = slice(start, stop).indices(n)
+        if end <= begin:
+            raise ValueError(f"submodel({start}, {stop}) selects no layers of a model of {n} layers")
+        self.model = model
+        self.start, self.stop = begin, end
+        self.layers: List[layers_mod.Layer] = model.layers[begin:end]
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        """The input shape of its first layer (in the model's ``data_format``)."""
+        return _shape_out(tuple(self.model._m.layer_info(self.start)["input_shape"]), self.model._channels_last)
+
+    @property
+    def output_shape(self) -> Tuple[int, ...]:
+        """The output shape of its last layer (in the model's ``data_format``)."""
+        return _shape_out(tuple(self.model._m.layer_info(self.stop - 1)["output_shape"]), self.model._channels_last)
+
+    def get_weights(self) -> List[np.ndarray]:
+        """Its layers' parameters (copies), in order, as `Sequential.get_weights`."""
+        return self.model._m.get_params([(layer._index, name) for layer in self.layers for name in layer.param_names])
+
+    def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
+        """The last layer's output for ``x`` of shape (N, *input_shape), in batches of ``batch_size``.
+
+        Raises:
+            ValueError: x of the wrong shape (naming the first layer), a non-positive batch_size.
+        """
+        batch_size = _positive_int("batch_size", batch_size)
+        x = _as_input(x)
+        want = self.input_shape
+        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+            first = self.model._m.layer_info(self.start)["label"]
+            raise ValueError(f"{first}: expects input (N, {', '.join(map(str, want))}), got {tuple(x.shape)}")
+        if self.model._channels_last and x.ndim == 4:
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return self.model._predict_outputs(x, self.start, [self.stop - 1], batch_size)[0]
+
+    def __repr__(self) -> str:
+        return f"SubModel(layers {self.start}..{self.stop - 1}, input {self.input_shape} -> output {self.output_shape})"
 
 
 def _tidy_floats(cfg: Dict[str, Any]) -> Dict[str, Any]:
@@ -457,11 +867,24 @@ def _tidy_floats(cfg: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def load(path: Union[str, os.PathLike]) -> Sequential:
-    """Loads a model saved by ``Sequential.save`` (with its optimizer state when saved)."""
+    """Loads a model saved by ``Sequential.save`` (compiled, with its optimizer state, when saved so).
+
+    Args:
+        path (str or os.PathLike): the ``.cnn`` file.
+
+    Returns:
+        Sequential
+
+    Raises:
+        OSError: the file cannot be read. ValueError: the file is not a valid cpucnn model file
+            (the message says what is wrong).
+    """
     core, meta = _core.Model.load(os.fspath(path))
     arch = json.loads(core.architecture())
     layers = [layers_mod.from_config(_tidy_floats(cfg)) for cfg in arch["layers"]]
-    model = Sequential(layers, arch["input_shape"], seed=int(core.seed), _core_model=core)
+    model = Sequential(layers, arch["input_shape"], seed=int(core.seed), data_format="channels_first",
+                       _core_model=core)
+    model._channels_last = meta.get("data_format") == "channels_last"
     if core.compiled:
         opt = optimizers_mod.get(_tidy_floats(json.loads(core.optimizer_config())))
         opt._model = core

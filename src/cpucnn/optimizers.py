@@ -6,6 +6,8 @@ An optimizer is a spec until ``model.compile`` binds it; after that its
 
 from __future__ import annotations
 
+__docformat__ = "google"
+
 import json
 import numbers
 from typing import Any, Dict, Optional, Sequence
@@ -34,15 +36,22 @@ def _lr_arg(owner: str, lr: Optional[float], learning_rate: Optional[float], def
 
 
 class Optimizer:
-    """Base class. Every optimizer takes ``lr`` (or ``learning_rate``, its Keras
-    spelling; giving both is a TypeError) and gradient clipping, applied before
-    the update to the gradients of the trainable (not frozen) parameters:
+    """Base class of the optimizers: the learning rate, gradient clipping and the settings, bound to
+    one model by ``model.compile``.
 
-    - ``clipnorm``: scales all gradients together so their global 2-norm is at
-      most clipnorm, as ``torch.nn.utils.clip_grad_norm_`` (Keras's
-      ``global_clipnorm``; Keras's ``clipnorm`` clips each tensor separately).
-    - ``clipvalue``: clamps each gradient element to [-clipvalue, clipvalue], as
-      ``torch.nn.utils.clip_grad_value_``. With both, the norm is clipped first.
+    Args:
+        lr (float): the learning rate, >= 0 (or ``learning_rate``, its Keras spelling; giving both is
+            a TypeError).
+        clipnorm (float, optional): scales all gradients together so their global 2-norm is at most
+            clipnorm, as ``torch.nn.utils.clip_grad_norm_`` (Keras's ``global_clipnorm``; Keras's
+            ``clipnorm`` clips each tensor separately).
+        clipvalue (float, optional): clamps each gradient element to [-clipvalue, clipvalue], as
+            ``torch.nn.utils.clip_grad_value_``. With both, the norm is clipped first. Clipping applies
+            before the update, to the gradients of the trainable (not frozen) parameters.
+
+    Raises:
+        TypeError: lr is not a number, or both lr and learning_rate are given. ValueError: lr is
+            negative or not finite.
     """
 
     _type = "Optimizer"
@@ -103,9 +112,11 @@ class Optimizer:
 
     @property
     def iterations(self) -> int:
+        """The optimizer steps taken so far by the model it is bound to (0 before compile)."""
         return int(self._model.optimizer_steps) if self._model is not None else 0
 
     def get_config(self) -> Dict[str, Any]:
+        """The settings as a dict with ``type`` (what model files store; ``get`` reads it back)."""
         raise NotImplementedError
 
     def _json(self) -> str:
@@ -117,7 +128,24 @@ class Optimizer:
 
 
 class SGD(Optimizer):
-    """SGD with optional momentum, Nesterov momentum and L2 weight decay."""
+    """Stochastic gradient descent, ``torch.optim.SGD``'s update rule.
+
+    Args:
+        lr (float, default 0.01): the learning rate.
+        momentum (float, default 0.0): the momentum factor (0: none).
+        nesterov (bool, default False): Nesterov momentum (needs momentum > 0).
+        weight_decay (float, default 0.0): L2 penalty added to the gradient.
+        learning_rate (float, optional): ``lr``'s Keras spelling (not both).
+        clipnorm (float, optional), clipvalue (float, optional): gradient clipping, see Optimizer.
+
+    Raises:
+        TypeError: a setting that is not a number. ValueError: a negative or non-finite one, or
+            nesterov without momentum.
+
+    Example:
+        >>> SGD(lr=0.1, momentum=0.9)
+        SGD(lr=0.1, momentum=0.9, ...)
+    """
 
     _type = "SGD"
 
@@ -139,7 +167,21 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (L2 weight decay added to the gradient, as torch.optim.Adam)."""
+    """Adam, ``torch.optim.Adam``'s update rule (L2 weight decay added to the gradient).
+
+    Args:
+        lr (float, default 1e-3): the learning rate.
+        betas ((float, float), default (0.9, 0.999)): the decay rates of the first and second
+            moment estimates, each in [0, 1).
+        eps (float, default 1e-8): added to the denominator.
+        weight_decay (float, default 0.0): L2 penalty added to the gradient.
+        learning_rate (float, optional): ``lr``'s Keras spelling (not both).
+        clipnorm (float, optional), clipvalue (float, optional): gradient clipping, see Optimizer.
+
+    Raises:
+        TypeError: a setting that is not a number (or betas not a pair). ValueError: a negative or
+            non-finite one, or betas outside [0, 1).
+    """
 
     _type = "Adam"
     _default_decay = 0.0
@@ -168,7 +210,19 @@ class Adam(Optimizer):
 
 class AdamW(Adam):
     """AdamW, as torch.optim.AdamW: decoupled weight decay (``w *= 1 - lr*weight_decay``
-    before Adam's update, which then has no L2 term). weight_decay defaults to 0.01."""
+    before Adam's update, which then has no L2 term).
+
+    Args:
+        lr (float, default 1e-3): the learning rate.
+        betas ((float, float), default (0.9, 0.999)): the moment estimates' decay rates.
+        eps (float, default 1e-8): added to the denominator.
+        weight_decay (float, default 0.01): the decoupled decay factor.
+        learning_rate (float, optional): ``lr``'s Keras spelling (not both).
+        clipnorm (float, optional), clipvalue (float, optional): gradient clipping, see Optimizer.
+
+    Raises:
+        TypeError: a setting that is not a number. ValueError: a negative or non-finite one.
+    """
 
     _type = "AdamW"
     _default_decay = 0.01
@@ -176,8 +230,22 @@ class AdamW(Adam):
 
 class RMSprop(Optimizer):
     """RMSprop with torch.optim.RMSprop's update rule (note PyTorch's defaults: lr=0.01,
-    alpha=0.99; Keras's are 0.001 and rho=0.9). ``momentum`` > 0 keeps a momentum buffer;
-    ``centered`` normalises by the variance estimate (the mean gradient subtracted)."""
+    alpha=0.99; Keras's are 0.001 and rho=0.9).
+
+    Args:
+        lr (float, default 0.01): the learning rate.
+        alpha (float, default 0.99): the squared-gradient average's decay rate.
+        eps (float, default 1e-8): added to the denominator.
+        weight_decay (float, default 0.0): L2 penalty added to the gradient.
+        momentum (float, default 0.0): > 0 keeps a momentum buffer.
+        centered (bool, default False): normalise by the variance estimate (the mean gradient
+            subtracted).
+        learning_rate (float, optional): ``lr``'s Keras spelling (not both).
+        clipnorm (float, optional), clipvalue (float, optional): gradient clipping, see Optimizer.
+
+    Raises:
+        TypeError: a setting that is not a number. ValueError: a negative or non-finite one.
+    """
 
     _type = "RMSprop"
 
@@ -204,7 +272,16 @@ class RMSprop(Optimizer):
 
 
 def get(spec: Any) -> Optimizer:
-    """An Optimizer from an instance, a name ("sgd", "adam", "adamw", "rmsprop") or a config dict."""
+    """An Optimizer from ``spec``: an Optimizer (returned as is), a name (``"sgd"``, ``"adam"``,
+    ``"adamw"``, ``"rmsprop"``, with their defaults) or a config dict (``get_config()``'s output).
+
+    Raises:
+        ValueError: an unknown name or type. TypeError: any other kind of spec.
+
+    Example:
+        >>> get("adam")
+        Adam(lr=0.001, ...)
+    """
     if isinstance(spec, Optimizer):
         return spec
     if isinstance(spec, str):

@@ -96,12 +96,16 @@ Conv2dShape Conv2D::shape(int64_t n) const {
 }
 
 void Conv2D::forward(const float* x, float* y, int64_t n, const ForwardContext& ctx) {
+  forward_relu(x, y, n, ctx, fused_relu);
+}
+
+void Conv2D::forward_relu(const float* x, float* y, int64_t n, const ForwardContext& ctx, bool relu) {
   const float* bias = use_bias_ ? params_[1].value.data() : nullptr;
   // Training changes the weights every step: nothing to reuse.
   if (ctx.training)
-    op_.forward(shape(n), x, params_[0].value.data(), bias, y, fused_relu);
+    op_.forward(shape(n), x, params_[0].value.data(), bias, y, relu);
   else
-    op_.infer(shape(n), x, params_[0].value.data(), bias, y, fused_relu, ctx.version);
+    op_.infer(shape(n), x, params_[0].value.data(), bias, y, relu, ctx.version);
 }
 
 void Conv2D::backward(const float* x, const float*, const float* dy, float* dx, int64_t n) {

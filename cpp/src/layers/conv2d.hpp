@@ -13,6 +13,9 @@ class Conv2D : public Layer {
   Dims build(const Dims& in) override;
   void reset_parameters(Rng& rng) override;
   void forward(const float* x, float* y, int64_t n, const ForwardContext& ctx) override;
+  // forward with the ReLU epilogue chosen by the caller (the model's intermediate outputs
+  // need a fused convolution's own output, before its ReLU).
+  void forward_relu(const float* x, float* y, int64_t n, const ForwardContext& ctx, bool relu);
   void backward(const float* x, const float* y, const float* dy, float* dx, int64_t n) override;
   json::Value config() const override;
   int64_t macs() const override;

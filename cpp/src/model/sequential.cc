@@ -334,6 +334,55 @@ void Sequential::predict(const float* x, int64_t n, float* out, int64_t batch_si
   }
 }
 
+void Sequential::predict_outputs(const float* x, int64_t n, size_t begin, const std::vector<size_t>& capture,
+                                 const std::vector<float*>& outs, int64_t batch_size) const {
+  if (batch_size <= 0) throw ValueError("batch_size must be positive");
+  if (capture.empty() || capture.size() != outs.size()) throw ValueError("predict_outputs: no outputs asked for");
+  for (size_t k = 0; k < capture.size(); ++k)
+    if (capture[k] < begin || capture[k] >= layers_.size() || (k > 0 && capture[k] <= capture[k - 1]))
+      throw ValueError("predict_outputs: output indices must be ascending layer indices from the first layer run");
+  if (begin >= layers_.size()) throw ValueError("predict_outputs: no layer " + std::to_string(begin));
+  const size_t last = capture.back();
+  const int64_t in_size = checked_numel(layers_[begin]->in_shape);
+  const int64_t bs = std::min(batch_size, std::max<int64_t>(n, 1));
+  const int64_t buf_numel = checked_mul(bs, max_numel_, "predict: batch_size x the largest activation");
+  Tensor a({buf_numel}), b({buf_numel});
+  ForwardContext ctx{false, seed_, 0, version()};
+  for (int64_t s = 0; s < n; s += bs) {
+    const int64_t m = std::min(bs, n - s);
+    const float* cur = x + s * in_size;
+    float* bufs[2] = {a.data(), b.data()};
+    bool relu_done = false;  // the Conv2D just run applied the ReLU that follows it
+    size_t k = 0;
+    for (size_t i = begin; i <= last; ++i) {
+      Layer& layer = *layers_[i];
+      const std::string t = layer.type();
+      const bool want = capture[k] == i;
+      if (t == "Flatten" || (t == "ReLU" && relu_done)) {
+        relu_done = false;  // the same data: a view, or a ReLU already applied
+      } else {
+        float* dst = cur == bufs[0] ? bufs[1] : bufs[0];
+        auto* conv = dynamic_cast<Conv2D*>(&layer);
+        if (conv && conv->fused_relu) {
+          // The ReLU after it is fused unless this convolution's own output is wanted
+          // or the run stops here.
+          relu_done = !want && i < last;
+          conv->forward_relu(cur, dst, m, ctx, relu_done);
+        } else {
+          layer.forward(cur, dst, m, ctx);
+          relu_done = false;
+        }
+        cur = dst;
+      }
+      if (want) {
+        const int64_t per = checked_numel(layer.out_shape);
+        std::memcpy(outs[k] + s * per, cur, static_cast<size_t>(m * per) * sizeof(float));
+        ++k;
+      }
+    }
+  }
+}
+
 EvalResult Sequential::evaluate(const float* x, int64_t n, const int64_t* labels, const float* targets,
                                 int64_t batch_size, const float* weights) const {
   if (batch_size <= 0) throw ValueError("batch_size must be positive");

@@ -73,6 +73,12 @@ class Sequential {
                         const float* weights = nullptr);
   // Inference in chunks of batch_size; safe to call from several threads.
   void predict(const float* x, int64_t n, float* out, int64_t batch_size) const;
+  // Inference from layer `begin` (x: n x that layer's input shape) up to the last index in
+  // `capture` (ascending, each >= begin), writing the true output of each captured layer
+  // (a fused Conv2D's before its ReLU) to outs[k] (n x that layer's output shape). Safe to call
+  // from several threads, like predict.
+  void predict_outputs(const float* x, int64_t n, size_t begin, const std::vector<size_t>& capture,
+                       const std::vector<float*>& outs, int64_t batch_size) const;
   EvalResult evaluate(const float* x, int64_t n, const int64_t* labels, const float* targets,
                       int64_t batch_size, const float* weights = nullptr) const;
   // cross_entropy's label smoothing (torch's definition), in [0, 1].
