@@ -205,20 +205,67 @@ class Sequential:
         loss, _ = self._m.train_step(x, y)
         return float(loss)
 
-    def predict(self, x: Any, batch_size: int = 256) -> np.ndarray:
-        """The last layer's output for x (N, C, H, W), computed in batches."""
+    def predict(self, x: Any, batch_size: int = 256, steps: Optional[int] = None) -> np.ndarray:
+        """The last layer's output for x (N, C, H, W), computed in batches. ``x`` may also be a
+        ``cpucnn.data.Dataset`` or an iterable of batches (``x`` or ``(x, y)``; y is ignored),
+        ``steps`` batches of it (None: one pass)."""
         batch_size = _positive_int("batch_size", batch_size)
+        if not _fit.looks_like_array(x):
+            stream = _fit.Stream(x, steps, "x", one_pass=True)
+            outs = []
+            it = stream.epoch(0)
+            try:
+                for xb, _ in it:
+                    xb = _as_input(xb)
+                    self._check_x(xb)
+                    outs.append(self._m.predict(xb, batch_size))
+            finally:
+                it.close()
+            if not outs:
+                return np.zeros((0,) + self.output_shape, dtype=np.float32)
+            return np.concatenate(outs)
         x = _as_input(x)
         self._check_x(x)
         return self._m.predict(x, batch_size)
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0) -> Dict[str, float]:
-        """Mean loss and the compiled metrics over (x, y)."""
+    def evaluate(self, x: Any, y: Any = None, batch_size: int = 256, verbose: int = 0,
+                 steps: Optional[int] = None) -> Dict[str, float]:
+        """Mean loss and the compiled metrics over (x, y). ``x`` may also be a
+        ``cpucnn.data.Dataset`` or an iterable of ``(x, y)`` batches (y None), ``steps`` batches
+        of it (None: one pass)."""
         self._require_compiled()
         batch_size = _positive_int("batch_size", batch_size)
+        stream = _fit.as_stream(x, y, steps, "x", one_pass=True)
+        if stream is not None:
+            return self._evaluate_stream(stream)
         x, y = self._prepare(x, y)
         _require_finite(x, "x")
         return self._evaluate_arrays(x, y, batch_size)
+
+    def _evaluate_stream(self, stream: "_fit.Stream") -> Dict[str, float]:
+        """evaluate over a stream's batches (epoch 0 of a Dataset: the same batches every time)."""
+        loss_sum, correct, top5, count = 0.0, 0, 0, 0
+        it = stream.epoch(0)
+        try:
+            for xb, yb in it:
+                if yb is None:
+                    raise ValueError("evaluate needs (x, y) batches; a batch came without labels")
+                xb, yb = self._prepare(xb, yb)
+                if xb.shape[0] == 0:
+                    continue
+                _require_finite(xb, "x")
+                ls, c, t5, n = self._m.evaluate(xb, yb, max(xb.shape[0], 1))
+                loss_sum, correct, top5, count = loss_sum + ls, correct + c, top5 + t5, count + n
+        finally:
+            it.close()
+        if count == 0:
+            raise ValueError("evaluate needs at least one sample; the data yielded no batches")
+        out = {"loss": float(loss_sum / count)}
+        if "accuracy" in self.metrics:
+            out["accuracy"] = float(correct / count)
+        if "top5" in self.metrics and self.loss == "cross_entropy":
+            out["top5"] = float(top5 / count)
+        return out
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> Dict[str, float]:
         n = x.shape[0]
@@ -232,10 +279,11 @@ class Sequential:
             out["top5"] = float(top5 / count)
         return out
 
-    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
-            validation_data: Optional[Tuple[Any, Any]] = None, validation_split: float = 0.0,
+    def fit(self, x: Any, y: Any = None, epochs: int = 1, batch_size: int = 32,
+            validation_data: Any = None, validation_split: float = 0.0,
             shuffle: bool = True, callbacks: Optional[Sequence[callbacks_mod.Callback]] = None,
-            verbose: int = 1, seed: Optional[int] = None, initial_epoch: int = 0) -> callbacks_mod.History:
+            verbose: int = 1, seed: Optional[int] = None, initial_epoch: int = 0,
+            steps_per_epoch: Optional[int] = None, validation_steps: Optional[int] = None) -> callbacks_mod.History:
         """Trains for ``epochs`` epochs; returns a History (see cpucnn.callbacks).
 
         ``validation_split`` holds out the last fraction of (x, y) before
@@ -245,14 +293,38 @@ class Sequential:
         keeps the weights and the history of the completed epochs
         (``history.interrupted`` is then True); wherever it lands (a callback,
         validation, the progress bar), fit returns normally.
+
+        ``x`` may also be a ``cpucnn.data.Dataset`` or an iterable of ``(x, y)`` batches (a
+        generator, a list, a ``Sequence``-like object with ``__len__``/``__getitem__``, a
+        PyTorch ``DataLoader``), with y None; then ``batch_size``, ``shuffle`` and ``seed`` do
+        not apply (the data decides) and ``steps_per_epoch`` batches make an epoch (None: one
+        pass; a one-shot generator needs it and continues across epochs, as in Keras).
+        ``validation_data`` may be such a source too (``validation_steps`` batches of it).
         """
         self._require_compiled()
         epochs, batch_size, initial_epoch, seed = _fit_settings(epochs, batch_size, initial_epoch, verbose, seed)
         if isinstance(callbacks, callbacks_mod.Callback):
             callbacks = [callbacks]
-        x, y, val = self._fit_data(x, y, validation_data, validation_split)
+        source = _fit.as_stream(x, y, steps_per_epoch, "x", one_pass=False)
+        val_source = None
+        if validation_data is not None and not isinstance(validation_data, (tuple, list)):
+            val_source = _fit.Stream(validation_data, validation_steps, "validation_data", one_pass=True)
+            validation_data = None
+        if source is not None:
+            if validation_split:
+                raise ValueError("validation_split needs arrays; with a dataset or generator pass validation_data")
+            val = None
+            if validation_data is not None:
+                if len(validation_data) != 2:
+                    raise ValueError("validation_data must be a pair (x_val, y_val)")
+                val = self._prepare(*validation_data)
+                _require_finite(val[0], "validation_data x")
+            x = y = None
+        else:
+            x, y, val = self._fit_data(x, y, validation_data, validation_split)
         loop = _fit.FitLoop(self, x, y, val, list(callbacks or []), epochs=epochs, initial_epoch=initial_epoch,
-                            batch_size=batch_size, shuffle=shuffle, seed=seed, verbose=verbose)
+                            batch_size=batch_size, shuffle=shuffle, seed=seed, verbose=verbose,
+                            source=source, val_source=val_source)
         return loop.run()
 
     def _fit_data(self, x: Any, y: Any, validation_data: Optional[Tuple[Any, Any]],
