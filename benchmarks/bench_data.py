@@ -8,11 +8,13 @@ when the dataset is not installed). Two routes:
   (batches gathered from it in numpy; no augmentation).
 - ``pipeline``: ``Dataset.from_arrays(x_uint8, y).shuffle().map_float(1/255, mean, std)
   .random_crop(28, padding=2).flip_horizontal().batch(B).prefetch(2, workers)``, ``fit(ds)``.
+- ``pipeline_sync``: the same without ``prefetch`` (each batch made in C++ when fit asks for it).
 
 Throughput: one fit epoch over ``--samples`` images per route, routes alternating for
 ``--rounds`` rounds (the median is reported, so drift on a shared machine hits both). Peak
 RSS: each route in a fresh subprocess, on the full set, training ``--rss-steps`` batches
-(ru_maxrss). Prints a table and writes JSON.
+(VmHWM, reset after the uint8 images are loaded, so both routes start from the same point;
+"growth" is the peak minus the RSS at that point). Prints a table and writes JSON.
 
     python benchmarks/bench_data.py                    # defaults: 6000 samples, 3 rounds
     python benchmarks/bench_data.py --samples 2000 --rounds 1 --threads 2
@@ -24,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -69,9 +70,10 @@ def float_arrays(x_u8: np.ndarray) -> np.ndarray:
 
 
 def pipeline(x_u8, y, batch: int, workers: int, seed: int = 0):
-    return (cc.data.Dataset.from_arrays(x_u8, y).shuffle(seed=seed)
-            .map_float(scale=1 / 255, mean=MEAN, std=STD)
-            .random_crop(28, padding=2).flip_horizontal().batch(batch).prefetch(2, workers=workers))
+    ds = (cc.data.Dataset.from_arrays(x_u8, y).shuffle(seed=seed)
+          .map_float(scale=1 / 255, mean=MEAN, std=STD)
+          .random_crop(28, padding=2).flip_horizontal().batch(batch))
+    return ds.prefetch(2, workers=workers) if workers else ds
 
 
 class StopAfter(cc.callbacks.Callback):
@@ -84,9 +86,22 @@ class StopAfter(cc.callbacks.Callback):
             self.model.stop_training = True
 
 
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
 def rss_child(route: str, batch: int, workers: int, steps: int) -> None:
     x, y, _ = load_u8(None)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:   # forget the peak of loading (decompressing) the files: both routes start from uint8 in memory
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    base = _status_kb("VmRSS")
     m = make_model()
     cb = [StopAfter(steps)]
     if route == "float32":
@@ -94,7 +109,7 @@ def rss_child(route: str, batch: int, workers: int, steps: int) -> None:
         m.fit(xf, y, epochs=1, batch_size=batch, verbose=0, callbacks=cb, seed=0)
     else:
         m.fit(pipeline(x, y, batch, workers), epochs=1, verbose=0, callbacks=cb)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kb("VmHWM")
     print(json.dumps({"peak_rss_mb": peak / 1024, "growth_mb": (peak - base) / 1024}))
 
 
@@ -117,17 +132,21 @@ def main() -> None:
 
     x_u8, y, src = load_u8(a.samples)
     xf = float_arrays(x_u8)
-    rates = {"float32": [], "pipeline": []}
+    routes = ("float32", "pipeline", "pipeline_sync")
+    rates = {k: [] for k in routes}
+    cpu = {k: [] for k in routes}   # process CPU seconds per 1000 images (less sensitive to a loaded machine)
     make_model().fit(xf[:512], y[:512], epochs=1, batch_size=a.batch, verbose=0)   # warm-up (plans, pages)
     for r in range(a.rounds):
-        for route in ("float32", "pipeline") if r % 2 == 0 else ("pipeline", "float32"):
+        for route in (routes if r % 2 == 0 else routes[::-1]):
             m = make_model()
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             if route == "float32":
                 m.fit(xf, y, epochs=1, batch_size=a.batch, verbose=0, seed=r)
             else:
-                m.fit(pipeline(x_u8, y, a.batch, a.workers, seed=r), epochs=1, verbose=0)
+                m.fit(pipeline(x_u8, y, a.batch, a.workers if route == "pipeline" else 0, seed=r), epochs=1,
+                      verbose=0)
             rates[route].append(len(x_u8) / (time.perf_counter() - t0))
+            cpu[route].append((time.process_time() - c0) * 1000 / len(x_u8))
     rss = {}
     for route in ("float32", "pipeline"):
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--_rss", route, "--batch", str(a.batch),
@@ -135,20 +154,28 @@ def main() -> None:
                               "--threads", str(a.threads)], check=True, capture_output=True, text=True)
         rss[route] = json.loads(out.stdout.strip().splitlines()[-1])
     med = {k: statistics.median(v) for k, v in rates.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     result = {
         "data": src, "samples": len(x_u8), "batch": a.batch, "threads": cc.get_num_threads(), "workers": a.workers,
         "rounds": a.rounds, "images_per_s": rates, "median_images_per_s": med,
         "pipeline_vs_float32": med["pipeline"] / med["float32"], "rss": rss,
+        "cpu_s_per_1000_images": cpu, "median_cpu_s_per_1000_images": med_cpu,
+        "pipeline_sync_vs_float32": med["pipeline_sync"] / med["float32"],
+        "load_average": os.getloadavg(),
         "cpu": cc.cpu_info()["brand"], "isa": cc.cpu_info()["isa"], "machine": platform.machine(),
     }
     print(f"convnet_s on {src} ({len(x_u8)} images/epoch, batch {a.batch}, {cc.get_num_threads()} threads, "
           f"{a.workers} pipeline worker(s))")
-    print(f"{'route':<10} {'train img/s (median)':>22} {'all rounds':>30} {'peak RSS MB':>12} {'growth MB':>10}")
-    for route in ("float32", "pipeline"):
+    print(f"{'route':<14} {'train img/s (median)':>21} {'all rounds':>26} {'CPU s/1000 img':>15} "
+          f"{'peak RSS MB':>12} {'growth MB':>10}")
+    for route in routes:
         rr = ", ".join(f"{v:,.0f}" for v in rates[route])
-        print(f"{route:<10} {med[route]:>22,.0f} {rr:>30} {rss[route]['peak_rss_mb']:>12,.0f} "
-              f"{rss[route]['growth_mb']:>10,.0f}")
-    print(f"pipeline / float32 images/s: {result['pipeline_vs_float32']:.3f}")
+        mem = rss.get(route)
+        memtxt = f"{mem['peak_rss_mb']:>12,.0f} {mem['growth_mb']:>10,.0f}" if mem else f"{'':>12} {'':>10}"
+        print(f"{route:<14} {med[route]:>21,.0f} {rr:>26} {med_cpu[route]:>15.2f} {memtxt}")
+    print(f"pipeline / float32 images/s: {result['pipeline_vs_float32']:.3f} (pipeline without prefetch: "
+          f"{result['pipeline_sync_vs_float32']:.3f}); load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs")
     with open(a.json, "w") as f:
         json.dump(result, f, indent=2)
 
