@@ -120,17 +120,33 @@ def _close_all() -> None:
         it.close()
 
 
+# Loaders inherited through fork(): their worker threads do not exist in the child, so they are
+# never closed (joined) there, only kept.
+_ORPHANS: List[Any] = []
+
+
 class _EpochIterator:
     """The batches of one epoch of an array-backed Dataset (from the C++ loader)."""
 
     def __init__(self, loader: Any) -> None:
         self._loader = loader
+        self._pid = os.getpid()
         _LIVE.add(self)
 
     def __iter__(self) -> "_EpochIterator":
         return self
 
+    def _forked(self) -> bool:
+        if self._loader is not None and os.getpid() != self._pid:
+            _ORPHANS.append(self._loader)
+            self._loader = None
+            return True
+        return False
+
     def __next__(self) -> Batch:
+        if self._forked():
+            raise RuntimeError("this epoch was started in the parent process, before fork(); its worker "
+                               "threads do not exist here: start a new epoch (iterate the Dataset again)")
         if self._loader is None:
             raise StopIteration
         try:
@@ -148,6 +164,8 @@ class _EpochIterator:
 
     def close(self) -> None:
         """Stops and joins the worker threads (also when garbage-collected)."""
+        if self._forked():
+            return
         loader, self._loader = self._loader, None
         if loader is not None:
             loader.close()
@@ -262,7 +280,8 @@ class Dataset:
         return self._with(flip=True)
 
     def batch(self, batch_size: int, drop_remainder: bool = False) -> "Dataset":
-        """Groups samples into batches (the last one partial unless ``drop_remainder``)."""
+        """Groups samples into batches (the last one partial unless ``drop_remainder``); without
+        it, a batch is one sample."""
         self._arrays_only("batch")
         return self._with(batch_size=_pos_int("batch_size", batch_size), drop_remainder=bool(drop_remainder))
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -505,3 +506,35 @@ def test_stop_training_closes_the_pipeline():
     assert len(h.history["loss"]) == 1
     gc.collect()
     assert threads_now() == base
+
+
+def test_an_epoch_inherited_through_fork_fails_clearly_in_the_child(u8):
+    x, y = u8
+    it = pipeline(x, y, workers=2).epoch(0)
+    next(it)
+    with warnings.catch_warnings():   # Python 3.12+ warns about fork() with threads: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:   # the child: workers are gone; next() must raise, not wait forever
+        code = 1
+        try:
+            next(it)
+        except RuntimeError as e:
+            code = 0 if "fork" in str(e) else 2
+        try:
+            n = sum(1 for _ in pipeline(x, y, workers=2).epoch(0))   # a new epoch works
+            code = code if n == 4 else 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert sum(1 for _ in it) == 3   # the parent's epoch goes on
+
+
+def test_fit_on_a_torch_dataloader():
+    torch = pytest.importorskip("torch")
+    x, y = toy(128)
+    tds = torch.utils.data.TensorDataset(torch.from_numpy(x.astype(np.float32) / 255), torch.from_numpy(y))
+    loader = torch.utils.data.DataLoader(tds, batch_size=32, shuffle=True)
+    h = small_model().fit(loader, epochs=2, verbose=0)
+    assert len(h.history["loss"]) == 2
