@@ -530,11 +530,3 @@ def test_an_epoch_inherited_through_fork_fails_clearly_in_the_child(u8):
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert sum(1 for _ in it) == 3   # the parent's epoch goes on
 
-
-def test_fit_on_a_torch_dataloader():
-    torch = pytest.importorskip("torch")
-    x, y = toy(128)
-    tds = torch.utils.data.TensorDataset(torch.from_numpy(x.astype(np.float32) / 255), torch.from_numpy(y))
-    loader = torch.utils.data.DataLoader(tds, batch_size=32, shuffle=True)
-    h = small_model().fit(loader, epochs=2, verbose=0)
-    assert len(h.history["loss"]) == 2
