@@ -305,6 +305,22 @@ def test_workers_stop_at_epoch_end_break_and_gc(u8):
     assert threading.active_count() == threading.active_count()
 
 
+def test_an_error_in_a_worker_reaches_the_consumer_and_stops_the_workers():
+    with open("/proc/self/maps") as f:
+        if "libasan" in f.read():
+            pytest.skip("ASan aborts on a petabyte allocation instead of failing it")
+    x = np.zeros((4, 1, 2, 2), np.uint8)
+    base = threads_now()
+    # A 2e7 x 2e7 crop: making the batch needs 1.6 PB, which fails in the worker (std::bad_alloc).
+    ds = Dataset.from_arrays(x).random_crop(20_000_000, padding=10_000_000).batch(1).prefetch(2, workers=2)
+    it = ds.epoch(0)
+    with pytest.raises(MemoryError):
+        next(it)
+    assert threads_now() == base
+    with pytest.raises(StopIteration):
+        next(it)
+
+
 def test_interpreter_exit_with_live_workers_does_not_hang():
     code = textwrap.dedent("""
         import numpy as np, cpucnn as cc
