@@ -3,7 +3,7 @@
 # it in a copy of the package (build/<job>/pkg/cpucnn) and runs tests against that copy.
 #
 #   .ci/sanitize.sh asan    # ASan+UBSan+LSan: tests/api and tests/kernels but the slow real-data run
-#   .ci/sanitize.sh tsan    # TSan: the concurrency tests, built without OpenMP (see below)
+#   .ci/sanitize.sh tsan    # TSan: the concurrency and data-pipeline tests, built without OpenMP (see below)
 #
 # Extra arguments go to each pytest run (e.g. -x, or -k to narrow it). The build is incremental.
 # Fails when the build, a test or a sanitizer report fails; the reports are printed at the end.
@@ -83,14 +83,16 @@ status=0
 if [ "$job" = asan ]; then
   # Everything but the slow real-data run (1 min more). torch leaves ~80,000 blocks behind at exit,
   # over which LSan spends ~80 s at exit: the two files that import it run with leak checking off.
-  torch=(tests/api/test_parity_torch.py tests/kernels/test_reference.py)
+  torch=(tests/api/test_parity_torch.py tests/kernels/test_reference.py tests/api/test_data_torch.py)
   run_pytest tests/api tests/kernels -m "not slow" "${torch[@]/#/--ignore=}" "$@" || status=$?
   ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" run_pytest "${torch[@]}" "$@" || status=$?
 else
   # The fork test checks that the child does not use libgomp's pool and that the parent keeps its
   # 2 threads: a build without OpenMP has neither (it runs on 1 thread).
-  run_pytest tests/api/test_concurrency.py "$@" \
-    --deselect tests/api/test_concurrency.py::test_model_used_before_fork_works_in_the_child || status=$?
+  # test_data.py: cpucnn.data's worker threads (fork: TSan does not follow a child of a threaded parent).
+  run_pytest tests/api/test_concurrency.py tests/api/test_data.py "$@" \
+    --deselect tests/api/test_concurrency.py::test_model_used_before_fork_works_in_the_child \
+    --deselect tests/api/test_data.py::test_an_epoch_inherited_through_fork_fails_clearly_in_the_child || status=$?
 fi
 
 # Every report but a leak fails the job. A leak fails it when nothing points to the block and

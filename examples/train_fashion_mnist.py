@@ -5,6 +5,7 @@
     python examples/train_fashion_mnist.py --threads 2 --plot history.png
     python examples/train_fashion_mnist.py --limit 5000 --epochs 1   # a quick run
     python examples/train_fashion_mnist.py --compare-torch      # the same model in PyTorch, side by side
+    python examples/train_fashion_mnist.py --augment            # then again with random crop + flip
 
 Fashion-MNIST is read from $CPUCNN_DATA/fashion-mnist, ~/.cpucnn/datasets/fashion-mnist or
 /usr/share/datasets/fashion-mnist (Debian: apt install dataset-fashion-mnist); see
@@ -18,6 +19,7 @@ validation pass.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
@@ -62,23 +64,41 @@ def split(x: np.ndarray, y: np.ndarray) -> Tuple[Tuple[np.ndarray, np.ndarray], 
     return (x[:-n_val], y[:-n_val]), (x[-n_val:], y[-n_val:])
 
 
-def train_cpucnn(args, train, val, test) -> Dict[str, float]:
+def augmented(train: Tuple[np.ndarray, np.ndarray], args) -> "cc.data.Dataset":
+    """The training set as a cpucnn.data pipeline: uint8 images, shuffled, random 28x28 crops of
+    the image padded by 2, random horizontal flips, made in a C++ worker thread."""
+    x_u8 = np.rint(train[0] * 255).astype(np.uint8)   # the files' bytes again (x was bytes / 255)
+    return (cc.data.Dataset.from_arrays(x_u8, train[1]).shuffle(seed=args.seed).map_float(scale=1 / 255)
+            .random_crop(28, padding=2).flip_horizontal().batch(args.batch_size).prefetch(2, workers=1))
+
+
+def train_cpucnn(args, train, val, test, augment: bool = False) -> Dict[str, float]:
     model = build_model(args.seed)
     model.compile(optimizer=cc.optimizers.Adam(lr=args.lr), loss="cross_entropy", metrics=["accuracy"])
-    model.summary()
+    if not augment:
+        model.summary()
     info = cc.cpu_info()
-    print(f"cpucnn {cc.__version__}: isa={info['isa']} threads={cc.get_num_threads()}")
+    print(f"cpucnn {cc.__version__}: isa={info['isa']} threads={cc.get_num_threads()}"
+          + (" (augmented: random crop + flip)" if augment else ""))
     timer = TrainTimer()
-    history = model.fit(*train, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
-                        callbacks=[timer], seed=args.seed, verbose=1)
+    if augment:
+        history = model.fit(augmented(train, args), epochs=args.epochs, validation_data=val, callbacks=[timer],
+                            verbose=1)
+    else:
+        history = model.fit(*train, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
+                            callbacks=[timer], seed=args.seed, verbose=1)
     result = model.evaluate(*test)
     per_epoch = float(np.mean(timer.seconds)) if timer.seconds else float("nan")
-    print(f"cpucnn: test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}), "
-          f"{per_epoch:.1f} s/epoch ({len(train[0]) / per_epoch:,.0f} img/s)")
+    print(f"cpucnn{' (augmented)' if augment else ''}: test accuracy {result['accuracy']:.4f} "
+          f"(loss {result['loss']:.4f}), {per_epoch:.1f} s/epoch ({len(train[0]) / per_epoch:,.0f} img/s)")
     if history.interrupted:
         print("(training was interrupted; the model trained so far is saved)")
-    model.save(args.out)
-    print(f"saved {args.out}")
+    out = args.out
+    if augment:
+        root, ext = os.path.splitext(args.out)
+        out = root + "_augmented" + ext
+    model.save(out)
+    print(f"saved {out}")
     if args.plot:
         try:
             history.plot(args.plot)
@@ -156,6 +176,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--compare-torch", action="store_true",
                    help="then train the same model in PyTorch (same settings) and compare")
+    p.add_argument("--augment", action="store_true",
+                   help="then train it again with random crop (padding 2) + horizontal flip through "
+                        "cpucnn.data and compare the test accuracy")
     args = p.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 2):
         p.error("--epochs and --batch-size must be positive, --limit at least 2")
@@ -172,6 +195,13 @@ def main(argv=None) -> int:
     print(f"Fashion-MNIST: {len(train[0])} training, {len(val[0])} validation, {len(test[0])} test images")
 
     ours = train_cpucnn(args, train, val, test)
+    if args.augment:
+        aug = train_cpucnn(args, train, val, test, augment=True)
+        print()
+        print(f"{'':18} {'test accuracy':>13} {'s/epoch':>8}   ({args.epochs} epochs, batch {args.batch_size})")
+        for name, r in (("plain", ours), ("crop + flip", aug)):
+            print(f"{name:18} {r['accuracy']:>13.4f} {r['seconds_per_epoch']:>8.1f}")
+        print(f"augmentation changed test accuracy by {aug['accuracy'] - ours['accuracy']:+.4f}")
     if args.compare_torch:
         theirs = train_torch(args, train, val, test)
         if theirs is not None:

@@ -7,5 +7,6 @@ namespace cpucnn::bindings {
 void register_system(pybind11::module_& m);  // threads, ISA, cpu_info
 void register_model(pybind11::module_& m);   // Model
 void register_kernels(pybind11::module_& m); // _core.kernels: ops for tests and benchmarks
+void register_data(pybind11::module_& m);    // BatchLoader: cpucnn.data's worker threads
 
 }  // namespace cpucnn::bindings

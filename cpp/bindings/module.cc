@@ -23,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
   cpucnn::bindings::register_system(m);
   cpucnn::bindings::register_model(m);
   cpucnn::bindings::register_kernels(m);
+  cpucnn::bindings::register_data(m);
 }

@@ -30,7 +30,7 @@ except ImportError as e:  # pragma: no cover - only when the build is missing
         "`pip install .` (or a wheel) rather than running from the source tree. Cause: " + str(e)
     ) from e
 
-from . import callbacks, datasets, layers, optimizers
+from . import callbacks, data, datasets, layers, optimizers
 from .model import Sequential, SubModel, load
 from .torch_interop import from_torch
 
@@ -108,6 +108,7 @@ __all__ = [
     "layers",
     "optimizers",
     "callbacks",
+    "data",
     "datasets",
     "set_num_threads",
     "get_num_threads",

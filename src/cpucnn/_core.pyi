@@ -123,6 +123,38 @@ class Model:
     def load(path: str, /) -> tuple[Model, dict[str, Any]]:
         """(model, metadata) from a .cnn file."""
 
+class BatchLoader:
+    """One epoch of a cpucnn.data pipeline: batches made by C++ worker threads."""
+
+    def __init__(
+        self,
+        x: NDArray[Any],
+        y: NDArray[Any] | None,
+        order: ArrayLike,
+        batch_size: int,
+        drop_remainder: bool,
+        out_hw: tuple[int, int],
+        pad: int,
+        crop: bool,
+        flip: bool,
+        scale: float,
+        mean: Sequence[float],
+        std: Sequence[float],
+        seed: int,
+        epoch: int,
+        index_offset: int,
+        workers: int,
+        prefetch: int,
+    ) -> None: ...
+    @property
+    def num_batches(self) -> int: ...
+    @property
+    def live_workers(self) -> int: ...
+    def next(self) -> tuple[NDArray[np.float32], NDArray[Any] | None] | None:
+        """The next batch (x, y) in order, or None after the last; waits without the GIL."""
+    def close(self) -> None:
+        """Stops and joins the worker threads (also done when the loader is destroyed)."""
+
 class _Kernels:
     """cpucnn._core.kernels: the operators, for kernel tests and benchmarks."""
 

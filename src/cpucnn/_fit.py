@@ -4,10 +4,12 @@ the steps themselves run in C++."""
 
 from __future__ import annotations
 
+import collections.abc
+import numbers
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -96,6 +98,123 @@ def batches(x: np.ndarray, y: np.ndarray, batch_size: int, order: Optional[np.nd
             yield b, x[idx], y[idx], None if w is None else w[idx]         # one gather per batch, in numpy
 
 
+class Stream:
+    """Batches for fit/evaluate/predict from a ``cpucnn.data.Dataset`` or a Python iterable of
+    ``(x, y)`` batches (a generator, a list, a Keras ``Sequence``-like object with ``__len__`` and
+    ``__getitem__``, a PyTorch ``DataLoader``), ``steps`` batches per epoch (None: one pass).
+
+    Re-iterable sources start over every epoch; a one-shot iterator (a generator) continues
+    where the last epoch stopped, as in Keras, and needs ``steps`` when more than one pass
+    is asked for (``one_pass=False``).
+    """
+
+    def __init__(self, data: Any, steps: Optional[int], what: str, one_pass: bool) -> None:
+        from . import data as data_mod
+
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps <= 0):
+            raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
+        self.data, self.steps, self.what = data, (None if steps is None else int(steps)), what
+        self.exhausted = False
+        if isinstance(data, data_mod.Dataset):
+            self.kind = "dataset"
+            if self.steps is None and data.num_samples is not None:
+                self.steps = len(data)
+        elif isinstance(data, (str, bytes, bytearray, collections.abc.Mapping, collections.abc.Set)) \
+                or isinstance(data, np.ndarray):
+            raise TypeError(self._bad(data))
+        elif isinstance(data, collections.abc.Iterator):
+            self.kind = "oneshot"
+            self._it: Optional[Iterator[Any]] = data
+            if self.steps is None and not one_pass:
+                raise TypeError(f"{what} is a one-shot iterator (a generator): pass steps_per_epoch "
+                                "(batches per epoch), or a re-iterable (a list, a cpucnn.data.Dataset, a "
+                                "callable via cpucnn.data.Dataset.from_generator)")
+        elif hasattr(data, "__iter__"):
+            self.kind = "iterable"
+        elif hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+            self.kind = "sequence"
+            if self.steps is None:
+                self.steps = len(data)
+        else:
+            raise TypeError(self._bad(data))
+
+    def _bad(self, data: Any) -> str:
+        return (f"{self.what} must be a numpy array (with y), a cpucnn.data.Dataset, or an iterable of (x, y) "
+                f"batches (a generator, a list, a Sequence with __len__ and __getitem__); got "
+                f"{type(data).__name__}")
+
+    def epoch(self, epoch: int) -> Iterator[Tuple[Any, Any]]:
+        """The epoch's batches (x, y) as given (y None when absent); close it to stop early."""
+        from .data import _split_batch
+
+        if self.kind == "dataset":
+            inner: Iterator[Any] = self.data.epoch(epoch)
+        elif self.kind == "oneshot":
+            inner = self._it
+        elif self.kind == "sequence":
+            inner = (self.data[i] for i in range(len(self.data)))
+        else:
+            inner = iter(self.data)
+        try:
+            b = 0
+            while self.steps is None or b < self.steps:
+                try:
+                    item = next(inner)
+                except StopIteration:
+                    self.exhausted = self.kind == "oneshot"
+                    return
+                if self.kind == "dataset":
+                    yield item
+                else:
+                    yield _split_batch(item)
+                b += 1
+        finally:
+            if inner is not self._oneshot_it():
+                close = getattr(inner, "close", None)
+                if close is not None:
+                    close()
+
+    def _oneshot_it(self) -> Optional[Iterator[Any]]:
+        return self._it if self.kind == "oneshot" else None
+
+
+def looks_like_array(x: Any) -> bool:
+    """Whether x is meant as an array (numpy turns it into one, or fails with its own message)
+    rather than a source of batches: arrays, tensors, scalars, None, strings, nested lists of
+    numbers. A dict or an object with __getitem__ alone is neither: Stream rejects them."""
+    from . import data as data_mod
+
+    if isinstance(x, data_mod.Dataset):
+        return False
+    if x is None or isinstance(x, (np.ndarray, str, bytes, bytearray, numbers.Number)) \
+            or hasattr(x, "__array__") or hasattr(x, "__array_interface__"):
+        return True
+    if isinstance(x, (list, tuple)):
+        first = x[0] if len(x) else None
+        return first is None or isinstance(first, (numbers.Number, list, np.ndarray, str, bytes)) \
+            or hasattr(first, "__array__")
+    if isinstance(x, collections.abc.Mapping) or hasattr(x, "__iter__") or hasattr(x, "__getitem__"):
+        return False
+    return True
+
+
+def as_stream(data: Any, y: Any, steps: Optional[int], what: str, one_pass: bool) -> Optional[Stream]:
+    """A Stream when ``data`` is a dataset or an iterable of batches (then y must be None); None
+    when (data, y) are arrays."""
+    from . import data as data_mod
+
+    if isinstance(data, data_mod.Dataset):
+        if y is not None:
+            raise TypeError(f"{what} is a cpucnn.data.Dataset, which holds its labels: y must be None")
+        return Stream(data, steps, what, one_pass)
+    if y is not None:
+        return None
+    if looks_like_array(data):
+        raise TypeError("labels y must be integers, got None: with arrays pass x and y (or pass a "
+                        "cpucnn.data.Dataset or an iterable of (x, y) batches as x)")
+    return Stream(data, steps, what, one_pass)
+
+
 class FitLoop:
     """One call of ``Sequential.fit`` over arrays it has checked and converted.
 
@@ -108,11 +227,13 @@ class FitLoop:
 
     def __init__(self, model: Any, x: np.ndarray, y: np.ndarray, val: Optional[Tuple[np.ndarray, ...]],
                  callbacks: List[callbacks_mod.Callback], *, epochs: int, initial_epoch: int, batch_size: int,
-                 shuffle: bool, seed: int, verbose: int, w: Optional[np.ndarray] = None) -> None:
+                 shuffle: bool, seed: int, verbose: int, w: Optional[np.ndarray] = None,
+                 source: Optional[Stream] = None, val_source: Optional[Stream] = None) -> None:
         self.model, self.x, self.y, self.val, self.w = model, x, y, val, w
         self.epochs, self.initial_epoch, self.batch_size = epochs, initial_epoch, batch_size
         self.shuffle, self.seed, self.verbose = shuffle, seed, verbose
-        self.steps = (x.shape[0] + batch_size - 1) // batch_size
+        self.source, self.val_source = source, val_source   # streamed data instead of x, y / val
+        self.steps = source.steps if source is not None else (x.shape[0] + batch_size - 1) // batch_size
         self.cbs = callbacks_mod.CallbackList(callbacks, model=model)
         self.history = callbacks_mod.History()   # called by the loop itself, never cut short
         self.history.set_model(model)
@@ -163,7 +284,7 @@ class FitLoop:
         line = self.verbose == 2 or (self.verbose == 1 and bar is None)   # no tqdm: epoch lines
         try:
             elapsed = self._train_batches(epoch, bar)
-            if self.ctrl_c.requested:
+            if self.ctrl_c.requested or self.running.seen == 0:   # nothing trained (a stream ran out)
                 return
             logs = self._epoch_logs()
             if self.ctrl_c.requested:
@@ -183,23 +304,56 @@ class FitLoop:
     def _train_batches(self, epoch: int, bar: Optional[callbacks_mod._Bar]) -> float:
         """Trains the epoch's batches, or those up to a stop; returns the seconds taken."""
         model, running = self.model, self.running
-        order = np.random.default_rng([int(self.seed), epoch]).permutation(self.x.shape[0]) if self.shuffle else None
         t0 = time.perf_counter()
-        for b, xb, yb, wb in batches(self.x, self.y, self.batch_size, order, self.w):
-            loss, correct = model._m.train_step(xb, yb) if wb is None else model._m.train_step(xb, yb, wb)
-            running.add(loss, correct, xb.shape[0])
-            if bar is not None:
-                bar.update(running.logs(), running.seen / max(time.perf_counter() - t0, 1e-9))
-            self._hooks("on_batch_end", b, {"loss": float(loss), "size": xb.shape[0]})
-            if model.stop_training or self.ctrl_c.requested:
-                break
+        if self.source is not None:
+            it: Iterator[Tuple[int, np.ndarray, np.ndarray, Optional[np.ndarray]]] = self._streamed(epoch)
+        else:
+            order = np.random.default_rng([int(self.seed), epoch]).permutation(self.x.shape[0]) if self.shuffle else None
+            it = batches(self.x, self.y, self.batch_size, order, self.w)
+        try:
+            for b, xb, yb, wb in it:
+                loss, correct = model._m.train_step(xb, yb) if wb is None else model._m.train_step(xb, yb, wb)
+                running.add(loss, correct, xb.shape[0])
+                if bar is not None:
+                    bar.update(running.logs(), running.seen / max(time.perf_counter() - t0, 1e-9))
+                self._hooks("on_batch_end", b, {"loss": float(loss), "size": xb.shape[0]})
+                if model.stop_training or self.ctrl_c.requested:
+                    break
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()       # stops a pipeline's worker threads on an early exit
+        if self.source is not None and self.source.exhausted and not self.ctrl_c.requested:
+            model.stop_training = True     # Keras: the input ran out of data
+            if self.verbose:
+                print(f"The training data ran out after {running.seen} samples in epoch {epoch + 1}; "
+                      "training stops (give steps_per_epoch * epochs batches).")
+        if running.seen == 0 and not (model.stop_training or self.ctrl_c.requested):
+            raise ValueError("the training data yielded no batches")
         return time.perf_counter() - t0
+
+    def _streamed(self, epoch: int) -> Iterator[Tuple[int, np.ndarray, np.ndarray, None]]:
+        it = self.source.epoch(epoch)
+        try:
+            for b, (xb, yb) in enumerate(it):
+                if yb is None:
+                    raise ValueError("fit needs (x, y) batches; a batch came without labels")
+                xb, yb = self.model._prepare(xb, yb)
+                if xb.shape[0] == 0:
+                    continue
+                yield b, xb, yb, None
+        finally:
+            it.close()
 
     def _epoch_logs(self) -> Logs:
         """The epoch's training logs, validation (with the epoch's final weights) and lr."""
         logs = self.running.logs()
-        if self.val is not None:
-            for k, v in self.model._evaluate_arrays(*self.val[:2], 256, *self.val[2:]).items():
+        if self.val is not None or self.val_source is not None:
+            if self.val_source is not None:
+                res = self.model._evaluate_stream(self.val_source)
+            else:
+                res = self.model._evaluate_arrays(*self.val[:2], 256, *self.val[2:])
+            for k, v in res.items():
                 logs["val_" + k] = v
         logs["lr"] = float(self.model.optimizer.lr)
         return logs

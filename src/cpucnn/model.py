@@ -361,7 +361,7 @@ class Sequential:
         return float(loss)
 
     def predict(self, x: Any, batch_size: int = 256,
-                outputs: Optional[Sequence[Union[int, layers_mod.Layer]]] = None) -> Any:
+                outputs: Optional[Sequence[Union[int, layers_mod.Layer]]] = None, steps: Optional[int] = None) -> Any:
         """The model's output for ``x``, computed in batches of ``batch_size``.
 
         Args:
@@ -371,6 +371,8 @@ class Sequential:
                 negative ones counting from the end, or the layer objects) are returned as a list in the
                 order asked, each the true output of that layer (a Conv2D followed by a ReLU gives its
                 output before the ReLU), computed in one pass.
+            steps (int, optional): when ``x`` is a ``cpucnn.data.Dataset`` or an iterable of batches
+                (``x`` or ``(x, y)``; y is ignored), the batches to run (None: one pass).
 
         Returns:
             np.ndarray (N, *output_shape), or a list of arrays when ``outputs`` is given.
@@ -384,11 +386,28 @@ class Sequential:
             >>> feats, probs = model.predict(x, outputs=[-3, -1])  # doctest: +SKIP
         """
         batch_size = _positive_int("batch_size", batch_size)
+        if not _fit.looks_like_array(x):
+            if outputs is not None:
+                raise ValueError("predict(outputs=...) needs an array x, not a dataset or an iterable of batches")
+            return self._predict_stream(_fit.Stream(x, steps, "x", one_pass=True), batch_size)
         x = self._to_core_input(_as_input(x))
         if outputs is None:
             return _image_out(self._m.predict(x, batch_size), self._channels_last)
         return self._predict_outputs(x, 0, [self._layer_index(o) for o in _as_list(outputs, "outputs")],
                                      batch_size)
+
+    def _predict_stream(self, stream: "_fit.Stream", batch_size: int) -> np.ndarray:
+        outs = []
+        it = stream.epoch(0)
+        try:
+            for xb, _ in it:
+                xb = self._to_core_input(_as_input(xb))
+                outs.append(_image_out(self._m.predict(xb, batch_size), self._channels_last))
+        finally:
+            it.close()
+        if not outs:
+            return np.zeros((0,) + tuple(self.output_shape), dtype=np.float32)
+        return np.concatenate(outs)
 
     def _layer_index(self, o: Any) -> int:
         """A layer of this model as its index: an int (negative from the end) or the layer object."""
@@ -431,9 +450,9 @@ class Sequential:
         """
         return SubModel(self, start, stop)
 
-    def evaluate(self, x: Any, y: Any, batch_size: int = 256, verbose: int = 0,
+    def evaluate(self, x: Any, y: Any = None, batch_size: int = 256, verbose: int = 0,
                  metrics: Optional[Iterable[str]] = None, sample_weight: Any = None,
-                 class_weight: Any = None) -> Dict[str, Any]:
+                 class_weight: Any = None, steps: Optional[int] = None) -> Dict[str, Any]:
         """Mean loss and metrics over (x, y).
 
         Args:
@@ -447,7 +466,9 @@ class Sequential:
                 ``"per_class"`` (a dict of arrays over the classes: ``precision``, ``recall``, ``f1``,
                 ``support``; a class never predicted or never present gets 0).
             sample_weight, class_weight: as in ``fit``: the loss is the weighted mean
-                ``sum(w_i * loss_i) / N``; the metrics stay unweighted.
+                ``sum(w_i * loss_i) / N``; the metrics stay unweighted (arrays only).
+            steps (int, optional): when ``x`` is a ``cpucnn.data.Dataset`` or an iterable of ``(x, y)``
+                batches (y None), the batches to evaluate (None: one pass).
 
         Returns:
             dict: ``"loss"`` and one entry per metric.
@@ -466,6 +487,13 @@ class Sequential:
         names = self.metrics if metrics is None else _metric_names(metrics, _METRICS + _EVAL_METRICS)
         if self.loss != "cross_entropy" and any(m in _EVAL_METRICS for m in names):
             raise ValueError(f"confusion_matrix and per_class need the cross_entropy loss, not {self.loss}")
+        stream = _fit.as_stream(x, y, steps, "x", one_pass=True)
+        if stream is not None:
+            if sample_weight is not None or class_weight is not None:
+                raise ValueError("sample_weight and class_weight need arrays, not a dataset or an iterable of batches")
+            if any(m in _EVAL_METRICS for m in names):
+                raise ValueError("confusion_matrix and per_class need arrays, not a dataset or an iterable of batches")
+            return self._evaluate_stream(stream, names)
         x, y = self._prepare(x, y)
         _require_finite(x, "x")
         out = self._evaluate_arrays(x, y, batch_size, self._weights(sample_weight, class_weight, y), names,
@@ -479,6 +507,32 @@ class Sequential:
                 out["confusion_matrix"] = cm
             if "per_class" in names:
                 out["per_class"] = _per_class(cm)
+        return out
+
+    def _evaluate_stream(self, stream: "_fit.Stream", metrics: Optional[Sequence[str]] = None) -> Dict[str, float]:
+        """evaluate over a stream's batches (epoch 0 of a Dataset: the same batches every time)."""
+        loss_sum, correct, top5, count = 0.0, 0, 0, 0
+        it = stream.epoch(0)
+        try:
+            for xb, yb in it:
+                if yb is None:
+                    raise ValueError("evaluate needs (x, y) batches; a batch came without labels")
+                xb, yb = self._prepare(xb, yb)
+                if xb.shape[0] == 0:
+                    continue
+                _require_finite(xb, "x")
+                ls, c, t5, n = self._m.evaluate(xb, yb, max(xb.shape[0], 1))
+                loss_sum, correct, top5, count = loss_sum + ls, correct + c, top5 + t5, count + n
+        finally:
+            it.close()
+        if count == 0:
+            raise ValueError("evaluate needs at least one sample; the data yielded no batches")
+        metrics = self.metrics if metrics is None else metrics
+        out = {"loss": float(loss_sum / count)}
+        if "accuracy" in metrics:
+            out["accuracy"] = float(correct / count)
+        if "top5" in metrics and self.loss == "cross_entropy":
+            out["top5"] = float(top5 / count)
         return out
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int, w: Optional[np.ndarray] = None,
@@ -498,15 +552,19 @@ class Sequential:
             out["top5"] = float(top5 / count)
         return out
 
-    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int = 32,
-            validation_data: Optional[Tuple[Any, Any]] = None, validation_split: float = 0.0,
+    def fit(self, x: Any, y: Any = None, epochs: int = 1, batch_size: int = 32,
+            validation_data: Any = None, validation_split: float = 0.0,
             shuffle: bool = True, callbacks: Optional[Sequence[callbacks_mod.Callback]] = None,
             verbose: int = 1, seed: Optional[int] = None, initial_epoch: int = 0, sample_weight: Any = None,
-            class_weight: Any = None) -> callbacks_mod.History:
+            class_weight: Any = None, steps_per_epoch: Optional[int] = None,
+            validation_steps: Optional[int] = None) -> callbacks_mod.History:
         """Trains for ``epochs`` epochs; returns a History (see cpucnn.callbacks).
 
         Args:
-            x: array-like (N, *input_shape).
+            x: array-like (N, *input_shape); or a ``cpucnn.data.Dataset`` or an iterable of ``(x, y)``
+                batches (a generator, a list, a ``Sequence``-like object with ``__len__``/``__getitem__``,
+                a PyTorch ``DataLoader``), with y None: then ``batch_size``, ``shuffle`` and ``seed`` do
+                not apply (the data decides).
             y: integer labels (N,) or probability targets (N, classes) for ``cross_entropy``, float
                 targets (N, outputs) for ``mse``.
             epochs (int, default 1): the epoch to stop at (counting ``initial_epoch``).
@@ -524,7 +582,11 @@ class Sequential:
             sample_weight (array-like (N,), optional): weighs each sample's loss; ``class_weight``
                 ({label: weight}, missing labels weigh 1) each class's, as Keras: a batch's loss is
                 ``sum(w_i * loss_i) / batch size``, w_i the product of both. ``validation_data`` may be
-                ``(x_val, y_val, sample_weight_val)``.
+                ``(x_val, y_val, sample_weight_val)``. Arrays only.
+            steps_per_epoch (int, optional): with a dataset or iterable, the batches of an epoch (None:
+                one pass; a one-shot generator needs it and continues across epochs, as in Keras).
+            validation_steps (int, optional): the batches of a ``validation_data`` given as a dataset or
+                iterable (None: one pass).
 
         Ctrl-C stops after the current batch and keeps the weights and the history of the completed
         epochs (``history.interrupted`` is then True); wherever it lands (a callback, validation,
@@ -542,9 +604,28 @@ class Sequential:
         epochs, batch_size, initial_epoch, seed = _fit_settings(epochs, batch_size, initial_epoch, verbose, seed)
         if isinstance(callbacks, callbacks_mod.Callback):
             callbacks = [callbacks]
-        x, y, val, w = self._fit_data(x, y, validation_data, validation_split, sample_weight, class_weight)
+        source = _fit.as_stream(x, y, steps_per_epoch, "x", one_pass=False)
+        val_source = None
+        if validation_data is not None and not isinstance(validation_data, (tuple, list)):
+            val_source = _fit.Stream(validation_data, validation_steps, "validation_data", one_pass=True)
+            validation_data = None
+        if source is not None:
+            if sample_weight is not None or class_weight is not None:
+                raise ValueError("sample_weight and class_weight need arrays, not a dataset or an iterable of batches")
+            if validation_split:
+                raise ValueError("validation_split needs arrays; with a dataset or generator pass validation_data")
+            val = None
+            if validation_data is not None:
+                if len(validation_data) != 2:
+                    raise ValueError("validation_data must be a pair (x_val, y_val)")
+                val = self._prepare(*validation_data)
+                _require_finite(val[0], "validation_data x")
+            x = y = w = None
+        else:
+            x, y, val, w = self._fit_data(x, y, validation_data, validation_split, sample_weight, class_weight)
         loop = _fit.FitLoop(self, x, y, val, list(callbacks or []), epochs=epochs, initial_epoch=initial_epoch,
-                            batch_size=batch_size, shuffle=shuffle, seed=seed, verbose=verbose, w=w)
+                            batch_size=batch_size, shuffle=shuffle, seed=seed, verbose=verbose, w=w,
+                            source=source, val_source=val_source)
         return loop.run()
 
     def _fit_data(self, x: Any, y: Any, validation_data: Optional[Tuple[Any, ...]], validation_split: float,
