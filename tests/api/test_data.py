@@ -551,3 +551,20 @@ def test_an_epoch_inherited_through_fork_fails_clearly_in_the_child(u8):
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert sum(1 for _ in it) == 3   # the parent's epoch goes on
 
+
+
+def test_array_only_options_with_a_stream_are_clear_errors():
+    """sample_weight / class_weight, evaluate's confusion_matrix and predict(outputs=) need arrays:
+    with a pipeline they are a ValueError at once, not silently ignored."""
+    x, y = toy()
+    m = small_model()
+    ds = Dataset.from_arrays(x, y).map_float(scale=1 / 255).batch(32)
+    with pytest.raises(ValueError, match="sample_weight and class_weight need arrays"):
+        m.fit(ds, epochs=1, verbose=0, sample_weight=np.ones(len(x), np.float32))
+    with pytest.raises(ValueError, match="sample_weight and class_weight need arrays"):
+        m.evaluate(ds, class_weight={0: 2.0})
+    with pytest.raises(ValueError, match="confusion_matrix and per_class need arrays"):
+        m.evaluate(ds, metrics=["confusion_matrix"])
+    with pytest.raises(ValueError, match="outputs"):
+        m.predict(ds, outputs=[0])
+    assert m.evaluate(ds, metrics=["accuracy"]).keys() == {"loss", "accuracy"}
