@@ -9,6 +9,24 @@ namespace cpucnn {
 
 namespace {
 
+// C (m x n) = op(A) (m x k) op(B) (k x n), row-major, on `threads` threads.
+void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+            const float* b, int64_t ldb, float* c, int64_t ldc, int threads) {
+  GemmArgs g;
+  g.trans_a = trans_a;
+  g.trans_b = trans_b;
+  g.m = m;
+  g.n = n;
+  g.k = k;
+  g.a = a;
+  g.lda = lda;
+  g.b = b;
+  g.ldb = ldb;
+  g.c = c;
+  g.ldc = ldc;
+  gemm_parallel(g, threads);
+}
+
 // y = x W^T + b with W (units, features), as torch.nn.Linear.
 class Dense : public Layer {
  public:
@@ -44,18 +62,8 @@ class Dense : public Layer {
 
   void forward(const float* x, float* y, int64_t n, const ForwardContext&) override {
     const int64_t f = in_shape[0];
-    GemmArgs g;
-    g.trans_b = true;
-    g.m = n;
-    g.n = units_;
-    g.k = f;
-    g.a = x;
-    g.lda = f;
-    g.b = params_[0].value.data();
-    g.ldb = f;
-    g.c = y;
-    g.ldc = units_;
-    gemm_parallel(g, get_num_threads());
+    // y (n x units) = x (n x f) * W^T (f x units)
+    matmul(false, true, n, units_, f, x, f, params_[0].value.data(), f, y, units_, get_num_threads());
     if (use_bias_) {
       const float* b = params_[1].value.data();
       for (int64_t i = 0; i < n; ++i)
@@ -67,18 +75,8 @@ class Dense : public Layer {
     const int64_t f = in_shape[0];
     const int threads = get_num_threads();
     if (!frozen_) {
-      GemmArgs gw;  // dW (units x f) = dy^T (units x n) * x (n x f)
-      gw.trans_a = true;
-      gw.m = units_;
-      gw.n = f;
-      gw.k = n;
-      gw.a = dy;
-      gw.lda = units_;
-      gw.b = x;
-      gw.ldb = f;
-      gw.c = params_[0].grad.data();
-      gw.ldc = f;
-      gemm_parallel(gw, threads);
+      // dW (units x f) = dy^T (units x n) * x (n x f)
+      matmul(true, false, units_, f, n, dy, units_, x, f, params_[0].grad.data(), f, threads);
       if (use_bias_) {
         float* db = params_[1].grad.data();
         std::memset(db, 0, units_ * sizeof(float));
@@ -87,17 +85,8 @@ class Dense : public Layer {
       }
     }  // frozen: no weight gradient
     if (dx) {
-      GemmArgs gd;  // dx (n x f) = dy (n x units) * W (units x f)
-      gd.m = n;
-      gd.n = f;
-      gd.k = units_;
-      gd.a = dy;
-      gd.lda = units_;
-      gd.b = params_[0].value.data();
-      gd.ldb = f;
-      gd.c = dx;
-      gd.ldc = f;
-      gemm_parallel(gd, threads);
+      // dx (n x f) = dy (n x units) * W (units x f)
+      matmul(false, false, n, f, units_, dy, units_, params_[0].value.data(), f, dx, f, threads);
     }
   }
 
