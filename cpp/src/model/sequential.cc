@@ -223,6 +223,23 @@ void check_weights(const float* w, int64_t n) {
 
 StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labels, const float* targets,
                                   const float* weights) {
+  const StepResult r = compute_gradients(x, n, labels, targets, weights);
+  apply_gradients();
+  return r;
+}
+
+namespace {
+// Backward runs down to the lowest layer that learns (frozen layers below
+// it need no gradient at all), which gets no dx.
+size_t lowest_learning(const std::vector<std::unique_ptr<Layer>>& layers) {
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i]->learns()) return i;
+  return layers.size();
+}
+}  // namespace
+
+StepResult Sequential::compute_gradients(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                                         const float* weights) {
   if (!optimizer_) throw ValueError("the model must be compiled before training: call compile()");
   if (n <= 0) throw ValueError("training needs at least one sample");
   const int64_t classes = output_shape()[0];
@@ -270,11 +287,7 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
   else
     r.loss = mse(out, targets, weights, n, classes, grad_a_.data(), &r.correct);
 
-  // Backward runs down to the lowest layer that learns (frozen layers below
-  // it need no gradient at all), which gets no dx.
-  size_t lowest = layers_.size();
-  for (size_t i = 0; i < layers_.size() && lowest == layers_.size(); ++i)
-    if (layers_[i]->learns()) lowest = i;
+  const size_t lowest = lowest_learning(layers_);
   float* dy = grad_a_.data();
   float* dx = grad_b_.data();
   for (size_t i = layers_.size(); i-- > lowest;) {
@@ -290,11 +303,82 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
     layers_[i]->backward(xin, out_[i], dy, i == lowest ? nullptr : dx, n);
     std::swap(dy, dx);
   }
+  return r;
+}
+
+void Sequential::idle_gradients() {
+  if (!optimizer_) throw ValueError("the model must be compiled before training: call compile()");
+  for (Param* p : trainable_params()) p->grad.zero();
+  if (!collective_) return;
+  // The synced layers' forward and backward with no samples, in the order a
+  // step runs them, so every process makes the same collective calls.
+  ForwardContext ctx{true, seed_, step_, version()};
+  std::vector<size_t> synced;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (dynamic_cast<SyncsStatistics*>(layers_[i].get())) synced.push_back(i);
+  for (size_t i : synced) layers_[i]->forward(nullptr, nullptr, 0, ctx);
+  const size_t lowest = lowest_learning(layers_);
+  for (size_t k = synced.size(); k-- > 0;)
+    if (synced[k] >= lowest) layers_[synced[k]]->backward(nullptr, nullptr, nullptr, nullptr, 0);
+}
+
+void Sequential::apply_gradients() {
+  if (!optimizer_) throw ValueError("the model must be compiled before training: call compile()");
   optimizer_->clip_gradients();
   optimizer_->step();
   ++step_;
   parameters_changed();
-  return r;
+}
+
+int64_t Sequential::gradient_numel() {
+  int64_t total = 0;
+  for (Param* p : trainable_params()) total += p->grad.numel();
+  return total;
+}
+
+float* Sequential::gradient_buffer() {
+  const int64_t want = gradient_numel() + kGradientExtra;
+  if (flat_grad_.numel() != want) {
+    flat_grad_.resize({want});
+    flat_grad_.zero();
+  }
+  return flat_grad_.data();
+}
+
+void Sequential::pack_gradients(float scale) {
+  float* buf = gradient_buffer();
+  for (Param* p : trainable_params()) {
+    const int64_t m = p->grad.numel();
+    const float* g = p->grad.data();
+    float* o = buf;
+    if (p->frozen || scale == 0.0f)
+      std::memset(o, 0, static_cast<size_t>(m) * sizeof(float));
+    else
+      parallel_for(m, 1 << 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) o[i] = g[i] * scale;
+      });
+    buf += m;
+  }
+}
+
+void Sequential::unpack_gradients(float scale) {
+  const float* buf = gradient_buffer();
+  for (Param* p : trainable_params()) {
+    const int64_t m = p->grad.numel();
+    float* g = p->grad.data();
+    const float* in = buf;
+    if (!p->frozen)
+      parallel_for(m, 1 << 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) g[i] = in[i] * scale;
+      });
+    buf += m;
+  }
+}
+
+void Sequential::set_collective(Collective* c) {
+  collective_ = c;
+  for (auto& l : layers_)
+    if (auto* s = dynamic_cast<SyncsStatistics*>(l.get())) s->set_collective(c);
 }
 
 void Sequential::predict(const float* x, int64_t n, float* out, int64_t batch_size) const {

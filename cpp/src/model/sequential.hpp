@@ -11,6 +11,7 @@
 
 #include "core/rwlock.hpp"
 #include "layers/layer.hpp"
+#include "model/collective.hpp"
 #include "model/json.hpp"
 #include "model/optimizer.hpp"
 
@@ -71,6 +72,32 @@ class Sequential {
   // loss is sum_i w_i loss_i / n (Keras's sample_weight).
   StepResult train_step(const float* x, int64_t n, const int64_t* labels, const float* targets,
                         const float* weights = nullptr);
+  // train_step in two halves, for data-parallel training (the same arithmetic:
+  // train_step is exactly compute_gradients then apply_gradients).
+  // compute_gradients: forward, loss and backward, leaving in each trainable
+  // parameter's grad the gradient of the batch's mean loss.
+  StepResult compute_gradients(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                               const float* weights = nullptr);
+  // A process with no samples in a data-parallel step: zero gradients, and the
+  // same calls to the collective (synced BatchNorm) as a step with samples.
+  void idle_gradients();
+  // Clips the gradients and updates the parameters with the optimizer.
+  void apply_gradients();
+
+  // The trainable parameters' gradients as one contiguous buffer (in
+  // trainable_params() order) followed by kGradientExtra slots for the caller
+  // (a data-parallel step carries its sample count and a stop flag in them):
+  // one allreduce moves everything. Allocated once; the pointer stays valid
+  // for the model's life.
+  static constexpr int64_t kGradientExtra = 2;
+  int64_t gradient_numel();
+  float* gradient_buffer();
+  // buffer = grads * scale (a frozen parameter's slots: 0; scale 0: all 0).
+  void pack_gradients(float scale);
+  // grads = buffer * scale (frozen parameters untouched).
+  void unpack_gradients(float scale);
+  // null: per-process statistics; see SyncsStatistics. Not owned.
+  void set_collective(Collective* c);
   // Inference in chunks of batch_size; safe to call from several threads.
   void predict(const float* x, int64_t n, float* out, int64_t batch_size) const;
   // Inference from layer `begin` (x: n x that layer's input shape) up to the last index in
@@ -122,6 +149,8 @@ class Sequential {
   std::vector<Tensor> acts_;         // storage of kOwn outputs (training)
   std::vector<float*> out_;          // out_[i] = where layer i's output is (training)
   Tensor grad_a_, grad_b_;       // ping-pong gradient buffers
+  Tensor flat_grad_;             // gradient_buffer()
+  Collective* collective_ = nullptr;
   int64_t max_numel_ = 0;        // largest per-sample activation
   RwLock mutex_;
   std::atomic<uint64_t> version_{1};
