@@ -269,12 +269,12 @@ class FitLoop:
             except KeyboardInterrupt:   # outside a hook: only where CtrlC could not be installed
                 self.ctrl_c.request()
             finally:
+                if self.dist is not None:
+                    self.dist.end()
                 self._end()
             return self.history
         finally:
             self.ctrl_c.uninstall()
-            if self.dist is not None:
-                self.dist.end()
 
     def _train(self) -> None:
         model, ctrl_c = self.model, self.ctrl_c
@@ -342,7 +342,8 @@ class FitLoop:
                     loss, correct = model._m.train_step(xb, yb) if wb is None else model._m.train_step(xb, yb, wb)
                 running.add(loss, correct, xb.shape[0])
                 if bar is not None:
-                    bar.update(running.logs() if running.seen else {}, running.seen / max(time.perf_counter() - t0, 1e-9))
+                    seen = running.seen if dist is None else dist.epoch_seen   # images/s over every process
+                    bar.update(running.logs() if running.seen else {}, seen / max(time.perf_counter() - t0, 1e-9))
                 self._hooks("on_batch_end", b, {"loss": float(loss), "size": xb.shape[0]})
                 if dist is not None:   # every process stops after the same step
                     model.stop_training = dist.any(model.stop_training)[0]

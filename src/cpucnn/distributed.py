@@ -290,6 +290,7 @@ class DataParallel:
         self.buf = model._m.gradient_buffer()     # a view of the model's contiguous gradients
         self.comm_seconds = 0.0
         self.steps = 0
+        self.epoch_seen = 0   # samples over every process in the epoch so far
         self._stats = [(layer._index, name) for layer in model.layers for name in layer.param_names
                        if name in ("running_mean", "running_var")]
 
@@ -314,6 +315,7 @@ class DataParallel:
     def batches(self, x: np.ndarray, y: np.ndarray, w: Optional[np.ndarray], batch_size: int, epoch: int,
                 seed: int, shuffle: bool) -> Iterator[Tuple[int, np.ndarray, np.ndarray, Optional[np.ndarray]]]:
         """(index, x, y, weights) of this process's slice at each step of the epoch (see ``shard``)."""
+        self.epoch_seen = 0
         for b, idx in enumerate(shard(x.shape[0], batch_size, epoch, seed, shuffle, self.rank, self.size)):
             yield b, x[idx], y[idx], None if w is None else w[idx]
 
@@ -339,6 +341,7 @@ class DataParallel:
         self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
         self.comm_seconds += time.perf_counter() - t
         total = float(buf[-2])
+        self.epoch_seen += int(total)
         m.apply_gradients(1.0 / total)
         self.steps += 1
         return float(loss), int(correct)
