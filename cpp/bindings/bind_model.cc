@@ -360,6 +360,14 @@ void register_model(py::module_& mod) {
            py::arg("unpack_scale") = py::none(),
            "train_step's second half: clip and update. With unpack_scale, the gradients are first read back "
            "from gradient_buffer() times unpack_scale.")
+      .def_property(
+          "dropout_stream", [](PyModel& s) { return s.m->dropout_stream(); },
+          [](PyModel& s, uint64_t v) {
+            py::gil_scoped_release nogil;
+            WriteLock lock(s.m->mutex());
+            s.m->set_dropout_stream(v);
+          },
+          "Dropout's random stream in training (0: the model's seed; data-parallel training sets the rank).")
       .def("set_collective",
            [](PyModel& s, const py::object& fn) {
              std::unique_ptr<PyCollective> c;

@@ -124,6 +124,11 @@ class Model:
     def apply_gradients(self, unpack_scale: float | None = None) -> None:
         """train_step's second half: clip and update. With unpack_scale, the gradients are first read back from gradient_buffer() times unpack_scale."""
 
+    @property
+    def dropout_stream(self) -> int:
+        """Dropout's random stream in training (0: the model's seed; data-parallel training sets the rank)."""
+    @dropout_stream.setter
+    def dropout_stream(self, value: int, /) -> None: ...
     def set_collective(self, fn: Callable[[NDArray[np.float64]], None] | None) -> None:
         """fn(values: float64 array) sums values over the processes in place (synced BatchNorm statistics); None: per-process statistics."""
 

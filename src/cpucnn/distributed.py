@@ -298,6 +298,7 @@ class DataParallel:
     def begin(self, seed: int) -> int:
         """Starts training: the same weights and shuffling seed on every process; returns the seed."""
         broadcast_weights(self.model)
+        self.model._m.dropout_stream = self.rank     # independent Dropout masks on each process
         if self.sync_batchnorm:
             self.model._m.set_collective(self._allreduce_inplace)
         return int(self.comm.bcast(int(seed), root=0))
@@ -305,6 +306,7 @@ class DataParallel:
     def end(self) -> None:
         """Ends training (also on an error)."""
         self.model._m.set_collective(None)
+        self.model._m.dropout_stream = 0
 
     def _allreduce_inplace(self, values: np.ndarray) -> None:
         t = time.perf_counter()

@@ -257,7 +257,7 @@ StepResult Sequential::compute_gradients(const float* x, int64_t n, const int64_
   }
   check_finite(x, n, checked_numel(input_shape_), "x");
 
-  ForwardContext ctx{true, seed_, step_, version()};
+  ForwardContext ctx{true, training_seed(), step_, version()};
   const float* in = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (storage_[i] == kOwn) {
@@ -312,7 +312,7 @@ void Sequential::idle_gradients() {
   if (!collective_) return;
   // The synced layers' forward and backward with no samples, in the order a
   // step runs them, so every process makes the same collective calls.
-  ForwardContext ctx{true, seed_, step_, version()};
+  ForwardContext ctx{true, training_seed(), step_, version()};
   std::vector<size_t> synced;
   for (size_t i = 0; i < layers_.size(); ++i)
     if (dynamic_cast<SyncsStatistics*>(layers_[i].get())) synced.push_back(i);

@@ -98,6 +98,11 @@ class Sequential {
   void unpack_gradients(float scale);
   // null: per-process statistics; see SyncsStatistics. Not owned.
   void set_collective(Collective* c);
+  // Dropout's random stream in training: 0 (the default) is the model's seed
+  // itself; data-parallel training gives each process its own (its rank), so
+  // the processes' slices of a global batch get independent masks.
+  uint64_t dropout_stream() const { return dropout_stream_; }
+  void set_dropout_stream(uint64_t s) { dropout_stream_ = s; }
   // Inference in chunks of batch_size; safe to call from several threads.
   void predict(const float* x, int64_t n, float* out, int64_t batch_size) const;
   // Inference from layer `begin` (x: n x that layer's input shape) up to the last index in
@@ -151,6 +156,8 @@ class Sequential {
   Tensor grad_a_, grad_b_;       // ping-pong gradient buffers
   Tensor flat_grad_;             // gradient_buffer()
   Collective* collective_ = nullptr;
+  uint64_t dropout_stream_ = 0;
+  uint64_t training_seed() const { return seed_ + dropout_stream_ * 0x9E3779B97F4A7C15ull; }
   int64_t max_numel_ = 0;        // largest per-sample activation
   RwLock mutex_;
   std::atomic<uint64_t> version_{1};
