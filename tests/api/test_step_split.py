@@ -3,6 +3,7 @@ compute_gradients + apply_gradients bit for bit, the contiguous gradient buffer 
 round-trips the gradients, and asking for distributed training without mpi4py says what to install."""
 
 import subprocess
+import threading
 import sys
 import textwrap
 
@@ -112,3 +113,83 @@ def test_without_mpi4py_the_error_says_what_to_install():
     lines = r.stdout.splitlines()
     assert len([ln for ln in lines if ln.startswith("ImportError:") and 'pip install "cpucnn[mpi]"' in ln]) == 2, r.stdout
     assert lines[-1] == "0 1 True"
+
+
+class ThreadComm:
+    """An allreduce between threads of this process (a stand-in for MPI in the tests): each thread
+    passes its rank and an array; every thread gets the sum, added in rank order."""
+
+    def __init__(self, k):
+        self.k, self.slots = k, [None] * k
+        self.barrier = threading.Barrier(k, timeout=60)
+
+    def allreduce(self, rank, arr):
+        self.slots[rank] = arr.copy()
+        self.barrier.wait()
+        total = self.slots[0].copy()
+        for s in self.slots[1:]:
+            total += s
+        self.barrier.wait()
+        arr[...] = total
+
+
+def bn_model(opt):
+    m = cc.Sequential([L.Conv2D(6, 3, padding="same", use_bias=False), L.BatchNorm2D(), L.ReLU(), L.MaxPool2D(2),
+                       L.Conv2D(4, 3, use_bias=False), L.BatchNorm2D(), L.ReLU(), L.Flatten(), L.Dense(3)],
+                      input_shape=(2, 6, 6), seed=4)
+    m.compile(optimizer=opt(), loss="cross_entropy")
+    return m
+
+
+@pytest.mark.parametrize("sizes", [[8, 8], [5, 3, 0]], ids=["2x8", "5+3+0"])
+def test_synced_batchnorm_over_threads_equals_one_batch(sizes):
+    """k "processes" (threads sharing an allreduce) with synced BatchNorm, each its slice of every
+    batch (a process with none takes part through idle_gradients), equal one model on the whole
+    batch: the sums of the statistics and the count-weighted gradient average in C++, without MPI."""
+    opt = lambda: cc.optimizers.SGD(lr=0.1, momentum=0.9)
+    k, total = len(sizes), sum(sizes)
+    rng = np.random.default_rng(2)
+    steps = 4
+    x = rng.standard_normal((steps * total, 2, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 3, steps * total)
+    ref = bn_model(opt)
+    for s in range(steps):
+        ref._m.train_step(x[s * total:(s + 1) * total], y[s * total:(s + 1) * total])
+    comm = ThreadComm(k)
+    models = [bn_model(opt) for _ in range(k)]
+    cuts = np.concatenate([[0], np.cumsum(sizes)])
+    errors = []
+
+    def run(r):
+        try:
+            m = models[r]._m
+            m.set_collective(lambda v: comm.allreduce(r, v))
+            buf = m.gradient_buffer()
+            for s in range(steps):
+                lo, hi = s * total + cuts[r], s * total + cuts[r + 1]
+                if hi > lo:
+                    m.compute_gradients(x[lo:hi], y[lo:hi])
+                else:
+                    m.idle_gradients()
+                m.pack_gradients(float(hi - lo))
+                buf[-2] = hi - lo
+                comm.allreduce(r, buf)
+                m.apply_gradients(1.0 / float(buf[-2]))
+            m.set_collective(None)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+            comm.barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(k)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    want = ref.get_weights()
+    for r, m in enumerate(models):
+        for w, v in zip(m.get_weights(), want):
+            err = np.abs(w - v).max() / max(np.abs(v).max(), 1e-30)
+            assert err < 1e-6, f"thread {r} of {sizes}: weight {v.shape} differs by {err:.2e} (relative)"
+    for w0, w1 in zip(models[0].get_weights(), models[-1].get_weights()):
+        assert np.array_equal(w0, w1)
