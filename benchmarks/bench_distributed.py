@@ -116,6 +116,19 @@ def scaling(one: dict, cores: int, per_machine_batch: int, latency_s: float) -> 
     return rows
 
 
+def strong_scaling(one: dict, cores: int, global_batch: int, latency_s: float) -> list:
+    """A fixed global batch split over p machines: speed-up over one machine (where it peaks, adding
+    machines stops paying)."""
+    t1 = one["step_s"] / one["global_batch"] * global_batch / cores
+    rows = []
+    for gbit in (10, 25):
+        for p in (1, 2, 4, 8, 16, 32, 64):
+            step = t1 / p + ring_allreduce_s(one["gradient_bytes"], p, gbit, latency_s)
+            rows.append({"model": one["model"], "machines": p, "gbit": gbit, "global_batch": global_batch,
+                         "step_s": step, "speedup": t1 / step})
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=["convnet_s", "vgg_s"])
@@ -125,6 +138,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--cores", type=int, default=16, help="cores per machine in the scaling model (default 16)")
     ap.add_argument("--machine-batch", type=int, default=128, help="images per machine per step in the model")
+    ap.add_argument("--strong-batch", type=int, default=1024,
+                    help="the fixed global batch of the strong-scaling model (default 1024)")
     ap.add_argument("--latency-us", type=float, default=50.0, help="per-message latency in the model (µs)")
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -134,11 +149,12 @@ def main(argv=None) -> int:
     if args.worker:
         worker(args)
         return 0
-    results, model_rows = [], []
+    results, model_rows, strong_rows = [], [], []
     for model in args.models:
         one, two = run(model, 1, args), run(model, 2, args)
         results += [one, two]
         model_rows += scaling(one, args.cores, args.machine_batch, args.latency_us * 1e-6)
+        strong_rows += strong_scaling(one, args.cores, args.strong_batch, args.latency_us * 1e-6)
         print(f"{model}: gradients {one['gradient_bytes'] / 1e6:.2f} MB")
     print("\ncomm %: time in the step's allreduce, waiting for the slower process included; allreduce %: "
           "the allreduce alone (after a barrier), per step")
@@ -156,8 +172,16 @@ def main(argv=None) -> int:
     for r in model_rows:
         print(f"{r['model']:10} {r['machines']:>8} {r['gbit']:>6} {r['compute_s'] * 1e3:>10.2f} "
               f"{r['allreduce_s'] * 1e3:>12.2f} {100 * r['efficiency']:>9.0f}% {r['speedup']:>7.1f}x")
+    print(f"\nstrong scaling: global batch {args.strong_batch} split over the machines; speed-up over one machine")
+    ps = sorted({r["machines"] for r in strong_rows})
+    print(f"{'model':10} {'Gbit/s':>6} " + " ".join(f"{p:>6}" for p in ps))
+    for model in args.models:
+        for gbit in (10, 25):
+            sp = {r["machines"]: r["speedup"] for r in strong_rows if r["model"] == model and r["gbit"] == gbit}
+            print(f"{model:10} {gbit:>6} " + " ".join(f"{sp[p]:>5.1f}x" for p in ps))
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": results, "scaling": model_rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"runs": results, "scaling": model_rows, "strong_scaling": strong_rows},
+                                              indent=2))
     return 0
 
 
