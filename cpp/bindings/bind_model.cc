@@ -75,6 +75,24 @@ class PyCollective : public Collective {
   py::function fn_;
 };
 
+// A GradientSink calling fn(offset, count) with the GIL (cpucnn.distributed starts
+// the allreduce of that range of the gradient buffer).
+class PySink : public GradientSink {
+ public:
+  explicit PySink(py::function fn) : fn_(std::move(fn)) {}
+  void ready(int64_t offset, int64_t count) override {
+    py::gil_scoped_acquire gil;
+    try {
+      fn_(offset, count);
+    } catch (py::error_already_set& e) {
+      throw std::runtime_error(std::string("the gradient allreduce failed: ") + e.what());
+    }
+  }
+
+ private:
+  py::function fn_;
+};
+
 // The model as Python sees it. Inference, reading parameters and saving hold
 // the lock shared; training, parameter writes and compile hold it exclusively.
 struct PyModel {
@@ -317,6 +335,42 @@ void register_model(py::module_& mod) {
            py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
            "train_step's first half: forward, loss, backward; returns (mean loss, top-1 hits) and leaves the "
            "gradients of the batch's mean loss in the parameters (apply_gradients updates them).")
+      .def("compute_gradients_overlapped",
+           [](PyModel& s, const FloatArray& x, const py::array& y, const py::object& sample_weight, float pack_scale,
+              const py::function& on_ready, int64_t bucket_floats) {
+             const int64_t n = s.check_xy(x, y);
+             const FloatArray w = PyModel::weights(sample_weight, n);
+             const float* wp = sample_weight.is_none() ? nullptr : w.data();
+             PySink sink(on_ready);
+             StepResult r;
+             if (s.float_targets(y)) {
+               FloatArray t = FloatArray::ensure(y);
+               if (!t) throw py::type_error("targets y must be convertible to float32, got " + dtype_str(y));
+               py::gil_scoped_release nogil;
+               WriteLock lock(s.m->mutex());
+               r = s.m->compute_gradients_overlapped(x.data(), n, nullptr, t.data(), wp, pack_scale, sink,
+                                                     bucket_floats);
+             } else {
+               LabelArray t = LabelArray::ensure(y);
+               if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
+               py::gil_scoped_release nogil;
+               WriteLock lock(s.m->mutex());
+               r = s.m->compute_gradients_overlapped(x.data(), n, t.data(), nullptr, wp, pack_scale, sink,
+                                                     bucket_floats);
+             }
+             return py::make_tuple(r.loss, r.correct);
+           },
+           py::arg("x"), py::arg("y"), py::arg("sample_weight"), py::arg("pack_scale"), py::arg("on_ready"),
+           py::arg("bucket_floats"),
+           "compute_gradients that packs the gradients (times pack_scale) into gradient_buffer() during the "
+           "backward pass and calls on_ready(offset, count) for each bucket as soon as it is final.")
+      .def("gradient_buckets",
+           [](PyModel& s, int64_t bucket_floats) {
+             py::gil_scoped_release nogil;
+             WriteLock lock(s.m->mutex());
+             return s.m->gradient_buckets(bucket_floats);
+           },
+           py::arg("bucket_floats"), "The (offset, count) ranges compute_gradients_overlapped hands over, in order.")
       .def("idle_gradients",
            [](PyModel& s) {
              py::gil_scoped_release nogil;

@@ -112,6 +112,14 @@ class Model:
                           sample_weight: ArrayLike | None = None) -> tuple[float, int]:
         """train_step's first half: forward, loss, backward; returns (mean loss, top-1 hits) and leaves the gradients of the batch's mean loss in the parameters (apply_gradients updates them)."""
 
+    def compute_gradients_overlapped(self, x: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None,
+                                     pack_scale: float, on_ready: Callable[[int, int], None],
+                                     bucket_floats: int) -> tuple[float, int]:
+        """compute_gradients that packs the gradients (times pack_scale) into gradient_buffer() during the backward pass and calls on_ready(offset, count) for each bucket as soon as it is final."""
+
+    def gradient_buckets(self, bucket_floats: int) -> list[tuple[int, int]]:
+        """The (offset, count) ranges compute_gradients_overlapped hands over, in order."""
+
     def idle_gradients(self) -> None:
         """A data-parallel step without samples: zero gradients, the same collective calls as a step."""
 

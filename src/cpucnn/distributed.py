@@ -57,6 +57,7 @@ INSTALL_HINT = ('pip install "cpucnn[mpi]" (installs mpi4py and the MPICH wheel;
 _comm: Any = None
 _local: Any = None
 _prev_excepthook: Any = None
+_bucket_mb = 1.0
 
 
 def _mpi() -> Any:
@@ -67,7 +68,8 @@ def _mpi() -> Any:
     return MPI
 
 
-def init(comm: Any = None, threads: Optional[int] = None, abort_on_error: bool = True) -> None:
+def init(comm: Any = None, threads: Optional[int] = None, abort_on_error: bool = True,
+         bucket_mb: float = 1.0) -> None:
     """Starts (or joins) the MPI job. Call once, before training; calling again does nothing.
 
     Args:
@@ -80,13 +82,20 @@ def init(comm: Any = None, threads: Optional[int] = None, abort_on_error: bool =
             traceback, calls ``MPI_Abort`` so that an uncaught exception (or Ctrl-C) on one
             process ends every process of the job within moments instead of leaving the others
             waiting in a collective forever.
+        bucket_mb (float, default 1.0): the gradients' allreduce starts in buckets of about this
+            many megabytes as soon as the backward pass has finished their layers (the last layers
+            first), overlapping the rest of the backward pass; 0: one blocking allreduce of all the
+            gradients after the backward pass.
 
     Raises:
         ImportError: mpi4py (or its MPI library) is not installed; the message says what to install.
     """
-    global _comm, _local, _prev_excepthook
+    global _comm, _local, _prev_excepthook, _bucket_mb
     if _comm is not None:
         return
+    if not bucket_mb >= 0:
+        raise ValueError(f"bucket_mb must be >= 0, got {bucket_mb!r}")
+    _bucket_mb = float(bucket_mb)
     MPI = _mpi()
     _comm = comm if comm is not None else MPI.COMM_WORLD
     _local = _comm.Split_type(MPI.COMM_TYPE_SHARED, key=_comm.Get_rank())
@@ -107,13 +116,15 @@ def init(comm: Any = None, threads: Optional[int] = None, abort_on_error: bool =
 
 def _abort_hook(etype: Any, value: Any, tb: Any) -> None:
     """sys.excepthook under init(): the traceback, then MPI_Abort for the whole job."""
+    several = _comm is not None and _comm.Get_size() > 1
     try:
         (_prev_excepthook or sys.__excepthook__)(etype, value, tb)
-        sys.stderr.write(f"cpucnn.distributed: process {rank()} of {size()} failed ({etype.__name__}); "
-                         "aborting every process of the job (MPI_Abort)\n")
-        sys.stderr.flush()
+        if several:
+            sys.stderr.write(f"cpucnn.distributed: process {rank()} of {size()} failed ({etype.__name__}); "
+                             "aborting every process of the job (MPI_Abort)\n")
+            sys.stderr.flush()
     finally:
-        if _comm is not None and _comm.Get_size() > 1:
+        if several:
             _comm.Abort(1)
 
 
@@ -277,14 +288,23 @@ class DataParallel:
     """What ``fit(distributed=True)`` adds to the training loop (used by cpucnn's fit loop).
 
     A step: forward and backward on this process's slice (GIL released), the gradients packed
-    into the model's one contiguous buffer multiplied by the slice's sample count, one in-place
+    into the model's one contiguous buffer multiplied by the slice's sample count, an in-place
     allreduce of that buffer (plus the count), then the optimizer update from the sum divided by the
-    global count (GIL released). ``comm_seconds`` accumulates the time spent in the allreduce.
+    global count (GIL released). With buckets (``bucket_mb`` > 0) the backward pass packs each
+    layer's gradients as it finishes it and starts a non-blocking allreduce of each bucket as soon
+    as its layers are done, so it overlaps the rest of the backward pass; without, one blocking
+    allreduce follows the backward pass. ``comm_seconds`` accumulates the time spent starting,
+    progressing and waiting for the allreduces.
     """
 
-    def __init__(self, model: Any, sync_batchnorm: bool = False) -> None:
+    def __init__(self, model: Any, sync_batchnorm: bool = False, bucket_mb: Optional[float] = None) -> None:
         self.MPI = _mpi()
         self.comm = _world()
+        mb = _bucket_mb if bucket_mb is None else float(bucket_mb)
+        self.bucket_floats = int(mb * 1e6 / 4)          # 0: one blocking allreduce after the backward pass
+        self.buckets = model._m.gradient_buckets(self.bucket_floats) if self.bucket_floats else []
+        self._pending: List[Any] = []
+        self._bn_comm: Any = None
         self.model, self.sync_batchnorm = model, bool(sync_batchnorm)
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.buf = model._m.gradient_buffer()     # a view of the model's contiguous gradients
@@ -300,6 +320,9 @@ class DataParallel:
         broadcast_weights(self.model)
         self.model._m.dropout_stream = self.rank     # independent Dropout masks on each process
         if self.sync_batchnorm:
+            # Its own communicator: its blocking allreduces run while gradient buckets are in flight,
+            # and a process without samples makes them before its buckets, not between them.
+            self._bn_comm = self.comm.Dup()
             self.model._m.set_collective(self._allreduce_inplace)
         return int(self.comm.bcast(int(seed), root=0))
 
@@ -307,10 +330,21 @@ class DataParallel:
         """Ends training (also on an error)."""
         self.model._m.set_collective(None)
         self.model._m.dropout_stream = 0
+        if self._bn_comm is not None:
+            self._bn_comm.Free()
+            self._bn_comm = None
 
     def _allreduce_inplace(self, values: np.ndarray) -> None:
         t = time.perf_counter()
-        self.comm.Allreduce(self.MPI.IN_PLACE, values, op=self.MPI.SUM)
+        self._bn_comm.Allreduce(self.MPI.IN_PLACE, values, op=self.MPI.SUM)
+        self.comm_seconds += time.perf_counter() - t
+
+    def _ready(self, offset: int, count: int) -> None:
+        """A bucket of packed gradients is final: start its allreduce, and progress the earlier ones."""
+        t = time.perf_counter()
+        self._pending.append(self.comm.Iallreduce(self.MPI.IN_PLACE, self.buf[offset:offset + count],
+                                                  op=self.MPI.SUM))
+        self.MPI.Request.Testall(self._pending)
         self.comm_seconds += time.perf_counter() - t
 
     # -- an epoch ---------------------------------------------------------------
@@ -330,18 +364,32 @@ class DataParallel:
         """One data-parallel step on this process's slice; returns its (mean loss, top-1 hits)."""
         m = self.model._m
         n = xb.shape[0]
-        if n:
-            loss, correct = m.compute_gradients(xb, yb) if wb is None else m.compute_gradients(xb, yb, wb)
-        else:
-            m.idle_gradients()
-            loss, correct = 0.0, 0
-        m.pack_gradients(float(n))
         buf = self.buf
-        buf[-2] = n
-        buf[-1] = loss * n
-        t = time.perf_counter()
-        self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
-        self.comm_seconds += time.perf_counter() - t
+        if self.bucket_floats:     # buckets start their allreduce during the backward pass
+            buf[-2:] = (n, 0.0)
+            if n:
+                loss, correct = m.compute_gradients_overlapped(xb, yb, wb, float(n), self._ready, self.bucket_floats)
+            else:
+                m.idle_gradients()
+                m.pack_gradients(0.0)
+                loss, correct = 0.0, 0
+                for off, cnt in self.buckets:
+                    self._ready(off, cnt)
+            t = time.perf_counter()
+            self.MPI.Request.Waitall(self._pending)
+            self._pending.clear()
+            self.comm_seconds += time.perf_counter() - t
+        else:                      # one allreduce of everything after the backward pass
+            if n:
+                loss, correct = m.compute_gradients(xb, yb) if wb is None else m.compute_gradients(xb, yb, wb)
+            else:
+                m.idle_gradients()
+                loss, correct = 0.0, 0
+            m.pack_gradients(float(n))
+            buf[-2:] = (n, 0.0)
+            t = time.perf_counter()
+            self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+            self.comm_seconds += time.perf_counter() - t
         total = float(buf[-2])
         self.epoch_seen += int(total)
         m.apply_gradients(1.0 / total)

@@ -193,3 +193,40 @@ def test_synced_batchnorm_over_threads_equals_one_batch(sizes):
             assert err < 1e-6, f"thread {r} of {sizes}: weight {v.shape} differs by {err:.2e} (relative)"
     for w0, w1 in zip(models[0].get_weights(), models[-1].get_weights()):
         assert np.array_equal(w0, w1)
+
+
+@pytest.mark.parametrize("bucket_floats", [1, 100, 10 ** 9])
+def test_overlapped_packing_hands_over_every_bucket_once_in_order(bucket_floats):
+    """compute_gradients_overlapped leaves the buffer pack_gradients would, hands over the ranges
+    of gradient_buckets (in that order, covering the buffer once, the extra slots in the first),
+    each only once its values are final; the update that follows is bit-identical."""
+    x, y = data()
+    a, b = model(cc.optimizers.Adam(lr=1e-2)), model(cc.optimizers.Adam(lr=1e-2))
+    for s in range(2):
+        xb, yb = x[12 * s:12 * s + 12], y[12 * s:12 * s + 12]
+        la = a._m.compute_gradients(xb, yb)
+        a._m.pack_gradients(12.0)
+        want = a._m.gradient_buffer()[:-2].copy()
+        buf = b._m.gradient_buffer()
+        buf[:] = np.nan
+        buf[-2:] = (12, 0)
+        got, snapshots = [], []
+
+        def ready(off, cnt):
+            got.append((off, cnt))
+            snapshots.append(buf[off:off + cnt].copy())
+
+        lb = b._m.compute_gradients_overlapped(xb, yb, None, 12.0, ready, bucket_floats)
+        assert la == lb
+        assert got == [tuple(r) for r in b._m.gradient_buckets(bucket_floats)]
+        assert sorted(got)[0][0] == 0 and sum(c for _, c in got) == buf.size
+        assert got[0][0] + got[0][1] == buf.size
+        for (off, cnt), snap in zip(got, snapshots):   # final when handed over
+            assert np.array_equal(snap, buf[off:off + cnt]), (off, cnt)
+        assert np.array_equal(buf[:-2], want)
+        a._m.apply_gradients(1 / 12)
+        b._m.apply_gradients(1 / 12)
+    if bucket_floats == 1:
+        assert len(got) > 3
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        assert np.array_equal(wa, wb)

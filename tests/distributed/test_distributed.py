@@ -39,9 +39,10 @@ MPIRUN, WHY = _launcher()
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason=WHY or "")
 
 
-def mpirun(k, *args, timeout=TIMEOUT, check=True):
-    """Runs worker.py on k processes; returns (CompletedProcess, seconds)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+def mpirun(k, *args, timeout=TIMEOUT, check=True, bucket_mb=1.0):
+    """Runs worker.py on k processes; returns (CompletedProcess, seconds). bucket_mb: the gradient
+    buckets (cpucnn.distributed.init's; 0: one blocking allreduce per step)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", BUCKET_MB=str(bucket_mb),
                # Open MPI, if that is the MPI here: allow root and more processes than cores.
                OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1")
@@ -69,12 +70,14 @@ def read_all(out, k):
 
 # -- equivalence --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("opt", ["sgd", "adam"])
-def test_two_processes_of_32_equal_one_of_64(tmp_path, opt):
-    """10 steps (640 samples, global batch 64) of SGD-momentum / Adam with synced BatchNorm: every
-    weight within 1e-6 of one process's (relative to the tensor's largest value)."""
+# Small models: 1e-4 MB buckets (25 floats) cut their gradients into a bucket per layer or so.
+@pytest.mark.parametrize("opt,bucket_mb", [("sgd", 0.0), ("sgd", 1e-4), ("adam", 0.0), ("adam", 1e-4)])
+def test_two_processes_of_32_equal_one_of_64(tmp_path, opt, bucket_mb):
+    """10 steps (640 samples, global batch 64) of SGD-momentum / Adam with synced BatchNorm, with one
+    blocking allreduce per step or buckets overlapping the backward pass: every weight within 1e-6
+    of one process's (relative to the tensor's largest value)."""
     out = tmp_path / "eq.json"
-    mpirun(2, "equivalence", out, opt, 640, 64, 1)
+    mpirun(2, "equivalence", out, opt, 640, 64, 1, bucket_mb=bucket_mb)
     r = read(out)
     assert r["steps"] == r["ref_steps"] == 10, r
     assert max(r["errors"]) < 1e-6, f"{opt}: relative errors per weight {r['errors']}"
@@ -82,12 +85,13 @@ def test_two_processes_of_32_equal_one_of_64(tmp_path, opt):
     assert np.allclose(r["val_loss"], r["ref_val_loss"], rtol=1e-6), (r["val_loss"], r["ref_val_loss"])
 
 
-def test_three_processes_with_uneven_last_batches(tmp_path):
+@pytest.mark.parametrize("bucket_mb", [0.0, 1e-4])
+def test_three_processes_with_uneven_last_batches(tmp_path, bucket_mb):
     """194 samples, 3 processes x 16 (global 48): each epoch ends with a global batch of 2 (1, 1 and 0
     samples: process 2 has none and still takes part), 2 epochs of SGD-momentum with synced
     BatchNorm equal one process with batch 48."""
     out = tmp_path / "eq3.json"
-    mpirun(3, "equivalence", out, "sgd", 194, 48, 2)
+    mpirun(3, "equivalence", out, "sgd", 194, 48, 2, bucket_mb=bucket_mb)
     r = read(out)
     assert r["steps"] == r["ref_steps"] == 10, r
     assert max(r["errors"]) < 1e-6, f"relative errors per weight {r['errors']}"

@@ -73,6 +73,10 @@ class Spy:
         self._record.extend(int(v) for v in xb[:, 0, 0, 0])
         return self._core.compute_gradients(xb, yb, *rest)
 
+    def compute_gradients_overlapped(self, xb, yb, *rest):
+        self._record.extend(int(v) for v in xb[:, 0, 0, 0])
+        return self._core.compute_gradients_overlapped(xb, yb, *rest)
+
     def __getattr__(self, name):
         return getattr(self._core, name)
 
@@ -164,7 +168,7 @@ def fashion_model():
 
 
 def main():
-    dist.init(threads=1)
+    dist.init(threads=1, bucket_mb=float(os.environ.get("BUCKET_MB", "1.0")))
     mode, out, *args = sys.argv[1:]
     if mode == "equivalence":
         equivalence(out, args[0], int(args[1]), int(args[2]), int(args[3]))

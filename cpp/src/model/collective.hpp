@@ -17,6 +17,16 @@ class Collective {
   virtual void allreduce_sum(double* values, int64_t n) = 0;
 };
 
+// Takes the gradients of a data-parallel step as the backward pass finishes
+// them (to start their allreduce while the rest of the backward runs): see
+// Sequential::compute_gradients_overlapped.
+class GradientSink {
+ public:
+  virtual ~GradientSink() = default;
+  // [offset, offset + count) of Sequential::gradient_buffer() is final.
+  virtual void ready(int64_t offset, int64_t count) = 0;
+};
+
 // A layer whose batch statistics can be computed over the global batch.
 class SyncsStatistics {
  public:

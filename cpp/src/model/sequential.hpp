@@ -78,6 +78,17 @@ class Sequential {
   // parameter's grad the gradient of the batch's mean loss.
   StepResult compute_gradients(const float* x, int64_t n, const int64_t* labels, const float* targets,
                                const float* weights = nullptr);
+  // compute_gradients that also packs the gradients (times pack_scale, as
+  // pack_gradients) into gradient_buffer() while the backward pass runs: each
+  // time the finished layers (the last ones first) hold bucket_floats or more
+  // not yet handed over, sink.ready() gets that range. The ranges are those of
+  // gradient_buckets(bucket_floats), in its order; the first one also holds
+  // the kGradientExtra slots (write them before the call).
+  StepResult compute_gradients_overlapped(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                                          const float* weights, float pack_scale, GradientSink& sink,
+                                          int64_t bucket_floats);
+  // The (offset, count) ranges compute_gradients_overlapped hands over, in order.
+  std::vector<std::pair<int64_t, int64_t>> gradient_buckets(int64_t bucket_floats);
   // A process with no samples in a data-parallel step: zero gradients, and the
   // same calls to the collective (synced BatchNorm) as a step with samples.
   void idle_gradients();
@@ -131,6 +142,16 @@ class Sequential {
 
  private:
   void plan_storage();
+  // compute_gradients, calling after_layer(i) once layer i's backward has run.
+  StepResult run_step(const float* x, int64_t n, const int64_t* labels, const float* targets, const float* weights,
+                      const std::function<void(size_t)>& after_layer);
+  // Where each layer's trainable parameters start in gradient_buffer() (size()+1 entries).
+  std::vector<int64_t> layer_offsets();
+  // Calls emit(offset, count) for each bucket: walking the layers from the
+  // last, a range is cut at a layer's start once it holds bucket_floats or
+  // more; what is left at the end is the last range.
+  void for_each_bucket(int64_t bucket_floats, const std::vector<int64_t>& off,
+                       const std::function<void(int64_t, int64_t)>& emit);
 
   Dims input_shape_;
   std::vector<std::unique_ptr<Layer>> layers_;
