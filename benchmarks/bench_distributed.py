@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Data-parallel training speed: 1 process x 1 thread vs 2 processes x 1 thread at the same global
-batch, images/s and the fraction of each step spent in (waiting for) the gradient allreduce; then a
+batch (one blocking allreduce per step, and buckets overlapping the backward pass), images/s and the
+fraction of each step spent in (waiting for) the gradient allreduce; then a
 ring-allreduce model of 8 and 64 machines on 10 and 25 Gbit/s Ethernet from the measured step time
 and the gradient bytes.
 
@@ -36,7 +37,7 @@ def worker(args) -> None:
     from cpucnn import distributed as dist
     from models import cpucnn_model
 
-    dist.init(threads=args.threads)
+    dist.init(threads=args.threads, bucket_mb=args.bucket_mb)
     p = dist.size()
     model = cpucnn_model(args.model)
     model.compile(optimizer=cc.optimizers.SGD(lr=0.01, momentum=0.9), loss="cross_entropy")
@@ -67,6 +68,7 @@ def worker(args) -> None:
         grad_floats = model._m.gradient_buffer().size - 2
         print("RESULT " + json.dumps({
             "model": args.model, "processes": p, "threads": cc.get_num_threads(), "global_batch": per * p,
+            "bucket_mb": args.bucket_mb,
             "steps": args.steps, "step_s": elapsed / args.steps, "images_per_s": per * p * args.steps / elapsed,
             "comm_fraction": dp.comm_seconds / elapsed, "allreduce_s": allreduce_s,
             "allreduce_fraction": allreduce_s * args.steps / elapsed, "gradient_bytes": 4 * grad_floats}))
@@ -82,11 +84,12 @@ def launcher() -> str:
     raise SystemExit('no mpiexec/mpirun: pip install "cpucnn[mpi]"')
 
 
-def run(model: str, procs: int, args) -> dict:
+def run(model: str, procs: int, args, bucket_mb: float = 0.0) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1")
     cmd = [launcher(), "-np", str(procs), sys.executable, __file__, "--worker", "--model", model,
-           "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", "1"]
+           "--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads", "1",
+           "--bucket-mb", str(bucket_mb)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{r.stdout}\n{r.stderr}")
@@ -142,7 +145,10 @@ def main(argv=None) -> int:
                     help="the fixed global batch of the strong-scaling model (default 1024)")
     ap.add_argument("--latency-us", type=float, default=50.0, help="per-message latency in the model (µs)")
     ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--overlap-mb", type=float, default=1.0,
+                    help="bucket size of the overlapped 2-process run (the other is blocking; default 1.0)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--bucket-mb", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--model", default="convnet_s", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -151,18 +157,19 @@ def main(argv=None) -> int:
         return 0
     results, model_rows, strong_rows = [], [], []
     for model in args.models:
-        one, two = run(model, 1, args), run(model, 2, args)
-        results += [one, two]
+        one = run(model, 1, args)
+        results += [one, run(model, 2, args, 0.0), run(model, 2, args, args.overlap_mb)]
         model_rows += scaling(one, args.cores, args.machine_batch, args.latency_us * 1e-6)
         strong_rows += strong_scaling(one, args.cores, args.strong_batch, args.latency_us * 1e-6)
         print(f"{model}: gradients {one['gradient_bytes'] / 1e6:.2f} MB")
-    print("\ncomm %: time in the step's allreduce, waiting for the slower process included; allreduce %: "
-          "the allreduce alone (after a barrier), per step")
-    print(f"{'model':10} {'procs':>5} {'threads':>7} {'step ms':>8} {'img/s':>8} {'comm %':>7} {'allreduce %':>11} "
-          f"{'speed-up':>8}")
+    print("\ncomm %: time in the step's allreduce calls (starting, progressing and waiting, for the slower "
+          "process too); allreduce %: one blocking allreduce of all the gradients alone (after a barrier)")
+    print(f"{'model':10} {'procs':>5} {'threads':>7} {'allreduce':>14} {'step ms':>8} {'img/s':>8} {'comm %':>7} "
+          f"{'allreduce %':>11} {'speed-up':>8}")
     base = {r["model"]: r["images_per_s"] for r in results if r["processes"] == 1}
     for r in results:
-        print(f"{r['model']:10} {r['processes']:>5} {r['threads']:>7} {r['step_s'] * 1e3:>8.1f} "
+        how = "-" if r["processes"] == 1 else ("blocking" if not r["bucket_mb"] else f"{r['bucket_mb']:g} MB buckets")
+        print(f"{r['model']:10} {r['processes']:>5} {r['threads']:>7} {how:>14} {r['step_s'] * 1e3:>8.1f} "
               f"{r['images_per_s']:>8.0f} {100 * r['comm_fraction']:>6.1f}% {100 * r['allreduce_fraction']:>10.1f}% "
               f"{r['images_per_s'] / base[r['model']]:>7.2f}x")
     print(f"\nscaling model: {args.cores} cores/machine, {args.machine_batch} images/machine/step, ring allreduce, "
