@@ -177,6 +177,9 @@ def test_a_failing_process_ends_the_job(tmp_path, how):
 # -- output -------------------------------------------------------------------------------------
 
 def test_process_zero_prints_and_saves_and_early_stopping_agrees(tmp_path):
+    """verbose=2 under 2 processes: the epoch lines once (process 0), ModelCheckpoint's file from
+    process 0 only, EarlyStopping stops both after the same epoch, and predict/evaluate(distributed)
+    match one process's."""
     ckpt = tmp_path / "out.cnn"
     r, _ = mpirun(2, "output", tmp_path / "out", ckpt)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("Epoch ")]
@@ -185,6 +188,14 @@ def test_process_zero_prints_and_saves_and_early_stopping_agrees(tmp_path):
     assert res[0]["saved"] == [str(ckpt)] * 2 and res[1]["saved"] == []
     assert res[0]["epochs"] == res[1]["epochs"] == [0, 1]
     assert res[0]["logs"] == res[1]["logs"]          # the same logs (over both processes) on each
+    # predict(distributed=True): 41 samples over 2 processes, gathered on process 0 only.
+    # (Chunks of other sizes than one process's: the kernels may differ by rounding.)
+    assert res[0]["predict_none"] is False and res[0]["predict_error"] < 1e-5 and res[1]["predict_none"] is True, res
+    # evaluate(distributed=True): the same loss, accuracy and confusion matrix as one process, on both.
+    for r in res:
+        loss, acc, cm = r["eval"]
+        want_loss, want_acc, want_cm = r["eval_local"]
+        assert abs(loss - want_loss) <= 1e-6 * abs(want_loss) and acc == want_acc and cm == want_cm, r
 
 
 # -- a short real run ---------------------------------------------------------------------------

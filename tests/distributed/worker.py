@@ -146,7 +146,15 @@ def output(out, ckpt):
     m = build("sgd")
     h = m.fit(x, y, batch_size=16, epochs=5, seed=2, verbose=2, distributed=True, callbacks=[cb, stop],
               validation_data=data(40, seed=8))
-    write(out, {"saved": cb.saved, "epochs": h.epoch, "logs": h.history}, everyone=True)
+    xv, yv = data(41, seed=8)
+    pred = m.predict(xv, batch_size=8, distributed=True)   # process 0 gathers, the others get None
+    ev = m.evaluate(xv, yv, batch_size=8, distributed=True, metrics=["accuracy", "confusion_matrix"])
+    local = m.evaluate(xv, yv, batch_size=8, metrics=["accuracy", "confusion_matrix"])
+    write(out, {"saved": cb.saved, "epochs": h.epoch, "logs": h.history,
+                "predict_none": pred is None,
+                "predict_error": None if pred is None else float(np.abs(pred - m.predict(xv)).max()),
+                "eval": [ev["loss"], ev["accuracy"], ev["confusion_matrix"].tolist()],
+                "eval_local": [local["loss"], local["accuracy"], local["confusion_matrix"].tolist()]}, everyone=True)
 
 
 def fashion(out, n, batch, epochs):
