@@ -322,7 +322,7 @@ class DataParallel:
         if self.sync_batchnorm:
             # Its own communicator: its blocking allreduces run while gradient buckets are in flight,
             # and a process without samples makes them before its buckets, not between them.
-            self._bn_comm = self.comm.Dup()
+            self._bn_comm = _side_comm()
             self.model._m.set_collective(self._allreduce_inplace)
         return int(self.comm.bcast(int(seed), root=0))
 
@@ -330,9 +330,6 @@ class DataParallel:
         """Ends training (also on an error)."""
         self.model._m.set_collective(None)
         self.model._m.dropout_stream = 0
-        if self._bn_comm is not None:
-            self._bn_comm.Free()
-            self._bn_comm = None
 
     def _allreduce_inplace(self, values: np.ndarray) -> None:
         t = time.perf_counter()
@@ -419,6 +416,19 @@ class DataParallel:
                 at += v.size
             self.model._m.set_params(items)
         check_weights(self.model)
+
+
+_side: Any = None
+
+
+def _side_comm() -> Any:
+    """A duplicate of the job's communicator for synced BatchNorm, made once (a collective call, which
+    every process makes at the same point) and kept: freeing it is collective too, which a process
+    leaving fit through an exception must not wait for."""
+    global _side
+    if _side is None:
+        _side = _world().Dup()
+    return _side
 
 
 def _slice(n: int) -> Tuple[int, int]:
