@@ -39,6 +39,20 @@ MPIRUN, WHY = _launcher()
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason=WHY or "")
 
 
+def _extra_flags():
+    """Open MPI's mpirun needs --oversubscribe for more processes than cores (MPICH's needs nothing)."""
+    if MPIRUN is None:
+        return []
+    try:
+        v = subprocess.run([MPIRUN, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return ["--oversubscribe"] if "open mpi" in (v.stdout + v.stderr).lower() else []
+
+
+FLAGS = _extra_flags()
+
+
 def mpirun(k, *args, timeout=TIMEOUT, check=True, bucket_mb=1.0):
     """Runs worker.py on k processes; returns (CompletedProcess, seconds). bucket_mb: the gradient
     buckets (cpucnn.distributed.init's; 0: one blocking allreduce per step)."""
@@ -48,7 +62,7 @@ def mpirun(k, *args, timeout=TIMEOUT, check=True, bucket_mb=1.0):
                OMPI_MCA_rmaps_base_oversubscribe="1")
     src = Path(cc.__file__).resolve().parents[1]        # the cpucnn being tested, installed or from src/
     env["PYTHONPATH"] = os.pathsep.join([str(src)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    cmd = [MPIRUN, "-np", str(k), sys.executable, str(WORKER), *map(str, args)]
+    cmd = [MPIRUN, *FLAGS, "-np", str(k), sys.executable, str(WORKER), *map(str, args)]
     t0 = time.perf_counter()
     try:
         r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, start_new_session=True)
