@@ -395,7 +395,9 @@ class DataParallel:
 
     def any(self, *flags: bool) -> List[bool]:
         """Each flag OR-ed over every process (decisions every process must take alike)."""
-        got = self.comm.allreduce(np.array([int(bool(f)) for f in flags]), op=self.MPI.MAX)
+        local = np.array([int(bool(f)) for f in flags], np.int32)
+        got = np.empty_like(local)
+        self.comm.Allreduce(local, got, op=self.MPI.MAX)
         return [bool(v) for v in got]
 
     def totals(self, loss_sum: float, hits: int, seen: int) -> Tuple[float, int, int]:
