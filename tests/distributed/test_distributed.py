@@ -202,6 +202,8 @@ def test_process_zero_prints_and_saves_and_early_stopping_agrees(tmp_path):
     assert res[0]["saved"] == [str(ckpt)] * 2 and res[1]["saved"] == []
     assert res[0]["epochs"] == res[1]["epochs"] == [0, 1]
     assert res[0]["logs"] == res[1]["logs"]          # the same logs (over both processes) on each
+    # Per-process BatchNorm statistics (the default), running statistics averaged: identical weights.
+    assert res[0]["hash"] == res[1]["hash"]
     # predict(distributed=True): 41 samples over 2 processes, gathered on process 0 only.
     # (Chunks of other sizes than one process's: the kernels may differ by rounding.)
     assert res[0]["predict_none"] is False and res[0]["predict_error"] < 1e-5 and res[1]["predict_none"] is True, res

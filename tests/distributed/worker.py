@@ -150,7 +150,7 @@ def output(out, ckpt):
     pred = m.predict(xv, batch_size=8, distributed=True)   # process 0 gathers, the others get None
     ev = m.evaluate(xv, yv, batch_size=8, distributed=True, metrics=["accuracy", "confusion_matrix"])
     local = m.evaluate(xv, yv, batch_size=8, metrics=["accuracy", "confusion_matrix"])
-    write(out, {"saved": cb.saved, "epochs": h.epoch, "logs": h.history,
+    write(out, {"saved": cb.saved, "epochs": h.epoch, "logs": h.history, "hash": dist.weights_hash(m),
                 "predict_none": pred is None,
                 "predict_error": None if pred is None else float(np.abs(pred - m.predict(xv)).max()),
                 "eval": [ev["loss"], ev["accuracy"], ev["confusion_matrix"].tolist()],
