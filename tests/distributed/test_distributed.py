@@ -100,6 +100,16 @@ def test_two_processes_of_32_equal_one_of_64(tmp_path, opt, bucket_mb):
 
 
 @pytest.mark.parametrize("bucket_mb", [0.0, 1e-4])
+def test_one_process_is_bit_identical_to_plain_fit(tmp_path, bucket_mb):
+    """fit(distributed=True) on 1 process (256 samples, batch 64, 2 epochs, Adam, synced BatchNorm)
+    gives exactly the weights of fit."""
+    out = tmp_path / "eq1.json"
+    mpirun(1, "equivalence", out, "adam", 256, 64, 2, bucket_mb=bucket_mb)
+    r = read(out)
+    assert r["steps"] == r["ref_steps"] == 8 and max(r["errors"]) == 0.0, r
+
+
+@pytest.mark.parametrize("bucket_mb", [0.0, 1e-4])
 def test_three_processes_with_uneven_last_batches(tmp_path, bucket_mb):
     """194 samples, 3 processes x 16 (global 48): each epoch ends with a global batch of 2 (1, 1 and 0
     samples: process 2 has none and still takes part), 2 epochs of SGD-momentum with synced
