@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -75,10 +76,11 @@ def worker(args) -> None:
 
 
 def launcher() -> str:
-    here = Path(sys.executable).parent
+    for here in (Path(sysconfig.get_path("scripts")), Path(sys.executable).parent):
+        for name in ("mpiexec", "mpirun"):
+            if (here / name).exists():
+                return str(here / name)
     for name in ("mpiexec", "mpirun"):
-        if (here / name).exists():
-            return str(here / name)
         if shutil.which(name):
             return shutil.which(name)
     raise SystemExit('no mpiexec/mpirun: pip install "cpucnn[mpi]"')

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -25,10 +26,11 @@ def _launcher():
         import mpi4py  # noqa: F401
     except ImportError:
         return None, "mpi4py is not installed (pip install \"cpucnn[mpi]\")"
-    here = Path(sys.executable).parent
-    for name in ("mpiexec", "mpirun"):
-        if (here / name).exists():
-            return str(here / name), None
+    # The launcher pip installed with this Python (the [mpi] extra's), then the one on PATH.
+    for here in (Path(sysconfig.get_path("scripts")), Path(sys.executable).parent):
+        for name in ("mpiexec", "mpirun"):
+            if (here / name).exists():
+                return str(here / name), None
     for name in ("mpiexec", "mpirun"):
         if shutil.which(name):
             return shutil.which(name), None
