@@ -6,6 +6,7 @@
     python examples/train_fashion_mnist.py --limit 5000 --epochs 1   # a quick run
     python examples/train_fashion_mnist.py --compare-torch      # the same model in PyTorch, side by side
     python examples/train_fashion_mnist.py --augment            # then again with random crop + flip
+    mpirun -np 2 python examples/train_fashion_mnist.py --distributed   # data-parallel over MPI
 
 Fashion-MNIST is read from $CPUCNN_DATA/fashion-mnist, ~/.cpucnn/datasets/fashion-mnist or
 /usr/share/datasets/fashion-mnist (Debian: apt install dataset-fashion-mnist); see
@@ -73,9 +74,10 @@ def augmented(train: Tuple[np.ndarray, np.ndarray], args) -> "cc.data.Dataset":
 
 
 def train_cpucnn(args, train, val, test, augment: bool = False) -> Dict[str, float]:
+    main_rank = cc.distributed.is_main()
     model = build_model(args.seed)
     model.compile(optimizer=cc.optimizers.Adam(lr=args.lr), loss="cross_entropy", metrics=["accuracy"])
-    if not augment:
+    if not augment and main_rank:
         model.summary()
     info = cc.cpu_info()
     print(f"cpucnn {cc.__version__}: isa={info['isa']} threads={cc.get_num_threads()}"
@@ -84,10 +86,16 @@ def train_cpucnn(args, train, val, test, augment: bool = False) -> Dict[str, flo
     if augment:
         history = model.fit(augmented(train, args), epochs=args.epochs, validation_data=val, callbacks=[timer],
                             verbose=1)
+    elif args.distributed:
+        # --batch-size is the global batch: each of the size() processes takes its share of it.
+        size = cc.distributed.size()
+        print(f"data-parallel over {size} processes, {args.batch_size // size} images each per step")
+        history = model.fit(*train, epochs=args.epochs, batch_size=max(1, args.batch_size // size),
+                            validation_data=val, callbacks=[timer], seed=args.seed, verbose=1, distributed=True)
     else:
         history = model.fit(*train, epochs=args.epochs, batch_size=args.batch_size, validation_data=val,
                             callbacks=[timer], seed=args.seed, verbose=1)
-    result = model.evaluate(*test)
+    result = model.evaluate(*test, distributed=args.distributed)
     per_epoch = float(np.mean(timer.seconds)) if timer.seconds else float("nan")
     print(f"cpucnn{' (augmented)' if augment else ''}: test accuracy {result['accuracy']:.4f} "
           f"(loss {result['loss']:.4f}), {per_epoch:.1f} s/epoch ({len(train[0]) / per_epoch:,.0f} img/s)")
@@ -97,9 +105,10 @@ def train_cpucnn(args, train, val, test, augment: bool = False) -> Dict[str, flo
     if augment:
         root, ext = os.path.splitext(args.out)
         out = root + "_augmented" + ext
-    model.save(out)
+    if main_rank:
+        model.save(out)
     print(f"saved {out}")
-    if args.plot:
+    if args.plot and main_rank:
         try:
             history.plot(args.plot)
             print(f"wrote {args.plot}")
@@ -176,6 +185,9 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=None, help="folder with the Fashion-MNIST IDX files")
     p.add_argument("--compare-torch", action="store_true",
                    help="then train the same model in PyTorch (same settings) and compare")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training over MPI (cpucnn.distributed; launch with mpirun -np N): "
+                        "--batch-size is the global batch, split across the processes")
     p.add_argument("--augment", action="store_true",
                    help="then train it again with random crop (padding 2) + horizontal flip through "
                         "cpucnn.data and compare the test accuracy")
@@ -183,7 +195,15 @@ def main(argv=None) -> int:
     if args.epochs < 1 or args.batch_size < 1 or (args.limit is not None and args.limit < 2):
         p.error("--epochs and --batch-size must be positive, --limit at least 2")
 
-    cc.set_num_threads(args.threads)   # <= 0: all cores
+    if args.distributed:
+        if args.augment or args.compare_torch:
+            p.error("--distributed trains the plain model only (no --augment, --compare-torch)")
+        # Threads: the machine's cores shared among its processes unless --threads says otherwise.
+        cc.distributed.init(threads=args.threads if args.threads > 0 else None)
+    else:
+        cc.set_num_threads(args.threads)   # <= 0: all cores
+    if not cc.distributed.is_main():
+        sys.stdout = open(os.devnull, "w")   # process 0 prints
     try:
         (x, y), test = cc.datasets.load_fashion_mnist(args.data)
     except FileNotFoundError as e:

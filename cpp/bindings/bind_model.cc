@@ -6,6 +6,8 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <stdexcept>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -43,10 +45,59 @@ py::tuple to_tuple(const Dims& d) {
 using ReadLock = std::shared_lock<RwLock>;
 using WriteLock = std::unique_lock<RwLock>;
 
+// A Collective (model/collective.hpp) that calls a Python function with the
+// values as a float64 numpy view; the function sums them over the processes in
+// place (cpucnn.distributed does it with mpi4py's Allreduce). Called from a
+// training step that runs without the GIL: it takes the GIL only for the call.
+class PyCollective : public Collective {
+ public:
+  explicit PyCollective(py::function fn) : fn_(std::move(fn)) {}
+  ~PyCollective() override {
+    py::gil_scoped_acquire gil;
+    fn_ = py::function();
+  }
+  void allreduce_sum(double* values, int64_t n) override {
+    py::gil_scoped_acquire gil;
+    try {
+      py::capsule owner(values, [](void*) {});   // a view: the layer owns the values
+      py::array_t<double> view({static_cast<py::ssize_t>(n)}, {static_cast<py::ssize_t>(sizeof(double))}, values,
+                               owner);
+      fn_(view);
+    } catch (py::error_already_set& e) {
+      // Turned into a C++ error here, with the GIL held, so nothing Python
+      // crosses the GIL-free code above us.
+      throw std::runtime_error(std::string("sync_batchnorm: the allreduce of the batch statistics failed: ") +
+                               e.what());
+    }
+  }
+
+ private:
+  py::function fn_;
+};
+
+// A GradientSink calling fn(offset, count) with the GIL (cpucnn.distributed starts
+// the allreduce of that range of the gradient buffer).
+class PySink : public GradientSink {
+ public:
+  explicit PySink(py::function fn) : fn_(std::move(fn)) {}
+  void ready(int64_t offset, int64_t count) override {
+    py::gil_scoped_acquire gil;
+    try {
+      fn_(offset, count);
+    } catch (py::error_already_set& e) {
+      throw std::runtime_error(std::string("the gradient allreduce failed: ") + e.what());
+    }
+  }
+
+ private:
+  py::function fn_;
+};
+
 // The model as Python sees it. Inference, reading parameters and saving hold
 // the lock shared; training, parameter writes and compile hold it exclusively.
 struct PyModel {
   std::unique_ptr<Sequential> m;
+  std::unique_ptr<PyCollective> collective;   // set_collective's; the model points to it
 
   Param& param(size_t i, const std::string& name) {
     if (i >= m->size()) throw py::index_error("layer index out of range");
@@ -260,6 +311,131 @@ void register_model(py::module_& mod) {
            py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
            "One training step; returns (mean loss, top-1 hits). y: labels (N,), or (N, outputs) targets "
            "(mse's, or cross_entropy's probabilities); sample_weight: (N,) or None.")
+      .def("compute_gradients",
+           [](PyModel& s, const FloatArray& x, const py::array& y, const py::object& sample_weight) {
+             const int64_t n = s.check_xy(x, y);
+             const FloatArray w = PyModel::weights(sample_weight, n);
+             const float* wp = sample_weight.is_none() ? nullptr : w.data();
+             StepResult r;
+             if (s.float_targets(y)) {
+               FloatArray t = FloatArray::ensure(y);
+               if (!t) throw py::type_error("targets y must be convertible to float32, got " + dtype_str(y));
+               py::gil_scoped_release nogil;
+               WriteLock lock(s.m->mutex());
+               r = s.m->compute_gradients(x.data(), n, nullptr, t.data(), wp);
+             } else {
+               LabelArray t = LabelArray::ensure(y);
+               if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
+               py::gil_scoped_release nogil;
+               WriteLock lock(s.m->mutex());
+               r = s.m->compute_gradients(x.data(), n, t.data(), nullptr, wp);
+             }
+             return py::make_tuple(r.loss, r.correct);
+           },
+           py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
+           "train_step's first half: forward, loss, backward; returns (mean loss, top-1 hits) and leaves the "
+           "gradients of the batch's mean loss in the parameters (apply_gradients updates them).")
+      .def("compute_gradients_overlapped",
+           [](PyModel& s, const FloatArray& x, const py::array& y, const py::object& sample_weight, float pack_scale,
+              const py::function& on_ready, int64_t bucket_floats) {
+             const int64_t n = s.check_xy(x, y);
+             const FloatArray w = PyModel::weights(sample_weight, n);
+             const float* wp = sample_weight.is_none() ? nullptr : w.data();
+             PySink sink(on_ready);
+             StepResult r;
+             if (s.float_targets(y)) {
+               FloatArray t = FloatArray::ensure(y);
+               if (!t) throw py::type_error("targets y must be convertible to float32, got " + dtype_str(y));
+               py::gil_scoped_release nogil;
+               WriteLock lock(s.m->mutex());
+               r = s.m->compute_gradients_overlapped(x.data(), n, nullptr, t.data(), wp, pack_scale, sink,
+                                                     bucket_floats);
+             } else {
+               LabelArray t = LabelArray::ensure(y);
+               if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
+               py::gil_scoped_release nogil;
+               WriteLock lock(s.m->mutex());
+               r = s.m->compute_gradients_overlapped(x.data(), n, t.data(), nullptr, wp, pack_scale, sink,
+                                                     bucket_floats);
+             }
+             return py::make_tuple(r.loss, r.correct);
+           },
+           py::arg("x"), py::arg("y"), py::arg("sample_weight"), py::arg("pack_scale"), py::arg("on_ready"),
+           py::arg("bucket_floats"),
+           "compute_gradients that packs the gradients (times pack_scale) into gradient_buffer() during the "
+           "backward pass and calls on_ready(offset, count) for each bucket as soon as it is final.")
+      .def("gradient_buckets",
+           [](PyModel& s, int64_t bucket_floats) {
+             py::gil_scoped_release nogil;
+             WriteLock lock(s.m->mutex());
+             return s.m->gradient_buckets(bucket_floats);
+           },
+           py::arg("bucket_floats"), "The (offset, count) ranges compute_gradients_overlapped hands over, in order.")
+      .def("idle_gradients",
+           [](PyModel& s) {
+             py::gil_scoped_release nogil;
+             WriteLock lock(s.m->mutex());
+             s.m->idle_gradients();
+           },
+           "A data-parallel step without samples: zero gradients, the same collective calls as a step.")
+      .def("gradient_buffer",
+           [](py::object self) {
+             PyModel& s = self.cast<PyModel&>();
+             float* p;
+             int64_t n;
+             {
+               py::gil_scoped_release nogil;
+               WriteLock lock(s.m->mutex());
+               n = s.m->gradient_numel() + Sequential::kGradientExtra;
+               p = s.m->gradient_buffer();
+             }
+             // A view kept valid by the model object (the buffer lives as long as the model).
+             return py::array_t<float>({static_cast<py::ssize_t>(n)}, {static_cast<py::ssize_t>(sizeof(float))}, p,
+                                       self);
+           },
+           "The gradients as one contiguous float32 array (a view, no copy), in parameter order, then 2 slots "
+           "for the caller.")
+      .def("pack_gradients",
+           [](PyModel& s, float scale) {
+             py::gil_scoped_release nogil;
+             WriteLock lock(s.m->mutex());
+             s.m->pack_gradients(scale);
+           },
+           py::arg("scale"), "gradient_buffer() = gradients * scale.")
+      .def("apply_gradients",
+           [](PyModel& s, const py::object& unpack_scale) {
+             const bool unpack = !unpack_scale.is_none();
+             const float scale = unpack ? unpack_scale.cast<float>() : 1.0f;
+             py::gil_scoped_release nogil;
+             WriteLock lock(s.m->mutex());
+             if (unpack) s.m->unpack_gradients(scale);
+             s.m->apply_gradients();
+           },
+           py::arg("unpack_scale") = py::none(),
+           "train_step's second half: clip and update. With unpack_scale, the gradients are first read back "
+           "from gradient_buffer() times unpack_scale.")
+      .def_property(
+          "dropout_stream", [](PyModel& s) { return s.m->dropout_stream(); },
+          [](PyModel& s, uint64_t v) {
+            py::gil_scoped_release nogil;
+            WriteLock lock(s.m->mutex());
+            s.m->set_dropout_stream(v);
+          },
+          "Dropout's random stream in training (0: the model's seed; data-parallel training sets the rank).")
+      .def("set_collective",
+           [](PyModel& s, const py::object& fn) {
+             std::unique_ptr<PyCollective> c;
+             if (!fn.is_none()) c = std::make_unique<PyCollective>(fn.cast<py::function>());
+             {
+               py::gil_scoped_release nogil;
+               WriteLock lock(s.m->mutex());
+               s.m->set_collective(c.get());
+             }
+             s.collective = std::move(c);
+           },
+           py::arg("fn"),
+           "fn(values: float64 array) sums values over the processes in place (synced BatchNorm statistics); "
+           "None: per-process statistics.")
       .def("predict",
            [](PyModel& s, const FloatArray& x, int64_t batch_size) {
              s.m->check_input(dims_of(x));

@@ -30,7 +30,7 @@ except ImportError as e:  # pragma: no cover - only when the build is missing
         "`pip install .` (or a wheel) rather than running from the source tree. Cause: " + str(e)
     ) from e
 
-from . import callbacks, data, datasets, layers, optimizers
+from . import callbacks, data, datasets, distributed, layers, optimizers
 from .model import Sequential, SubModel, load
 from .torch_interop import from_torch
 
@@ -110,6 +110,7 @@ __all__ = [
     "callbacks",
     "data",
     "datasets",
+    "distributed",
     "set_num_threads",
     "get_num_threads",
     "set_isa",

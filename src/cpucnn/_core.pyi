@@ -5,7 +5,7 @@ parameter names, defaults and the keys of the returned dicts). Arguments the
 bindings leave unnamed (pybind11's ``arg0``, ``arg1``) are positional-only.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypedDict
 
 import numpy as np
@@ -107,6 +107,38 @@ class Model:
     def label_smoothing(self, value: float, /) -> None: ...
     def train_step(self, x: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> tuple[float, int]:
         """One training step; returns (mean loss, top-1 hits). y: labels (N,), or (N, outputs) targets (mse's, or cross_entropy's probabilities); sample_weight: (N,) or None."""
+
+    def compute_gradients(self, x: ArrayLike, y: ArrayLike,
+                          sample_weight: ArrayLike | None = None) -> tuple[float, int]:
+        """train_step's first half: forward, loss, backward; returns (mean loss, top-1 hits) and leaves the gradients of the batch's mean loss in the parameters (apply_gradients updates them)."""
+
+    def compute_gradients_overlapped(self, x: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None,
+                                     pack_scale: float, on_ready: Callable[[int, int], None],
+                                     bucket_floats: int) -> tuple[float, int]:
+        """compute_gradients that packs the gradients (times pack_scale) into gradient_buffer() during the backward pass and calls on_ready(offset, count) for each bucket as soon as it is final."""
+
+    def gradient_buckets(self, bucket_floats: int) -> list[tuple[int, int]]:
+        """The (offset, count) ranges compute_gradients_overlapped hands over, in order."""
+
+    def idle_gradients(self) -> None:
+        """A data-parallel step without samples: zero gradients, the same collective calls as a step."""
+
+    def gradient_buffer(self) -> NDArray[np.float32]:
+        """The gradients as one contiguous float32 array (a view, no copy), in parameter order, then 2 slots for the caller."""
+
+    def pack_gradients(self, scale: float) -> None:
+        """gradient_buffer() = gradients * scale."""
+
+    def apply_gradients(self, unpack_scale: float | None = None) -> None:
+        """train_step's second half: clip and update. With unpack_scale, the gradients are first read back from gradient_buffer() times unpack_scale."""
+
+    @property
+    def dropout_stream(self) -> int:
+        """Dropout's random stream in training (0: the model's seed; data-parallel training sets the rank)."""
+    @dropout_stream.setter
+    def dropout_stream(self, value: int, /) -> None: ...
+    def set_collective(self, fn: Callable[[NDArray[np.float64]], None] | None) -> None:
+        """fn(values: float64 array) sums values over the processes in place (synced BatchNorm statistics); None: per-process statistics."""
 
     def predict(self, x: ArrayLike, batch_size: int = 256) -> NDArray[np.float32]: ...
     def predict_outputs(

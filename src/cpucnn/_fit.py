@@ -32,17 +32,21 @@ class CtrlC:
     raises is caught by ``hook`` and by the loop as well as they can.
     """
 
-    def __init__(self, on_request: Callable[[], None]) -> None:
+    def __init__(self, on_request: Callable[[], None], enabled: bool = True) -> None:
         self.requested = False
         self._on_request = on_request
         self._handler: Optional[Callable[[int, Any], None]] = None
+        # Off in data-parallel training: a Ctrl-C seen by one process only would make the processes
+        # take different paths (and wait for each other forever); it raises KeyboardInterrupt, which
+        # cpucnn.distributed.init()'s hook turns into MPI_Abort of the whole job.
+        self.enabled = enabled
 
     def request(self) -> None:
         self.requested = True
         self._on_request()
 
     def install(self) -> None:
-        if (threading.current_thread() is threading.main_thread()
+        if (self.enabled and threading.current_thread() is threading.main_thread()
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
             self._handler = lambda signum, frame: self.request()
             signal.signal(signal.SIGINT, self._handler)
@@ -60,6 +64,8 @@ class CtrlC:
         try:
             fn(*args)
         except KeyboardInterrupt:
+            if not self.enabled:
+                raise
             self.request()
             return False
         return True
@@ -228,16 +234,27 @@ class FitLoop:
     def __init__(self, model: Any, x: np.ndarray, y: np.ndarray, val: Optional[Tuple[np.ndarray, ...]],
                  callbacks: List[callbacks_mod.Callback], *, epochs: int, initial_epoch: int, batch_size: int,
                  shuffle: bool, seed: int, verbose: int, w: Optional[np.ndarray] = None,
-                 source: Optional[Stream] = None, val_source: Optional[Stream] = None) -> None:
+                 source: Optional[Stream] = None, val_source: Optional[Stream] = None,
+                 dist: Any = None) -> None:
         self.model, self.x, self.y, self.val, self.w = model, x, y, val, w
+        # cpucnn.distributed.DataParallel for fit(distributed=True): this process's slice of each
+        # global batch, averaged gradients, logs summed over the processes; None: one process.
+        self.dist = dist
+        if dist is not None:
+            if dist.rank != 0:
+                verbose = 0   # process 0 prints
+                callbacks = [cb for cb in callbacks if not getattr(cb, "main_rank_only", False)]
+            seed = dist.begin(seed)
         self.epochs, self.initial_epoch, self.batch_size = epochs, initial_epoch, batch_size
         self.shuffle, self.seed, self.verbose = shuffle, seed, verbose
         self.source, self.val_source = source, val_source   # streamed data instead of x, y / val
         self.steps = source.steps if source is not None else (x.shape[0] + batch_size - 1) // batch_size
+        if dist is not None:
+            self.steps = dist.steps_per_epoch(x.shape[0], batch_size)
         self.cbs = callbacks_mod.CallbackList(callbacks, model=model)
         self.history = callbacks_mod.History()   # called by the loop itself, never cut short
         self.history.set_model(model)
-        self.ctrl_c = CtrlC(on_request=self._interrupted)
+        self.ctrl_c = CtrlC(on_request=self._interrupted, enabled=dist is None)
         self.epoch: Optional[int] = None         # the epoch in progress or last run
         self.epoch_done = False                  # ... and whether it is in the history
         self.running = RunningLogs(False)
@@ -252,6 +269,8 @@ class FitLoop:
             except KeyboardInterrupt:   # outside a hook: only where CtrlC could not be installed
                 self.ctrl_c.request()
             finally:
+                if self.dist is not None:
+                    self.dist.end()
                 self._end()
             return self.history
         finally:
@@ -264,6 +283,8 @@ class FitLoop:
             if ctrl_c.requested:
                 break
             self._epoch(epoch)
+            if self.dist is not None:   # a callback's stop on one process stops them all
+                model.stop_training = self.dist.any(model.stop_training)[0]
             if model.stop_training or ctrl_c.requested:
                 break
 
@@ -305,18 +326,27 @@ class FitLoop:
         """Trains the epoch's batches, or those up to a stop; returns the seconds taken."""
         model, running = self.model, self.running
         t0 = time.perf_counter()
+        dist = self.dist
         if self.source is not None:
             it: Iterator[Tuple[int, np.ndarray, np.ndarray, Optional[np.ndarray]]] = self._streamed(epoch)
+        elif dist is not None:
+            it = dist.batches(self.x, self.y, self.w, self.batch_size, epoch, self.seed, self.shuffle)
         else:
             order = np.random.default_rng([int(self.seed), epoch]).permutation(self.x.shape[0]) if self.shuffle else None
             it = batches(self.x, self.y, self.batch_size, order, self.w)
         try:
             for b, xb, yb, wb in it:
-                loss, correct = model._m.train_step(xb, yb) if wb is None else model._m.train_step(xb, yb, wb)
+                if dist is not None:
+                    loss, correct = dist.step(xb, yb, wb)
+                else:
+                    loss, correct = model._m.train_step(xb, yb) if wb is None else model._m.train_step(xb, yb, wb)
                 running.add(loss, correct, xb.shape[0])
                 if bar is not None:
-                    bar.update(running.logs(), running.seen / max(time.perf_counter() - t0, 1e-9))
+                    seen = running.seen if dist is None else dist.epoch_seen   # images/s over every process
+                    bar.update(running.logs() if running.seen else {}, seen / max(time.perf_counter() - t0, 1e-9))
                 self._hooks("on_batch_end", b, {"loss": float(loss), "size": xb.shape[0]})
+                if dist is not None:   # every process stops after the same step
+                    model.stop_training = dist.any(model.stop_training)[0]
                 if model.stop_training or self.ctrl_c.requested:
                     break
         finally:
@@ -328,6 +358,9 @@ class FitLoop:
             if self.verbose:
                 print(f"The training data ran out after {running.seen} samples in epoch {epoch + 1}; "
                       "training stops (give steps_per_epoch * epochs batches).")
+        if dist is not None:   # the epoch's logs are over every process's samples
+            running.loss_sum, running.hits, running.seen = dist.totals(running.loss_sum, running.hits, running.seen)
+            dist.end_epoch()
         if running.seen == 0 and not (model.stop_training or self.ctrl_c.requested):
             raise ValueError("the training data yielded no batches")
         return time.perf_counter() - t0
@@ -352,7 +385,7 @@ class FitLoop:
             if self.val_source is not None:
                 res = self.model._evaluate_stream(self.val_source)
             else:
-                res = self.model._evaluate_arrays(*self.val[:2], 256, *self.val[2:])
+                res = self.model._evaluate_arrays(*self.val[:2], 256, *self.val[2:], distributed=self.dist is not None)
             for k, v in res.items():
                 logs["val_" + k] = v
         logs["lr"] = float(self.model.optimizer.lr)

@@ -28,13 +28,17 @@ Logs = Dict[str, float]
 class Callback:
     """Base class of the callbacks: override any of the hooks; they do nothing here.
     ``self.model`` is the model being trained (set by ``fit``); setting ``self.model.stop_training =
-    True`` stops training after the current batch.
+    True`` stops training after the current batch. In ``fit(distributed=True)`` every process runs the
+    callbacks with the same logs (summed over the processes), except those whose ``main_rank_only``
+    is True (``ModelCheckpoint``), which only process 0 runs.
 
     Example:
         >>> class PrintLoss(Callback):
         ...     def on_epoch_end(self, epoch, logs=None):
         ...         print(epoch, logs["loss"])
     """
+
+    main_rank_only = False
 
     def __init__(self) -> None:
         self.model = None
@@ -240,7 +244,11 @@ class ModelCheckpoint(Callback):
 
     Raises:
         ValueError: an unknown mode; in fit, a monitor that is not logged.
+
+    In ``fit(distributed=True)`` only process 0 saves (``main_rank_only``).
     """
+
+    main_rank_only = True
 
     def __init__(self, path: str, monitor: str = "val_loss", save_best_only: bool = False, mode: str = "auto",
                  include_optimizer: bool = True) -> None:

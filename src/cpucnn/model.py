@@ -361,7 +361,8 @@ class Sequential:
         return float(loss)
 
     def predict(self, x: Any, batch_size: int = 256,
-                outputs: Optional[Sequence[Union[int, layers_mod.Layer]]] = None, steps: Optional[int] = None) -> Any:
+                outputs: Optional[Sequence[Union[int, layers_mod.Layer]]] = None, steps: Optional[int] = None,
+                distributed: bool = False) -> Any:
         """The model's output for ``x``, computed in batches of ``batch_size``.
 
         Args:
@@ -373,6 +374,9 @@ class Sequential:
                 output before the ReLU), computed in one pass.
             steps (int, optional): when ``x`` is a ``cpucnn.data.Dataset`` or an iterable of batches
                 (``x`` or ``(x, y)``; y is ignored), the batches to run (None: one pass).
+            distributed (bool, default False): under MPI (``cpucnn.distributed``), each process runs its
+                slice of x (every process passes the whole array) and process 0 gathers the outputs;
+                the other processes get None. Arrays only, without ``outputs``.
 
         Returns:
             np.ndarray (N, *output_shape), or a list of arrays when ``outputs`` is given.
@@ -386,6 +390,12 @@ class Sequential:
             >>> feats, probs = model.predict(x, outputs=[-3, -1])  # doctest: +SKIP
         """
         batch_size = _positive_int("batch_size", batch_size)
+        if distributed:
+            if outputs is not None or not _fit.looks_like_array(x):
+                raise ValueError("predict(distributed=True) needs an array x and no outputs=")
+            from . import distributed as dist_mod
+            out = dist_mod.gather_predictions(self._m, self._to_core_input(_as_input(x)), batch_size)
+            return None if out is None else _image_out(out, self._channels_last)
         if not _fit.looks_like_array(x):
             if outputs is not None:
                 raise ValueError("predict(outputs=...) needs an array x, not a dataset or an iterable of batches")
@@ -452,7 +462,7 @@ class Sequential:
 
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 256, verbose: int = 0,
                  metrics: Optional[Iterable[str]] = None, sample_weight: Any = None,
-                 class_weight: Any = None, steps: Optional[int] = None) -> Dict[str, Any]:
+                 class_weight: Any = None, steps: Optional[int] = None, distributed: bool = False) -> Dict[str, Any]:
         """Mean loss and metrics over (x, y).
 
         Args:
@@ -469,6 +479,9 @@ class Sequential:
                 ``sum(w_i * loss_i) / N``; the metrics stay unweighted (arrays only).
             steps (int, optional): when ``x`` is a ``cpucnn.data.Dataset`` or an iterable of ``(x, y)``
                 batches (y None), the batches to evaluate (None: one pass).
+            distributed (bool, default False): under MPI (``cpucnn.distributed``), each process evaluates
+                its slice of (x, y) (every process passes the whole arrays) and the results are summed
+                over the processes; every process gets them. Arrays only.
 
         Returns:
             dict: ``"loss"`` and one entry per metric.
@@ -488,6 +501,8 @@ class Sequential:
         if self.loss != "cross_entropy" and any(m in _EVAL_METRICS for m in names):
             raise ValueError(f"confusion_matrix and per_class need the cross_entropy loss, not {self.loss}")
         stream = _fit.as_stream(x, y, steps, "x", one_pass=True)
+        if stream is not None and distributed:
+            raise ValueError("evaluate(distributed=True) needs arrays (x, y), not a dataset or an iterable of batches")
         if stream is not None:
             if sample_weight is not None or class_weight is not None:
                 raise ValueError("sample_weight and class_weight need arrays, not a dataset or an iterable of batches")
@@ -497,12 +512,18 @@ class Sequential:
         x, y = self._prepare(x, y)
         _require_finite(x, "x")
         out = self._evaluate_arrays(x, y, batch_size, self._weights(sample_weight, class_weight, y), names,
-                                    bar=verbose == 1)
+                                    bar=verbose == 1 and not distributed, distributed=distributed)
         if any(m in _EVAL_METRICS for m in names):
             classes = self._m.output_shape[0]
-            pred = np.argmax(self._m.predict(x, batch_size), axis=1)
+            lo, hi = 0, x.shape[0]
+            if distributed:
+                from . import distributed as dist_mod
+                lo, hi = dist_mod._slice(x.shape[0])
+            pred = np.argmax(self._m.predict(x[lo:hi], batch_size), axis=1) if hi > lo else np.zeros(0, np.int64)
             cm = np.zeros((classes, classes), np.int64)
-            np.add.at(cm, (y if y.ndim == 1 else np.argmax(y, axis=1), pred), 1)
+            np.add.at(cm, ((y if y.ndim == 1 else np.argmax(y, axis=1))[lo:hi], pred), 1)
+            if distributed:
+                cm = dist_mod.confusion_sum(cm)
             if "confusion_matrix" in names:
                 out["confusion_matrix"] = cm
             if "per_class" in names:
@@ -536,12 +557,16 @@ class Sequential:
         return out
 
     def _evaluate_arrays(self, x: np.ndarray, y: np.ndarray, batch_size: int, w: Optional[np.ndarray] = None,
-                         metrics: Optional[Sequence[str]] = None, bar: bool = False) -> Dict[str, Any]:
+                         metrics: Optional[Sequence[str]] = None, bar: bool = False,
+                         distributed: bool = False) -> Dict[str, Any]:
         n = x.shape[0]
         if n == 0:
             raise ValueError("evaluate needs at least one sample")
         metrics = self.metrics if metrics is None else metrics
-        if bar:
+        if distributed:
+            from . import distributed as dist_mod
+            loss_sum, correct, top5, count = dist_mod.evaluate_sums(self._m, x, y, batch_size, w)
+        elif bar:
             loss_sum, correct, top5, count = _evaluate_with_bar(self._m, x, y, batch_size, w)
         else:
             loss_sum, correct, top5, count = self._m.evaluate(x, y, batch_size, w)
@@ -557,7 +582,8 @@ class Sequential:
             shuffle: bool = True, callbacks: Optional[Sequence[callbacks_mod.Callback]] = None,
             verbose: int = 1, seed: Optional[int] = None, initial_epoch: int = 0, sample_weight: Any = None,
             class_weight: Any = None, steps_per_epoch: Optional[int] = None,
-            validation_steps: Optional[int] = None) -> callbacks_mod.History:
+            validation_steps: Optional[int] = None, distributed: bool = False,
+            sync_batchnorm: bool = False) -> callbacks_mod.History:
         """Trains for ``epochs`` epochs; returns a History (see cpucnn.callbacks).
 
         Args:
@@ -587,6 +613,16 @@ class Sequential:
                 one pass; a one-shot generator needs it and continues across epochs, as in Keras).
             validation_steps (int, optional): the batches of a ``validation_data`` given as a dataset or
                 iterable (None: one pass).
+            distributed (bool, default False): data-parallel training over MPI (``cpucnn.distributed``;
+                launch with ``mpirun``): ``batch_size`` is per process, each process trains on its slice
+                of every global batch of ``batch_size * size()`` samples, the gradients are averaged over
+                the processes every step, the logs, validation and callbacks see values over every
+                process, and only process 0 prints and runs ``main_rank_only`` callbacks (checkpoints).
+                Arrays only.
+            sync_batchnorm (bool, default False): with ``distributed``, BatchNorm2D uses the statistics
+                of the global batch (summed over the processes in each forward and backward); by
+                default each process normalises by its own batch's, and the running statistics are
+                averaged over the processes at each epoch's end.
 
         Ctrl-C stops after the current batch and keeps the weights and the history of the completed
         epochs (``history.interrupted`` is then True); wherever it lands (a callback, validation,
@@ -604,7 +640,13 @@ class Sequential:
         epochs, batch_size, initial_epoch, seed = _fit_settings(epochs, batch_size, initial_epoch, verbose, seed)
         if isinstance(callbacks, callbacks_mod.Callback):
             callbacks = [callbacks]
+        if sync_batchnorm and not distributed:
+            raise ValueError("sync_batchnorm=True needs distributed=True")
         source = _fit.as_stream(x, y, steps_per_epoch, "x", one_pass=False)
+        if distributed and (source is not None or (validation_data is not None
+                                                   and not isinstance(validation_data, (tuple, list)))):
+            raise ValueError("fit(distributed=True) needs arrays (x, y) and array validation_data; a dataset or "
+                             "an iterable of batches is not sharded across processes")
         val_source = None
         if validation_data is not None and not isinstance(validation_data, (tuple, list)):
             val_source = _fit.Stream(validation_data, validation_steps, "validation_data", one_pass=True)
@@ -623,9 +665,13 @@ class Sequential:
             x = y = w = None
         else:
             x, y, val, w = self._fit_data(x, y, validation_data, validation_split, sample_weight, class_weight)
+        dist = None
+        if distributed:
+            from . import distributed as dist_mod
+            dist = dist_mod.DataParallel(self, sync_batchnorm=sync_batchnorm)
         loop = _fit.FitLoop(self, x, y, val, list(callbacks or []), epochs=epochs, initial_epoch=initial_epoch,
                             batch_size=batch_size, shuffle=shuffle, seed=seed, verbose=verbose, w=w,
-                            source=source, val_source=val_source)
+                            source=source, val_source=val_source, dist=dist)
         return loop.run()
 
     def _fit_data(self, x: Any, y: Any, validation_data: Optional[Tuple[Any, ...]], validation_split: float,

@@ -223,6 +223,28 @@ void check_weights(const float* w, int64_t n) {
 
 StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labels, const float* targets,
                                   const float* weights) {
+  const StepResult r = compute_gradients(x, n, labels, targets, weights);
+  apply_gradients();
+  return r;
+}
+
+namespace {
+// Backward runs down to the lowest layer that learns (frozen layers below
+// it need no gradient at all), which gets no dx.
+size_t lowest_learning(const std::vector<std::unique_ptr<Layer>>& layers) {
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i]->learns()) return i;
+  return layers.size();
+}
+}  // namespace
+
+StepResult Sequential::compute_gradients(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                                         const float* weights) {
+  return run_step(x, n, labels, targets, weights, nullptr);
+}
+
+StepResult Sequential::run_step(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                                const float* weights, const std::function<void(size_t)>& after_layer) {
   if (!optimizer_) throw ValueError("the model must be compiled before training: call compile()");
   if (n <= 0) throw ValueError("training needs at least one sample");
   const int64_t classes = output_shape()[0];
@@ -240,7 +262,7 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
   }
   check_finite(x, n, checked_numel(input_shape_), "x");
 
-  ForwardContext ctx{true, seed_, step_, version()};
+  ForwardContext ctx{true, training_seed(), step_, version()};
   const float* in = x;
   for (size_t i = 0; i < layers_.size(); ++i) {
     if (storage_[i] == kOwn) {
@@ -270,11 +292,7 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
   else
     r.loss = mse(out, targets, weights, n, classes, grad_a_.data(), &r.correct);
 
-  // Backward runs down to the lowest layer that learns (frozen layers below
-  // it need no gradient at all), which gets no dx.
-  size_t lowest = layers_.size();
-  for (size_t i = 0; i < layers_.size() && lowest == layers_.size(); ++i)
-    if (layers_[i]->learns()) lowest = i;
+  const size_t lowest = lowest_learning(layers_);
   float* dy = grad_a_.data();
   float* dx = grad_b_.data();
   for (size_t i = layers_.size(); i-- > lowest;) {
@@ -288,13 +306,158 @@ StepResult Sequential::train_step(const float* x, int64_t n, const int64_t* labe
     }
     const float* xin = i == 0 ? x : out_[i - 1];
     layers_[i]->backward(xin, out_[i], dy, i == lowest ? nullptr : dx, n);
+    if (after_layer) after_layer(i);
     std::swap(dy, dx);
   }
+  return r;
+}
+
+namespace {
+// o = p's gradient * scale (0 for a frozen parameter, or when scale is 0).
+void pack_param(const Param& p, float* o, float scale) {
+  const int64_t m = p.grad.numel();
+  const float* g = p.grad.data();
+  if (p.frozen || scale == 0.0f) {
+    std::memset(o, 0, static_cast<size_t>(m) * sizeof(float));
+    return;
+  }
+  parallel_for(m, 1 << 16, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) o[i] = g[i] * scale;
+  });
+}
+}  // namespace
+
+std::vector<int64_t> Sequential::layer_offsets() {
+  std::vector<int64_t> off(layers_.size() + 1, 0);
+  int64_t at = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    off[i] = at;
+    for (const Param& p : layers_[i]->params())
+      if (p.trainable) at += p.grad.numel();
+  }
+  off[layers_.size()] = at;
+  return off;
+}
+
+void Sequential::for_each_bucket(int64_t bucket_floats, const std::vector<int64_t>& off,
+                                 const std::function<void(int64_t, int64_t)>& emit) {
+  int64_t sent = off.back() + kGradientExtra;   // [sent, end) handed over
+  for (size_t i = layers_.size(); i-- > 0;) {
+    if (sent - off[i] >= std::max<int64_t>(bucket_floats, 1)) {
+      emit(off[i], sent - off[i]);
+      sent = off[i];
+    }
+  }
+  if (sent > 0) emit(0, sent);
+}
+
+std::vector<std::pair<int64_t, int64_t>> Sequential::gradient_buckets(int64_t bucket_floats) {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for_each_bucket(bucket_floats, layer_offsets(), [&](int64_t o, int64_t c) { out.emplace_back(o, c); });
+  return out;
+}
+
+StepResult Sequential::compute_gradients_overlapped(const float* x, int64_t n, const int64_t* labels,
+                                                    const float* targets, const float* weights, float pack_scale,
+                                                    GradientSink& sink, int64_t bucket_floats) {
+  float* buf = gradient_buffer();
+  const std::vector<int64_t> off = layer_offsets();
+  const std::vector<std::pair<int64_t, int64_t>> buckets = gradient_buckets(bucket_floats);
+  std::vector<char> packed(layers_.size(), 0);
+  size_t next = 0;   // the next bucket to hand over
+  auto pack_layer = [&](size_t i) {
+    float* o = buf + off[i];
+    for (const Param& p : layers_[i]->params()) {
+      if (!p.trainable) continue;
+      pack_param(p, o, pack_scale);
+      o += p.grad.numel();
+    }
+    packed[i] = 1;
+  };
+  // Hands over every bucket whose layers are all packed (layers finish from the last one down).
+  auto flush = [&](size_t lowest_packed) {
+    while (next < buckets.size() && buckets[next].first >= off[lowest_packed]) {
+      sink.ready(buckets[next].first, buckets[next].second);
+      ++next;
+    }
+  };
+  const StepResult r = run_step(x, n, labels, targets, weights, [&](size_t i) {
+    pack_layer(i);
+    // Layers above i with no backward of their own (no parameters, or skipped) have nothing to pack.
+    flush(i);
+  });
+  for (size_t i = layers_.size(); i-- > 0;) {   // layers below the lowest that learns: frozen, or none
+    if (!packed[i]) pack_layer(i);
+  }
+  flush(0);
+  return r;
+}
+
+void Sequential::idle_gradients() {
+  if (!optimizer_) throw ValueError("the model must be compiled before training: call compile()");
+  for (Param* p : trainable_params()) p->grad.zero();
+  if (!collective_) return;
+  // The synced layers' forward and backward with no samples, in the order a
+  // step runs them, so every process makes the same collective calls.
+  ForwardContext ctx{true, training_seed(), step_, version()};
+  std::vector<size_t> synced;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (dynamic_cast<SyncsStatistics*>(layers_[i].get())) synced.push_back(i);
+  for (size_t i : synced) layers_[i]->forward(nullptr, nullptr, 0, ctx);
+  const size_t lowest = lowest_learning(layers_);
+  for (size_t k = synced.size(); k-- > 0;)
+    if (synced[k] >= lowest) layers_[synced[k]]->backward(nullptr, nullptr, nullptr, nullptr, 0);
+}
+
+void Sequential::apply_gradients() {
+  if (!optimizer_) throw ValueError("the model must be compiled before training: call compile()");
   optimizer_->clip_gradients();
   optimizer_->step();
   ++step_;
   parameters_changed();
-  return r;
+}
+
+int64_t Sequential::gradient_numel() {
+  int64_t total = 0;
+  for (Param* p : trainable_params()) total += p->grad.numel();
+  return total;
+}
+
+float* Sequential::gradient_buffer() {
+  const int64_t want = gradient_numel() + kGradientExtra;
+  if (flat_grad_.numel() != want) {
+    flat_grad_.resize({want});
+    flat_grad_.zero();
+  }
+  return flat_grad_.data();
+}
+
+void Sequential::pack_gradients(float scale) {
+  float* buf = gradient_buffer();
+  for (Param* p : trainable_params()) {
+    pack_param(*p, buf, scale);
+    buf += p->grad.numel();
+  }
+}
+
+void Sequential::unpack_gradients(float scale) {
+  const float* buf = gradient_buffer();
+  for (Param* p : trainable_params()) {
+    const int64_t m = p->grad.numel();
+    float* g = p->grad.data();
+    const float* in = buf;
+    if (!p->frozen)
+      parallel_for(m, 1 << 16, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) g[i] = in[i] * scale;
+      });
+    buf += m;
+  }
+}
+
+void Sequential::set_collective(Collective* c) {
+  collective_ = c;
+  for (auto& l : layers_)
+    if (auto* s = dynamic_cast<SyncsStatistics*>(l.get())) s->set_collective(c);
 }
 
 void Sequential::predict(const float* x, int64_t n, float* out, int64_t batch_size) const {

@@ -11,6 +11,7 @@
 
 #include "core/rwlock.hpp"
 #include "layers/layer.hpp"
+#include "model/collective.hpp"
 #include "model/json.hpp"
 #include "model/optimizer.hpp"
 
@@ -71,6 +72,48 @@ class Sequential {
   // loss is sum_i w_i loss_i / n (Keras's sample_weight).
   StepResult train_step(const float* x, int64_t n, const int64_t* labels, const float* targets,
                         const float* weights = nullptr);
+  // train_step in two halves, for data-parallel training (the same arithmetic:
+  // train_step is exactly compute_gradients then apply_gradients).
+  // compute_gradients: forward, loss and backward, leaving in each trainable
+  // parameter's grad the gradient of the batch's mean loss.
+  StepResult compute_gradients(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                               const float* weights = nullptr);
+  // compute_gradients that also packs the gradients (times pack_scale, as
+  // pack_gradients) into gradient_buffer() while the backward pass runs: each
+  // time the finished layers (the last ones first) hold bucket_floats or more
+  // not yet handed over, sink.ready() gets that range. The ranges are those of
+  // gradient_buckets(bucket_floats), in its order; the first one also holds
+  // the kGradientExtra slots (write them before the call).
+  StepResult compute_gradients_overlapped(const float* x, int64_t n, const int64_t* labels, const float* targets,
+                                          const float* weights, float pack_scale, GradientSink& sink,
+                                          int64_t bucket_floats);
+  // The (offset, count) ranges compute_gradients_overlapped hands over, in order.
+  std::vector<std::pair<int64_t, int64_t>> gradient_buckets(int64_t bucket_floats);
+  // A process with no samples in a data-parallel step: zero gradients, and the
+  // same calls to the collective (synced BatchNorm) as a step with samples.
+  void idle_gradients();
+  // Clips the gradients and updates the parameters with the optimizer.
+  void apply_gradients();
+
+  // The trainable parameters' gradients as one contiguous buffer (in
+  // trainable_params() order) followed by kGradientExtra slots for the caller
+  // (a data-parallel step carries its sample count and a stop flag in them):
+  // one allreduce moves everything. Allocated once; the pointer stays valid
+  // for the model's life.
+  static constexpr int64_t kGradientExtra = 2;
+  int64_t gradient_numel();
+  float* gradient_buffer();
+  // buffer = grads * scale (a frozen parameter's slots: 0; scale 0: all 0).
+  void pack_gradients(float scale);
+  // grads = buffer * scale (frozen parameters untouched).
+  void unpack_gradients(float scale);
+  // null: per-process statistics; see SyncsStatistics. Not owned.
+  void set_collective(Collective* c);
+  // Dropout's random stream in training: 0 (the default) is the model's seed
+  // itself; data-parallel training gives each process its own (its rank), so
+  // the processes' slices of a global batch get independent masks.
+  uint64_t dropout_stream() const { return dropout_stream_; }
+  void set_dropout_stream(uint64_t s) { dropout_stream_ = s; }
   // Inference in chunks of batch_size; safe to call from several threads.
   void predict(const float* x, int64_t n, float* out, int64_t batch_size) const;
   // Inference from layer `begin` (x: n x that layer's input shape) up to the last index in
@@ -99,6 +142,16 @@ class Sequential {
 
  private:
   void plan_storage();
+  // compute_gradients, calling after_layer(i) once layer i's backward has run.
+  StepResult run_step(const float* x, int64_t n, const int64_t* labels, const float* targets, const float* weights,
+                      const std::function<void(size_t)>& after_layer);
+  // Where each layer's trainable parameters start in gradient_buffer() (size()+1 entries).
+  std::vector<int64_t> layer_offsets();
+  // Calls emit(offset, count) for each bucket: walking the layers from the
+  // last, a range is cut at a layer's start once it holds bucket_floats or
+  // more; what is left at the end is the last range.
+  void for_each_bucket(int64_t bucket_floats, const std::vector<int64_t>& off,
+                       const std::function<void(int64_t, int64_t)>& emit);
 
   Dims input_shape_;
   std::vector<std::unique_ptr<Layer>> layers_;
@@ -122,6 +175,10 @@ class Sequential {
   std::vector<Tensor> acts_;         // storage of kOwn outputs (training)
   std::vector<float*> out_;          // out_[i] = where layer i's output is (training)
   Tensor grad_a_, grad_b_;       // ping-pong gradient buffers
+  Tensor flat_grad_;             // gradient_buffer()
+  Collective* collective_ = nullptr;
+  uint64_t dropout_stream_ = 0;
+  uint64_t training_seed() const { return seed_ + dropout_stream_ * 0x9E3779B97F4A7C15ull; }
   int64_t max_numel_ = 0;        // largest per-sample activation
   RwLock mutex_;
   std::atomic<uint64_t> version_{1};
