@@ -1,0 +1,151 @@
+#include "ops/qgemm.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/errors.hpp"
+#include "core/parallel.hpp"
+#include "dispatch/dispatch.hpp"
+#include "ops/scratch.hpp"
+
+namespace cpucnn {
+
+std::shared_ptr<const QPackedWeights> qpack_layer(const std::string& who, const float* w, const float* w_scale,
+                                                  const float* bias, int64_t m, int64_t k, const QActParams& act) {
+  if (k > kQMaxK)
+    throw ValueError(who + ": int8 layers take at most " + std::to_string(kQMaxK) + " inputs per output (int32 sums), got " +
+                     std::to_string(k));
+  auto p = std::make_shared<QPackedWeights>();
+  p->m = m;
+  p->k = k;
+  p->k4 = (k + 3) / 4;
+  for (int64_t i = 0; i < m * k; ++i) {
+    const float v = w[i];
+    if (!(v >= -127.0f && v <= 127.0f) || v != std::nearbyint(v))
+      throw ValueError(who + ": int8 weights must be integers in [-127, 127], got " + std::to_string(v) +
+                       " at flat index " + std::to_string(i) + " of weight (" + std::to_string(m) + ", " +
+                       std::to_string(k) + ")");
+  }
+  for (int64_t r = 0; r < m; ++r) {
+    if (!(std::isfinite(w_scale[r]) && w_scale[r] > 0.0f))
+      throw ValueError(who + ": weight_scale must be finite and positive, got " + std::to_string(w_scale[r]) +
+                       " for output " + std::to_string(r));
+    if (bias && !std::isfinite(bias[r]))
+      throw ValueError(who + ": bias must be finite, got " + std::to_string(bias[r]) + " for output " + std::to_string(r));
+  }
+  const int64_t panels = (m + kQPanelRows - 1) / kQPanelRows;
+  p->a.resize(static_cast<size_t>(panels * p->k4 * 16));
+  qpack_weights(w, m, k, p->a.data());
+  p->ibias.resize(static_cast<size_t>(m));
+  p->mult.resize(static_cast<size_t>(m));
+  p->add.resize(static_cast<size_t>(m));
+  const int32_t zp = static_cast<int32_t>(act.in_zp);
+  for (int64_t r = 0; r < m; ++r) {
+    int32_t sum = 0;
+    for (int64_t i = 0; i < k; ++i) sum += static_cast<int32_t>(w[r * k + i]);
+    p->ibias[r] = -zp * sum;
+    const float b = bias ? bias[r] : 0.0f;
+    if (act.out_u8) {
+      p->mult[r] = act.in_scale * w_scale[r] / act.out_scale;
+      p->add[r] = b / act.out_scale + act.out_zp;
+    } else {
+      p->mult[r] = act.in_scale * w_scale[r];
+      p->add[r] = b;
+    }
+  }
+  p->out_u8 = act.out_u8;
+  p->relu = act.relu;
+  p->lo = act.relu ? act.out_zp : 0.0f;
+  p->hi = static_cast<float>(kQActMax);
+  return p;
+}
+
+namespace {
+
+QGemmOut base_out(const QPackedWeights& pw) {
+  QGemmOut o;
+  o.ibias = pw.ibias.data();
+  o.mult = pw.mult.data();
+  o.add = pw.add.data();
+  o.lo = pw.lo;
+  o.hi = pw.hi;
+  o.relu = pw.relu;
+  return o;
+}
+
+// Output rows [r0, r0 + rows) of o.
+QGemmOut shift_rows(QGemmOut o, int64_t r0) {
+  o.ibias += r0;
+  o.mult += r0;
+  o.add += r0;
+  if (o.y8) o.y8 += r0 * o.row_stride;
+  if (o.yf) o.yf += r0 * o.row_stride;
+  return o;
+}
+
+}  // namespace
+
+void qconv2d_forward(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp, const uint8_t* x, int64_t n,
+                     uint8_t* y8, float* yf) {
+  const KernelTable& kt = kernels();
+  const int64_t nr = kt.qgemm_nr, P = g.ho * g.wo, per_image = (P + nr - 1) / nr;
+  const int64_t units = n * per_image;
+  const int threads = get_num_threads();
+  ScratchLayout layout;
+  const int64_t at = layout.per_thread(pw.k4 * nr);  // k4 * nr * 4 bytes
+  ScratchFrame frame(layout, threads);
+  const int64_t in_image = g.cin * g.h * g.w, out_image = pw.m * P;
+  const QGemmOut base = base_out(pw);
+  parallel_for(units, 1, [&](int64_t b, int64_t e) {
+    uint8_t* bp = reinterpret_cast<uint8_t*>(frame.thread(thread_id(), at));
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t img = u / per_image, p0 = (u % per_image) * nr, nc = std::min(nr, P - p0);
+      qpack_conv_cols(x + img * in_image, g, in_zp, p0, nc, nr, pw.k4, bp);
+      QGemmOut o = base;
+      o.row_stride = P;
+      o.col_stride = 1;
+      if (y8) o.y8 = y8 + img * out_image + p0;
+      if (yf) o.yf = yf + img * out_image + p0;
+      kt.qgemm(pw.a.data(), pw.m, pw.k4, bp, nc, o);
+    }
+  });
+}
+
+void qdense_forward(const QPackedWeights& pw, const uint8_t* x, int64_t n, uint8_t* y8, float* yf) {
+  const KernelTable& kt = kernels();
+  const int64_t nr = kt.qgemm_nr, col_panels = (n + nr - 1) / nr;
+  const int threads = get_num_threads();
+  // Few samples: split the rows (whole 4-row panels) too, so batch 1 uses every thread.
+  const int64_t panels = (pw.m + kQPanelRows - 1) / kQPanelRows;
+  const int64_t row_chunks = col_panels >= 2 * threads ? 1 : std::min<int64_t>(panels, 2 * threads);
+  const int64_t chunk_panels = (panels + row_chunks - 1) / row_chunks;
+  const int64_t units = col_panels * row_chunks;
+  ScratchLayout layout;
+  const int64_t at = layout.per_thread(pw.k4 * nr);
+  ScratchFrame frame(layout, threads);
+  QGemmOut base = base_out(pw);
+  base.row_stride = 1;
+  base.col_stride = pw.m;
+  parallel_for(units, 1, [&](int64_t b, int64_t e) {
+    uint8_t* bp = reinterpret_cast<uint8_t*>(frame.thread(thread_id(), at));
+    int64_t packed = -1;
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t cp = u / row_chunks, rc = u % row_chunks;
+      const int64_t j0 = cp * nr, nc = std::min(nr, n - j0);
+      const int64_t r0 = rc * chunk_panels * kQPanelRows;
+      if (r0 >= pw.m) continue;
+      const int64_t rows = std::min(chunk_panels * kQPanelRows, pw.m - r0);
+      if (packed != cp) {
+        qpack_rows(x, pw.k, pw.k, j0, nc, nr, pw.k4, bp);
+        packed = cp;
+      }
+      QGemmOut o = base;
+      if (y8) o.y8 = y8 + j0 * pw.m;
+      if (yf) o.yf = yf + j0 * pw.m;
+      o = shift_rows(o, r0);
+      kt.qgemm(pw.a.data() + (r0 / kQPanelRows) * pw.k4 * 16, rows, pw.k4, bp, nc, o);
+    }
+  });
+}
+
+}  // namespace cpucnn
