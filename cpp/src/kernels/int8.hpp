@@ -70,6 +70,13 @@ struct QConvGeo {
 };
 void qpack_conv_cols(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t p0, int64_t nc, int64_t nr, int64_t k4,
                      uint8_t* b);
+// Faster conv packing in two steps: im2col of columns [c0, c0 + nc) of one u8 image
+// into col (K rows, ldcol bytes apart; byte runs copied whole), then 4-row
+// interleaving of col's first `cols` columns (a multiple of nr) into
+// cols / nr consecutive B panels.
+void qim2col_block(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t c0, int64_t nc, uint8_t* col,
+                   int64_t ldcol);
+void qinterleave(const uint8_t* col, int64_t ldcol, int64_t k, int64_t cols, int64_t nr, int64_t k4, uint8_t* b);
 // Dense: rows [j0, j0 + nc) of x (rows ldx bytes apart, k long) as the columns of a B panel.
 void qpack_rows(const uint8_t* x, int64_t ldx, int64_t k, int64_t j0, int64_t nc, int64_t nr, int64_t k4, uint8_t* b);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "core/errors.hpp"
 #include "core/parallel.hpp"
@@ -88,25 +89,43 @@ QGemmOut shift_rows(QGemmOut o, int64_t r0) {
 void qconv2d_forward(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp, const uint8_t* x, int64_t n,
                      uint8_t* y8, float* yf) {
   const KernelTable& kt = kernels();
-  const int64_t nr = kt.qgemm_nr, P = g.ho * g.wo, per_image = (P + nr - 1) / nr;
-  const int64_t units = n * per_image;
+  const int64_t nr = kt.qgemm_nr, P = g.ho * g.wo, K = pw.k;
   const int threads = get_num_threads();
+  const auto round_up = [](int64_t v, int64_t m) { return (v + m - 1) / m * m; };
+  // Column blocks of whole B panels: an image at a time where its im2col block stays
+  // in L2 (<= 192 KiB), smaller blocks when there are too few images to share out.
+  int64_t cb = std::min(round_up(P, nr), std::max<int64_t>(nr, (int64_t(192) << 10) / std::max<int64_t>(K, 1) / nr * nr));
+  int64_t blocks = (P + cb - 1) / cb;
+  if (n * blocks < 2 * threads) {
+    const int64_t want = (2 * threads + n - 1) / n;
+    cb = std::max(nr, round_up((P + want - 1) / want, nr));
+    blocks = (P + cb - 1) / cb;
+  }
+  const int64_t units = n * blocks;
   ScratchLayout layout;
-  const int64_t at = layout.per_thread(pw.k4 * nr);  // k4 * nr * 4 bytes
+  const int64_t col_at = layout.per_thread((K * cb + 3) / 4);
+  const int64_t pack_at = layout.per_thread(pw.k4 * cb);  // k4 * 4 * cb bytes
   ScratchFrame frame(layout, threads);
   const int64_t in_image = g.cin * g.h * g.w, out_image = pw.m * P;
-  const QGemmOut base = base_out(pw);
+  QGemmOut base = base_out(pw);
+  base.row_stride = P;
+  base.col_stride = 1;
   parallel_for(units, 1, [&](int64_t b, int64_t e) {
-    uint8_t* bp = reinterpret_cast<uint8_t*>(frame.thread(thread_id(), at));
+    const int t = thread_id();
+    uint8_t* col = reinterpret_cast<uint8_t*>(frame.thread(t, col_at));
+    uint8_t* packed = reinterpret_cast<uint8_t*>(frame.thread(t, pack_at));
     for (int64_t u = b; u < e; ++u) {
-      const int64_t img = u / per_image, p0 = (u % per_image) * nr, nc = std::min(nr, P - p0);
-      qpack_conv_cols(x + img * in_image, g, in_zp, p0, nc, nr, pw.k4, bp);
-      QGemmOut o = base;
-      o.row_stride = P;
-      o.col_stride = 1;
-      if (y8) o.y8 = y8 + img * out_image + p0;
-      if (yf) o.yf = yf + img * out_image + p0;
-      kt.qgemm(pw.a.data(), pw.m, pw.k4, bp, nc, o);
+      const int64_t img = u / blocks, c0 = (u % blocks) * cb, nc = std::min(cb, P - c0), cols = round_up(nc, nr);
+      qim2col_block(x + img * in_image, g, in_zp, c0, nc, col, cb);
+      for (int64_t r = 0; r < K && cols > nc; ++r) std::memset(col + r * cb + nc, in_zp, static_cast<size_t>(cols - nc));
+      qinterleave(col, cb, K, cols, nr, pw.k4, packed);
+      for (int64_t q = 0; q < cols / nr; ++q) {
+        const int64_t p0 = c0 + q * nr;
+        QGemmOut o = base;
+        if (y8) o.y8 = y8 + img * out_image + p0;
+        if (yf) o.yf = yf + img * out_image + p0;
+        kt.qgemm(pw.a.data(), pw.m, pw.k4, packed + q * pw.k4 * nr * 4, std::min(nr, c0 + nc - p0), o);
+      }
     }
   });
 }

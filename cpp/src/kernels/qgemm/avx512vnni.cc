@@ -64,10 +64,11 @@ void qgemm_avx512vnni(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, 
     for (int64_t g = 0; g < k4; ++g, ap += 16, bp += nr * 4) {
       const __m512i vb0 = _mm512_loadu_si512(bp);
       const __m512i vb1 = _mm512_loadu_si512(bp + 64);
-      int32_t w[4];
-      std::memcpy(w, ap, 16);
-      const __m512i va0 = _mm512_set1_epi32(w[0]), va1 = _mm512_set1_epi32(w[1]);
-      const __m512i va2 = _mm512_set1_epi32(w[2]), va3 = _mm512_set1_epi32(w[3]);
+      const float* wf = reinterpret_cast<const float*>(ap);
+      const __m512i va0 = _mm512_castps_si512(_mm512_set1_ps(wf[0]));
+      const __m512i va1 = _mm512_castps_si512(_mm512_set1_ps(wf[1]));
+      const __m512i va2 = _mm512_castps_si512(_mm512_set1_ps(wf[2]));
+      const __m512i va3 = _mm512_castps_si512(_mm512_set1_ps(wf[3]));
       vacc00 = _mm512_dpbusd_epi32(vacc00, vb0, va0);
       vacc01 = _mm512_dpbusd_epi32(vacc01, vb1, va0);
       vacc10 = _mm512_dpbusd_epi32(vacc10, vb0, va1);

@@ -1,4 +1,5 @@
 // The int8 GEMM reference and the packing routines every ISA shares.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -80,6 +81,72 @@ void qpack_rows(const uint8_t* x, int64_t ldx, int64_t k, int64_t j0, int64_t nc
     const uint8_t* row = x + (j0 + j) * ldx;
     for (int64_t g = 0; g < full; ++g) std::memcpy(b + g * nr * 4 + j * 4, row + g * 4, 4);
     for (int64_t kk = full * 4; kk < k; ++kk) b[full * nr * 4 + j * 4 + kk % 4] = row[kk];
+  }
+}
+
+}  // namespace cpucnn
+
+namespace cpucnn {
+
+void qim2col_block(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t c0, int64_t nc, uint8_t* col,
+                   int64_t ldcol) {
+  int64_t kk = 0;
+  for (int64_t c = 0; c < g.cin; ++c) {
+    const uint8_t* xc = x + c * g.h * g.w;
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t t = 0; t < g.kw; ++t, ++kk) {
+        uint8_t* dst = col + kk * ldcol;
+        int64_t p = c0;
+        const int64_t end = c0 + nc;
+        while (p < end) {
+          const int64_t oh = p / g.wo, ow = p % g.wo;
+          const int64_t run = std::min(g.wo - ow, end - p);
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= g.h) {
+            std::memset(dst, zp, static_cast<size_t>(run));
+          } else {
+            const uint8_t* src = xc + ih * g.w;
+            const int64_t iw0 = ow * g.sw - g.pw + t * g.dw;
+            if (g.sw == 1) {
+              // columns [0, left) and [right, run) fall outside the row
+              const int64_t left = std::min(run, std::max<int64_t>(0, -iw0));
+              const int64_t right = std::max(left, std::min(run, g.w - iw0));
+              if (left > 0) std::memset(dst, zp, static_cast<size_t>(left));
+              if (right > left) std::memcpy(dst + left, src + iw0 + left, static_cast<size_t>(right - left));
+              if (run > right) std::memset(dst + right, zp, static_cast<size_t>(run - right));
+            } else {
+              for (int64_t j = 0; j < run; ++j) {
+                const int64_t iw = iw0 + j * g.sw;
+                dst[j] = iw >= 0 && iw < g.w ? src[iw] : zp;
+              }
+            }
+          }
+          dst += run;
+          p += run;
+        }
+      }
+  }
+}
+
+void qinterleave(const uint8_t* col, int64_t ldcol, int64_t k, int64_t cols, int64_t nr, int64_t k4, uint8_t* b) {
+  for (int64_t g = 0; g < k4; ++g) {
+    const int64_t rows = std::min<int64_t>(4, k - 4 * g);
+    const uint8_t* r0 = col + (4 * g) * ldcol;
+    for (int64_t j0 = 0; j0 < cols; j0 += nr) {
+      uint8_t* dst = b + (j0 / nr) * k4 * nr * 4 + g * nr * 4;
+      if (rows == 4) {
+        const uint8_t *r1 = r0 + ldcol, *r2 = r1 + ldcol, *r3 = r2 + ldcol;
+        for (int64_t j = 0; j < nr; ++j) {
+          dst[4 * j] = r0[j0 + j];
+          dst[4 * j + 1] = r1[j0 + j];
+          dst[4 * j + 2] = r2[j0 + j];
+          dst[4 * j + 3] = r3[j0 + j];
+        }
+      } else {
+        for (int64_t j = 0; j < nr; ++j)
+          for (int64_t t = 0; t < 4; ++t) dst[4 * j + t] = t < rows ? col[(4 * g + t) * ldcol + j0 + j] : 0;
+      }
+    }
   }
 }
 
