@@ -278,3 +278,31 @@ def test_fashion_mnist_convnet_loses_at_most_half_a_percent(fashion):
     assert f > 0.80, f
     for method, a in accs.items():
         assert a >= f - 0.005, (method, a, f)
+
+
+def test_onnx_qdq_export_matches_in_onnxruntime(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    rng = np.random.default_rng(11)
+    model = _lenet(softmax=False)
+    x = rng.random((64, 1, 28, 28), dtype=np.float32)
+    q = cc.quantize(model, x)
+    path = tmp_path / "q.onnx"
+    with pytest.raises(ValueError, match="opset >= 13"):
+        q.export_onnx(path, opset=12)
+    q.export_onnx(path)
+    proto = onnx.load(str(path))
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("QuantizeLinear") == 5 and ops.count("DequantizeLinear") == 5 + 5, ops  # + 5 weights
+    int8 = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8 and t.name.endswith("_q")]
+    assert len(int8) == 5
+    ours = q.predict(x)
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = level
+        theirs = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+        # The same codes but for rare rounding ties (float sums in onnxruntime, exact int32 in ours).
+        diff = np.abs(theirs - ours)
+        assert diff.max() <= 0.02 * np.abs(ours).max(), (level, diff.max(), np.abs(ours).max())
+        assert diff.mean() <= 0.002 * np.abs(ours).max(), (level, diff.mean())
+        assert (theirs.argmax(1) == ours.argmax(1)).mean() >= 0.95
