@@ -3,6 +3,10 @@
 #include <cmath>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "kernels/int8.hpp"
 
 namespace cpucnn {
@@ -88,22 +92,37 @@ void qpack_rows(const uint8_t* x, int64_t ldx, int64_t k, int64_t j0, int64_t nc
 
 namespace cpucnn {
 
+namespace {
+
+// dst[0, n) = src[0, n) for the short runs of an image row: 8 bytes at a time (fixed-size copies
+// the compiler inlines), never past either end.
+inline void copy_run(uint8_t* dst, const uint8_t* src, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) std::memcpy(dst + j, src + j, 8);
+  for (; j < n; ++j) dst[j] = src[j];
+}
+
+inline void fill_run(uint8_t* dst, uint8_t v, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) dst[j] = v;
+}
+
+}  // namespace
+
 void qim2col_block(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t c0, int64_t nc, uint8_t* col,
                    int64_t ldcol) {
+  const int64_t oh_first = c0 / g.wo, ow_first = c0 % g.wo;
   int64_t kk = 0;
   for (int64_t c = 0; c < g.cin; ++c) {
     const uint8_t* xc = x + c * g.h * g.w;
     for (int64_t i = 0; i < g.kh; ++i)
       for (int64_t t = 0; t < g.kw; ++t, ++kk) {
         uint8_t* dst = col + kk * ldcol;
-        int64_t p = c0;
-        const int64_t end = c0 + nc;
-        while (p < end) {
-          const int64_t oh = p / g.wo, ow = p % g.wo;
-          const int64_t run = std::min(g.wo - ow, end - p);
+        int64_t p = 0, oh = oh_first, ow = ow_first;
+        while (p < nc) {
+          const int64_t run = std::min(g.wo - ow, nc - p);
           const int64_t ih = oh * g.sh - g.ph + i * g.dh;
           if (ih < 0 || ih >= g.h) {
-            std::memset(dst, zp, static_cast<size_t>(run));
+            fill_run(dst, zp, run);
           } else {
             const uint8_t* src = xc + ih * g.w;
             const int64_t iw0 = ow * g.sw - g.pw + t * g.dw;
@@ -111,9 +130,9 @@ void qim2col_block(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t c0, 
               // columns [0, left) and [right, run) fall outside the row
               const int64_t left = std::min(run, std::max<int64_t>(0, -iw0));
               const int64_t right = std::max(left, std::min(run, g.w - iw0));
-              if (left > 0) std::memset(dst, zp, static_cast<size_t>(left));
-              if (right > left) std::memcpy(dst + left, src + iw0 + left, static_cast<size_t>(right - left));
-              if (run > right) std::memset(dst + right, zp, static_cast<size_t>(run - right));
+              fill_run(dst, zp, left);
+              copy_run(dst + left, src + iw0 + left, right - left);
+              fill_run(dst + right, zp, run - right);
             } else {
               for (int64_t j = 0; j < run; ++j) {
                 const int64_t iw = iw0 + j * g.sw;
@@ -123,6 +142,8 @@ void qim2col_block(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t c0, 
           }
           dst += run;
           p += run;
+          ow = 0;
+          ++oh;
         }
       }
   }
@@ -136,7 +157,24 @@ void qinterleave(const uint8_t* col, int64_t ldcol, int64_t k, int64_t cols, int
       uint8_t* dst = b + (j0 / nr) * k4 * nr * 4 + g * nr * 4;
       if (rows == 4) {
         const uint8_t *r1 = r0 + ldcol, *r2 = r1 + ldcol, *r3 = r2 + ldcol;
-        for (int64_t j = 0; j < nr; ++j) {
+        int64_t j = 0;
+#if defined(__SSE2__)
+        // SSE2 is x86-64's baseline: a 4-way byte interleave, 16 columns at a time.
+        for (; j + 16 <= nr; j += 16) {
+          const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + j0 + j));
+          const __m128i bb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + j0 + j));
+          const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2 + j0 + j));
+          const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3 + j0 + j));
+          const __m128i ab_lo = _mm_unpacklo_epi8(a, bb), ab_hi = _mm_unpackhi_epi8(a, bb);
+          const __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
+          __m128i* out = reinterpret_cast<__m128i*>(dst + 4 * j);
+          _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+          _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(ab_lo, cd_lo));
+          _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(ab_hi, cd_hi));
+          _mm_storeu_si128(out + 3, _mm_unpackhi_epi16(ab_hi, cd_hi));
+        }
+#endif
+        for (; j < nr; ++j) {
           dst[4 * j] = r0[j0 + j];
           dst[4 * j + 1] = r1[j0 + j];
           dst[4 * j + 2] = r2[j0 + j];
