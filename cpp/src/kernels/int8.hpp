@@ -77,6 +77,12 @@ void qpack_conv_cols(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t p0
 void qim2col_block(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t c0, int64_t nc, uint8_t* col,
                    int64_t ldcol);
 void qinterleave(const uint8_t* col, int64_t ldcol, int64_t k, int64_t cols, int64_t nr, int64_t k4, uint8_t* b);
+// Stride-1 convolutions without im2col: on an image padded with its zero point (planes of
+// hp x wp), tap k of output "wide" position q (q = oh * wp + ow, ow < wp) reads xpad[koff[k] + q],
+// so row k of B is a contiguous run. Packs wide columns [q0, q0 + nr) (bytes past the padded
+// image must be readable: the caller leaves nr + wp bytes of slack).
+void qpack_shifted(const uint8_t* xpad, const int64_t* koff, int64_t k, int64_t q0, int64_t nr, int64_t k4,
+                   uint8_t* b);
 // Dense: rows [j0, j0 + nc) of x (rows ldx bytes apart, k long) as the columns of a B panel.
 void qpack_rows(const uint8_t* x, int64_t ldx, int64_t k, int64_t j0, int64_t nc, int64_t nr, int64_t k4, uint8_t* b);
 

@@ -86,8 +86,85 @@ QGemmOut shift_rows(QGemmOut o, int64_t r0) {
 
 }  // namespace
 
+namespace {
+
+// Stride 1: no im2col. Each unit pads one image (planes hp x wp, zero point around) in its
+// thread's scratch, packs B panels straight from shifted runs of it (qpack_shifted), and the
+// kernel writes "wide" rows (wp columns an output row; the last wp - wo are junk) that are
+// then compacted into y. Units are (image, block of output rows).
+void qconv2d_forward_shifted(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp, const uint8_t* x, int64_t n,
+                             uint8_t* y8, float* yf) {
+  const KernelTable& kt = kernels();
+  const int64_t nr = kt.qgemm_nr, P = g.ho * g.wo;
+  const int64_t hp = std::max(g.h + 2 * g.ph, (g.ho - 1) + (g.kh - 1) * g.dh + 1);
+  const int64_t wp = std::max(g.w + 2 * g.pw, (g.wo - 1) + (g.kw - 1) * g.dw + 1);
+  const int64_t plane = hp * wp, padded = g.cin * plane + nr + wp + 64;
+  const int threads = get_num_threads();
+  const auto round_up = [](int64_t v, int64_t m) { return (v + m - 1) / m * m; };
+  // Output rows a unit: all of them unless there are too few images to share out, and few
+  // enough that the staged wide block stays small.
+  int64_t rows = std::max<int64_t>(1, std::min(g.ho, (int64_t(1) << 14) / std::max<int64_t>(1, wp)));
+  if (n * ((g.ho + rows - 1) / rows) < 2 * threads) rows = std::max<int64_t>(1, g.ho * n / (2 * threads));
+  const int64_t blocks = (g.ho + rows - 1) / rows, units = n * blocks;
+  const int64_t wide = round_up(rows * wp, nr);
+  const size_t esize = y8 ? 1 : sizeof(float);
+  ScratchLayout layout;
+  const int64_t pad_at = layout.per_thread((padded + 3) / 4);
+  const int64_t pack_at = layout.per_thread(pw.k4 * nr);
+  const int64_t stage_at = layout.per_thread((pw.m * wide * static_cast<int64_t>(esize) + 3) / 4);
+  const int64_t koff_at = layout.shared(2 * pw.k);  // int64 offsets
+  ScratchFrame frame(layout, threads);
+  int64_t* koff = reinterpret_cast<int64_t*>(frame.shared(koff_at));
+  for (int64_t c = 0, kk = 0; c < g.cin; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t t = 0; t < g.kw; ++t, ++kk) koff[kk] = c * plane + i * g.dh * wp + t * g.dw;
+  const int64_t in_image = g.cin * g.h * g.w, out_image = pw.m * P;
+  QGemmOut base = base_out(pw);
+  base.row_stride = wide;
+  base.col_stride = 1;
+  parallel_for(units, 1, [&](int64_t b, int64_t e) {
+    const int t = thread_id();
+    uint8_t* xpad = reinterpret_cast<uint8_t*>(frame.thread(t, pad_at));
+    uint8_t* bp = reinterpret_cast<uint8_t*>(frame.thread(t, pack_at));
+    uint8_t* stage = reinterpret_cast<uint8_t*>(frame.thread(t, stage_at));
+    int64_t padded_img = -1;
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t img = u / blocks, oh0 = (u % blocks) * rows, oh1 = std::min(g.ho, oh0 + rows);
+      if (padded_img != img) {
+        const uint8_t* xi = x + img * in_image;
+        std::memset(xpad, in_zp, static_cast<size_t>(padded));
+        for (int64_t c = 0; c < g.cin; ++c)
+          for (int64_t r = 0; r < g.h; ++r)
+            std::memcpy(xpad + c * plane + (r + g.ph) * wp + g.pw, xi + (c * g.h + r) * g.w, static_cast<size_t>(g.w));
+        padded_img = img;
+      }
+      const int64_t q_begin = oh0 * wp, q_count = (oh1 - oh0) * wp;
+      QGemmOut o = base;
+      for (int64_t q = 0; q < q_count; q += nr) {
+        qpack_shifted(xpad, koff, pw.k, q_begin + q, nr, pw.k4, bp);
+        if (y8) o.y8 = stage + q;
+        else o.yf = reinterpret_cast<float*>(stage) + q;
+        kt.qgemm(pw.a.data(), pw.m, pw.k4, bp, std::min(nr, q_count - q), o);
+      }
+      // compact: output row oh of channel r is stage[r][(oh - oh0) * wp, + wo)
+      for (int64_t r = 0; r < pw.m; ++r)
+        for (int64_t oh = oh0; oh < oh1; ++oh) {
+          const size_t at = static_cast<size_t>(r * P + oh * g.wo), from = static_cast<size_t>(r * wide + (oh - oh0) * wp);
+          if (y8)
+            std::memcpy(y8 + img * out_image + at, stage + from, static_cast<size_t>(g.wo));
+          else
+            std::memcpy(yf + img * out_image + at, reinterpret_cast<const float*>(stage) + from,
+                        static_cast<size_t>(g.wo) * sizeof(float));
+        }
+    }
+  });
+}
+
+}  // namespace
+
 void qconv2d_forward(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp, const uint8_t* x, int64_t n,
                      uint8_t* y8, float* yf) {
+  if (g.sh == 1 && g.sw == 1) return qconv2d_forward_shifted(pw, g, in_zp, x, n, y8, yf);
   const KernelTable& kt = kernels();
   const int64_t nr = kt.qgemm_nr, P = g.ho * g.wo, K = pw.k;
   const int threads = get_num_threads();

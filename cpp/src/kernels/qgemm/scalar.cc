@@ -149,6 +149,47 @@ void qim2col_block(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t c0, 
   }
 }
 
+namespace {
+
+// dst[4j + t] = r_t[j], j < nr (r_t null: 0).
+inline void interleave4(const uint8_t* r0, const uint8_t* r1, const uint8_t* r2, const uint8_t* r3, int64_t nr,
+                        uint8_t* dst) {
+  int64_t j = 0;
+#if defined(__SSE2__)
+  if (r0 && r1 && r2 && r3)
+    for (; j + 16 <= nr; j += 16) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + j));
+      const __m128i bb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + j));
+      const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2 + j));
+      const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3 + j));
+      const __m128i ab_lo = _mm_unpacklo_epi8(a, bb), ab_hi = _mm_unpackhi_epi8(a, bb);
+      const __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
+      __m128i* out = reinterpret_cast<__m128i*>(dst + 4 * j);
+      _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+      _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(ab_lo, cd_lo));
+      _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(ab_hi, cd_hi));
+      _mm_storeu_si128(out + 3, _mm_unpackhi_epi16(ab_hi, cd_hi));
+    }
+#endif
+  for (; j < nr; ++j) {
+    dst[4 * j] = r0 ? r0[j] : 0;
+    dst[4 * j + 1] = r1 ? r1[j] : 0;
+    dst[4 * j + 2] = r2 ? r2[j] : 0;
+    dst[4 * j + 3] = r3 ? r3[j] : 0;
+  }
+}
+
+}  // namespace
+
+void qpack_shifted(const uint8_t* xpad, const int64_t* koff, int64_t k, int64_t q0, int64_t nr, int64_t k4,
+                   uint8_t* b) {
+  for (int64_t g = 0; g < k4; ++g) {
+    const uint8_t* r[4];
+    for (int64_t t = 0; t < 4; ++t) r[t] = 4 * g + t < k ? xpad + koff[4 * g + t] + q0 : nullptr;
+    interleave4(r[0], r[1], r[2], r[3], nr, b + g * nr * 4);
+  }
+}
+
 void qinterleave(const uint8_t* col, int64_t ldcol, int64_t k, int64_t cols, int64_t nr, int64_t k4, uint8_t* b) {
   for (int64_t g = 0; g < k4; ++g) {
     const int64_t rows = std::min<int64_t>(4, k - 4 * g);
