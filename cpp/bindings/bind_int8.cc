@@ -79,6 +79,43 @@ py::array qgemm(const std::string& isa, const Arr<int8_t>& w, const Arr<uint8_t>
   return out;
 }
 
+py::array qgemv(const std::string& isa, const Arr<int8_t>& w, const Arr<uint8_t>& x, const Arr<int32_t>& ibias,
+                const Arr<float>& mult, const Arr<float>& add, float lo, float hi, bool relu, bool out_u8) {
+  const bool v = vector_isa(isa, "qgemv");
+  if (w.ndim() != 2 || x.ndim() != 2 || w.shape(1) != x.shape(1)) throw ValueError("qgemv: w (m, k) and x (n, k) must share k");
+  const int64_t m = w.shape(0), k = w.shape(1), n = x.shape(0);
+  if (ibias.size() != m || mult.size() != m || add.size() != m) throw ValueError("qgemv: ibias, mult, add need m values");
+  const int8_t* wp = w.data();
+  for (int64_t i = 0; i < m * k; ++i)
+    if (wp[i] == -128) throw ValueError("qgemv: weights must be in [-127, 127]");
+  for (int64_t i = 0; i < n * k; ++i)
+    if (x.data()[i] > kQActMax) throw ValueError("qgemv: activations must be in [0, 127]");
+  std::vector<float> wf(static_cast<size_t>(m * k));
+  for (size_t i = 0; i < wf.size(); ++i) wf[i] = wp[i];
+  const int64_t k4 = (k + 3) / 4;
+  std::vector<int8_t> a(static_cast<size_t>((m + 3) / 4 * k4 * 16));
+  qpack_weights(wf.data(), m, k, a.data());
+  std::vector<uint8_t> xb(static_cast<size_t>(k4 * 4), 0);
+  py::array out = out_u8 ? py::array(py::dtype::of<uint8_t>(), {n, m}) : py::array(py::dtype::of<float>(), {n, m});
+  for (int64_t j = 0; j < n; ++j) {
+    std::copy(x.data() + j * k, x.data() + (j + 1) * k, xb.begin());
+    QGemmOut o;
+    o.ibias = ibias.data();
+    o.mult = mult.data();
+    o.add = add.data();
+    o.lo = lo;
+    o.hi = hi;
+    o.relu = relu;
+    o.row_stride = 1;
+    if (out_u8)
+      o.y8 = static_cast<uint8_t*>(out.mutable_data()) + j * m;
+    else
+      o.yf = static_cast<float*>(out.mutable_data()) + j * m;
+    (v ? qgemv_avx2 : qgemv_scalar)(a.data(), m, k4, xb.data(), o);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_int8(py::module_& m) {
@@ -87,6 +124,9 @@ void register_int8(py::module_& m) {
   q.def("qgemm", &qgemm, py::arg("isa"), py::arg("w"), py::arg("x"), py::arg("ibias"), py::arg("mult"), py::arg("add"),
         py::arg("lo"), py::arg("hi"), py::arg("relu"), py::arg("out_u8"),
         "y (m, n) = requantise(w (m, k) int8 x x (n, k) u8 transposed) with the GEMM variant `isa`.");
+  q.def("qgemv", &qgemv, py::arg("isa"), py::arg("w"), py::arg("x"), py::arg("ibias"), py::arg("mult"), py::arg("add"),
+        py::arg("lo"), py::arg("hi"), py::arg("relu"), py::arg("out_u8"),
+        "y (n, m): each row of x (n, k) u8 through the one-column kernel of `isa` ('scalar' or 'avx2').");
   q.def(
       "quantize",
       [](const std::string& isa, const Arr<float>& x, float scale, float zp) {

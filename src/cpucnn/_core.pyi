@@ -289,6 +289,21 @@ class _Int8:
         """y (m, n) = requantise(w (m, k) int8 x x (n, k) u8 transposed) with the GEMM variant `isa`."""
 
     @staticmethod
+    def qgemv(
+        isa: str,
+        w: ArrayLike,
+        x: ArrayLike,
+        ibias: ArrayLike,
+        mult: ArrayLike,
+        add: ArrayLike,
+        lo: float,
+        hi: float,
+        relu: bool,
+        out_u8: bool,
+    ) -> NDArray[Any]:
+        """y (n, m): each row of x (n, k) u8 through the one-column kernel of `isa` ('scalar' or 'avx2')."""
+
+    @staticmethod
     def quantize(isa: str, x: ArrayLike, scale: float, zero_point: float) -> NDArray[np.uint8]: ...
     @staticmethod
     def dequantize(isa: str, q: ArrayLike, scale: float, zero_point: float) -> NDArray[np.float32]: ...

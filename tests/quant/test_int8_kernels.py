@@ -63,6 +63,19 @@ def test_scalar_reference_matches_numpy(m, k, n):
     np.testing.assert_array_equal(u, want, err_msg=f"u8 out, {(m, k, n)}")
 
 
+@pytest.mark.parametrize("m,k,n", SIZES)
+@pytest.mark.parametrize("out_u8,relu", [(True, True), (False, False), (False, True)])
+def test_qgemv_equals_scalar_and_the_gemm(m, k, n, out_u8, relu):
+    isa = _vector_isa()
+    w, x, ib, mult, add = _case(m, k, n, 3 * m + k + n)
+    lo = 5.0 if relu else 0.0
+    ref = q8.qgemv("scalar", w, x, ib, mult, add, lo, 127.0, relu, out_u8)
+    got = q8.qgemv(isa, w, x, ib, mult, add, lo, 127.0, relu, out_u8)
+    np.testing.assert_array_equal(got, ref, err_msg=f"qgemv {isa} vs scalar, (m, k, n) = {(m, k, n)}")
+    gemm = q8.qgemm("scalar", w, x, ib, mult, add, lo, 127.0, relu, out_u8)
+    np.testing.assert_array_equal(ref, gemm.T, err_msg=f"qgemv vs qgemm, (m, k, n) = {(m, k, n)}")
+
+
 def test_qgemm_rejects_codes_out_of_range():
     w, x, ib, mult, add = _case(4, 8, 4, 0)
     x[1, 2] = 200

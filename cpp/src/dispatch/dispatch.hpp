@@ -68,6 +68,7 @@ struct KernelTable {
   // int8 inference (kernels/int8.hpp; filled by fill_int8, dispatch/int8.cc)
   QGemmFn qgemm = nullptr;
   int qgemm_nr = 0;
+  QGemvFn qgemv = nullptr;
   QuantizeFn quantize_u7 = nullptr;
   DequantizeFn dequantize_u8 = nullptr;
   QMaxPoolFn qmaxpool2d = nullptr;

@@ -28,6 +28,7 @@ void fill_int8(KernelTable& t) {
   const std::string isa = t.isa;
   t.qgemm = qgemm_scalar;
   t.qgemm_nr = kQgemmNrScalar;
+  t.qgemv = qgemv_scalar;
   t.quantize_u7 = quantize_u7_scalar;
   t.dequantize_u8 = dequantize_u8_scalar;
   t.qmaxpool2d = qmaxpool2d_scalar;
@@ -35,6 +36,7 @@ void fill_int8(KernelTable& t) {
   if (isa == "avx2" || isa == "avx512") {
     t.qgemm = qgemm_avx2;
     t.qgemm_nr = kQgemmNrAvx2;
+    t.qgemv = qgemv_avx2;
     t.quantize_u7 = quantize_u7_avx2;
     t.dequantize_u8 = dequantize_u8_avx2;
     t.qmaxpool2d = qmaxpool2d_avx2;
@@ -50,6 +52,7 @@ void fill_int8(KernelTable& t) {
     q = "avx512vnni";
   }
   set_impl(t, "qgemm", q);
+  set_impl(t, "qgemv", isa == "scalar" ? "scalar" : "avx2");
   set_impl(t, "quantize", isa == "scalar" ? "scalar" : "avx2");
   set_impl(t, "qmaxpool2d", isa == "scalar" ? "scalar" : "avx2 (2x2 stride 2; scalar otherwise)");
 }

@@ -207,8 +207,46 @@ void qconv2d_forward(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp,
   });
 }
 
+namespace {
+
+// A few samples: one column at a time (qgemv: output rows in the lanes), rows split in chunks of
+// whole 8-row pairs of panels so every thread has work.
+void qdense_forward_gemv(const QPackedWeights& pw, const uint8_t* x, int64_t n, uint8_t* y8, float* yf) {
+  const KernelTable& kt = kernels();
+  const int threads = get_num_threads();
+  const int64_t pairs = (pw.m + 7) / 8;
+  const int64_t chunks = std::min<int64_t>(pairs, 2 * threads), per = (pairs + chunks - 1) / chunks;
+  const int64_t units = n * chunks;
+  ScratchLayout layout;
+  const int64_t xb_at = layout.per_thread(pw.k4);  // k4 * 4 bytes
+  ScratchFrame frame(layout, threads);
+  QGemmOut base = base_out(pw);
+  base.row_stride = 1;
+  parallel_for(units, 1, [&](int64_t b, int64_t e) {
+    uint8_t* xb = reinterpret_cast<uint8_t*>(frame.thread(thread_id(), xb_at));
+    int64_t loaded = -1;
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t j = u / chunks, r0 = (u % chunks) * per * 8;
+      if (r0 >= pw.m) continue;
+      if (loaded != j) {
+        std::memcpy(xb, x + j * pw.k, static_cast<size_t>(pw.k));
+        std::memset(xb + pw.k, 0, static_cast<size_t>(pw.k4 * 4 - pw.k));
+        loaded = j;
+      }
+      QGemmOut o = base;
+      if (y8) o.y8 = y8 + j * pw.m;
+      if (yf) o.yf = yf + j * pw.m;
+      o = shift_rows(o, r0);
+      kt.qgemv(pw.a.data() + (r0 / kQPanelRows) * pw.k4 * 16, std::min(per * 8, pw.m - r0), pw.k4, xb, o);
+    }
+  });
+}
+
+}  // namespace
+
 void qdense_forward(const QPackedWeights& pw, const uint8_t* x, int64_t n, uint8_t* y8, float* yf) {
   const KernelTable& kt = kernels();
+  if (4 * n <= kt.qgemm_nr) return qdense_forward_gemv(pw, x, n, y8, yf);
   const int64_t nr = kt.qgemm_nr, col_panels = (n + nr - 1) / nr;
   const int threads = get_num_threads();
   // Few samples: split the rows (whole 4-row panels) too, so batch 1 uses every thread.

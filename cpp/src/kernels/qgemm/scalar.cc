@@ -45,6 +45,21 @@ void qgemm_scalar(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int6
   }
 }
 
+void qgemv_scalar(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o) {
+  for (int64_t r = 0; r < m; ++r) {
+    const int8_t* ap = a + (r / kQPanelRows) * k4 * 16 + (r % kQPanelRows) * 4;
+    int32_t acc = 0;
+    for (int64_t g = 0; g < k4; ++g)
+      for (int64_t t = 0; t < 4; ++t) acc += int32_t(x[4 * g + t]) * ap[g * 16 + t];
+    float v = std::fma(static_cast<float>(acc + o.ibias[r]), o.mult[r], o.add[r]);
+    const int64_t at = r * o.row_stride;
+    if (o.y8)
+      o.y8[at] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(vmin(vmax(v, o.lo), o.hi))));
+    else
+      o.yf[at] = o.relu ? vmax(v, 0.0f) : v;
+  }
+}
+
 void qpack_weights(const float* w, int64_t m, int64_t k, int8_t* a) {
   const int64_t k4 = (k + 3) / 4, panels = (m + kQPanelRows - 1) / kQPanelRows;
   std::memset(a, 0, static_cast<size_t>(panels * k4 * 16));
