@@ -115,7 +115,7 @@ class QFlatten(QuantizedLayer):
 
 
 _Q_TYPES = (QConv2D, QDense, Quantize, Dequantize, QMaxPool2D, QReLU, QFlatten)
-layers_mod._TYPES.update({cls._type: cls for cls in _Q_TYPES})
+layers_mod._INT8_TYPES.update({cls._type: cls for cls in _Q_TYPES})
 
 
 def is_quantized(model: Any) -> bool:
