@@ -5,7 +5,9 @@ For each model: inference images/s at batch 256, batch-1 latency (median), the m
 and the test accuracy of float32 and int8 when --accuracy trains the model first (Fashion-MNIST for
 the 1-channel models; skipped where the data is missing). The runs alternate in rounds so machine
 drift hits every contender; the best round is kept. Every contender runs at the same thread count
-(cc.set_num_threads; onnxruntime intra_op_num_threads=threads, inter_op 1).
+(cc.set_num_threads; onnxruntime intra_op_num_threads=threads, inter_op 1, its idle threads not
+spinning unless --ort-spin). Batch-1 latency is the median of many runs, so on a loaded machine
+(thread wake-ups delayed) it shows the load: take final figures on a quiet one.
 
 Contenders:
 
@@ -41,7 +43,7 @@ from models import SPECS, cpucnn_model  # noqa: E402
 BATCH = 256
 
 
-def _ort_sessions(model, calib, tmp, threads):
+def _ort_sessions(model, calib, tmp, threads, spin):
     """onnxruntime float32 and statically quantized sessions of the model (None, reason if unavailable)."""
     try:
         import onnxruntime as ort
@@ -66,6 +68,8 @@ def _ort_sessions(model, calib, tmp, threads):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spin:  # idle pool threads that spin would steal the cores from whoever runs next
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     mk = lambda p: ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])  # noqa: E731
     return (mk(f32), f32), (mk(i8), i8), None
 
@@ -96,7 +100,7 @@ def _train(model, name, quick):
     return xt, yt, x[-1000:]
 
 
-def bench_model(name, threads, seconds, rounds, accuracy, quick):
+def bench_model(name, threads, seconds, rounds, accuracy, quick, spin=False):
     cc.set_num_threads(threads)
     rng = np.random.default_rng(0)
     model = cpucnn_model(name, seed=0)
@@ -121,7 +125,7 @@ def bench_model(name, threads, seconds, rounds, accuracy, quick):
         row["size_cc_int8"] = os.path.getsize(os.path.join(tmp, "q.cnn"))
         runs = {"cc_f32": (lambda b: model.predict(b, batch_size=BATCH)),
                 "cc_int8": (lambda b: q.predict(b, batch_size=BATCH))}
-        f32, i8, why = _ort_sessions(model, calib, tmp, threads)
+        f32, i8, why = _ort_sessions(model, calib, tmp, threads, spin)
         if why:
             row["ort_note"] = why
         else:
@@ -176,17 +180,20 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best is kept")
     ap.add_argument("--accuracy", action="store_true", help="train on Fashion-MNIST first (1-channel models)")
     ap.add_argument("--quick", action="store_true", help="short measurements (0.2 s, 2 rounds; 6k training images)")
+    ap.add_argument("--ort-spin", action="store_true",
+                    help="let onnxruntime's idle threads spin (its default; off here because in one process "
+                         "they take the cores from the contender measured next)")
     ap.add_argument("--json", default="bench_quant.json", help="where to write the results")
     a = ap.parse_args()
     if a.quick:
         a.seconds, a.rounds = 0.2, 2
     rows = []
     for name in a.models:
-        rows.append(bench_model(name, a.threads, a.seconds, a.rounds, a.accuracy, a.quick))
+        rows.append(bench_model(name, a.threads, a.seconds, a.rounds, a.accuracy, a.quick, a.ort_spin))
         print(f"{name}: done", file=sys.stderr)
     text = _table(rows)
     print(text)
-    meta = {"cpu": cc.cpu_info(), "platform": platform.platform(), "load_avg": os.getloadavg(),
+    meta = {"cpu": cc.cpu_info(), "ort_spin": a.ort_spin, "platform": platform.platform(), "load_avg": os.getloadavg(),
             "cpucnn": cc.__version__, "threads": a.threads}
     with open(a.json, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1, default=str)

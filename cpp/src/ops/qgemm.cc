@@ -63,6 +63,14 @@ std::shared_ptr<const QPackedWeights> qpack_layer(const std::string& who, const 
 
 namespace {
 
+// Units per thread at least, so that a region wakes another thread only for work worth it
+// (~2^17 multiply-adds, some tens of microseconds): at batch 1 a small layer runs on one
+// thread instead of paying a wake-up, which on a loaded machine can cost milliseconds.
+int64_t grain_for(int64_t macs_per_unit) {
+  constexpr int64_t kMinMacs = int64_t(1) << 17;
+  return std::max<int64_t>(1, kMinMacs / std::max<int64_t>(1, macs_per_unit));
+}
+
 QGemmOut base_out(const QPackedWeights& pw) {
   QGemmOut o;
   o.ibias = pw.ibias.data();
@@ -122,7 +130,7 @@ void qconv2d_forward_shifted(const QPackedWeights& pw, const QConvGeo& g, uint8_
   QGemmOut base = base_out(pw);
   base.row_stride = wide;
   base.col_stride = 1;
-  parallel_for(units, 1, [&](int64_t b, int64_t e) {
+  parallel_for(units, grain_for(pw.m * pw.k * rows * wp), [&](int64_t b, int64_t e) {
     const int t = thread_id();
     uint8_t* xpad = reinterpret_cast<uint8_t*>(frame.thread(t, pad_at));
     uint8_t* bp = reinterpret_cast<uint8_t*>(frame.thread(t, pack_at));
@@ -187,7 +195,7 @@ void qconv2d_forward(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp,
   QGemmOut base = base_out(pw);
   base.row_stride = P;
   base.col_stride = 1;
-  parallel_for(units, 1, [&](int64_t b, int64_t e) {
+  parallel_for(units, grain_for(pw.m * K * cb), [&](int64_t b, int64_t e) {
     const int t = thread_id();
     uint8_t* col = reinterpret_cast<uint8_t*>(frame.thread(t, col_at));
     uint8_t* packed = reinterpret_cast<uint8_t*>(frame.thread(t, pack_at));
@@ -222,7 +230,7 @@ void qdense_forward_gemv(const QPackedWeights& pw, const uint8_t* x, int64_t n, 
   ScratchFrame frame(layout, threads);
   QGemmOut base = base_out(pw);
   base.row_stride = 1;
-  parallel_for(units, 1, [&](int64_t b, int64_t e) {
+  parallel_for(units, grain_for(per * 8 * pw.k), [&](int64_t b, int64_t e) {
     uint8_t* xb = reinterpret_cast<uint8_t*>(frame.thread(thread_id(), xb_at));
     int64_t loaded = -1;
     for (int64_t u = b; u < e; ++u) {
@@ -260,7 +268,7 @@ void qdense_forward(const QPackedWeights& pw, const uint8_t* x, int64_t n, uint8
   QGemmOut base = base_out(pw);
   base.row_stride = 1;
   base.col_stride = pw.m;
-  parallel_for(units, 1, [&](int64_t b, int64_t e) {
+  parallel_for(units, grain_for(chunk_panels * kQPanelRows * pw.k * nr), [&](int64_t b, int64_t e) {
     uint8_t* bp = reinterpret_cast<uint8_t*>(frame.thread(thread_id(), at));
     int64_t packed = -1;
     for (int64_t u = b; u < e; ++u) {
