@@ -160,6 +160,9 @@ def _entropy_threshold(v: np.ndarray, levels: int, bins: int = 2048) -> float:
         return 0.0
     hist, edges = np.histogram(a, bins=bins, range=(0.0, amax))
     hist = hist.astype(np.float64)
+    # Zeros (ReLU's spike, an image's background) are exact whatever the threshold: left out, they
+    # would dominate both distributions and pull the threshold down.
+    hist[0] = 0.0
     best, best_kl = amax, np.inf
     for i in range(levels, bins + 1, max(1, (bins - levels) // 128)):
         p = hist[:i].copy()
@@ -251,7 +254,8 @@ def quantize(model: Any, calibration_x: Any, method: str = "minmax", percentile:
         method (str, default "minmax"): how an activation's range is chosen: ``"minmax"`` (the
             extremes seen), ``"percentile"`` (the ``percentile``-th and (100 - ``percentile``)-th
             percentiles, clipping outliers) or ``"entropy"`` (the clipping threshold minimising the
-            KL divergence of the quantised histogram, as TensorRT).
+            KL divergence of the quantised histogram, as TensorRT; the model's input keeps its
+            min/max range).
         percentile (float, default 99.99): for ``method="percentile"``, in (50, 100].
         batch_size (int, default 256): samples per calibration forward pass.
         seed (int, default 0): seeds the sampling of values for the percentile and entropy methods.
@@ -353,7 +357,10 @@ def quantize(model: Any, calibration_x: Any, method: str = "minmax", percentile:
                 stats[t].add(a, per_batch)
     qp: Dict[int, Tuple[float, int]] = {}
     for t, nonneg in need.items():
-        qp[t] = _qparams(*_range(stats[t], method, float(percentile), nonneg))
+        # The entropy method clips the heavy tails of hidden activations; the model's input (t == -1)
+        # keeps its extremes: it is data (pixels), whose spike at 0 would pull KL's threshold far down.
+        how = "minmax" if method == "entropy" and t == -1 else method
+        qp[t] = _qparams(*_range(stats[t], how, float(percentile), nonneg))
 
     # The new layers, and the parameters to copy into them.
     new_layers: List[layers_mod.Layer] = []

@@ -272,7 +272,7 @@ def test_fashion_mnist_convnet_loses_at_most_half_a_percent(fashion):
     model.fit(x[:15000], y[:15000], epochs=1, batch_size=64, seed=0, verbose=0)
     f = model.evaluate(xt, yt)["accuracy"]
     accs = {}
-    for method in ("minmax", "percentile"):
+    for method in ("minmax", "percentile", "entropy"):
         q = cc.quantize(model, x[20000:21000], method=method)
         accs[method] = q.evaluate(xt, yt)["accuracy"]
     print(f"Fashion-MNIST test accuracy: float32 {f:.4f}, int8 " +
