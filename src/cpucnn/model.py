@@ -399,6 +399,7 @@ class Sequential:
         x = self._to_core_input(_as_input(x))
         if outputs is None:
             return _image_out(self._m.predict(x, batch_size), self._channels_last)
+        self._refuse_if_quantized("predict(outputs=...)")  # int8 layers' outputs are codes, not values
         return self._predict_outputs(x, 0, [self._layer_index(o) for o in _as_list(outputs, "outputs")],
                                      batch_size)
 
@@ -454,6 +455,7 @@ class Sequential:
         Example:
             >>> features = model.submodel(0, -1).predict(x)  # everything but the last layer  # doctest: +SKIP
         """
+        self._refuse_if_quantized("submodel")  # its layers pass int8 codes, not values
         return SubModel(self, start, stop)
 
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 256, verbose: int = 0,

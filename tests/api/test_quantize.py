@@ -237,6 +237,10 @@ def test_uncompiled_models_quantize_and_int8_models_do_not_train():
         q.fit(x, y, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="quantized \\(int8\\) and inference-only"):
         q.train_on_batch(x, y)
+    with pytest.raises(ValueError, match="predict\\(outputs=...\\): this model is quantized"):
+        q.predict(x, outputs=[1])
+    with pytest.raises(ValueError, match="submodel: this model is quantized"):
+        q.submodel(0, 3)
 
 
 def test_calibration_methods_pick_different_ranges():
