@@ -34,14 +34,20 @@ def _bound_check(model, x, tol=1e-4):
     yq = q.predict(x)
     if kinds[1] == "QDense":
         bound = s_in / 2 * np.abs(w).sum(1)[None, :] + (np.abs(x_hat) @ np.ones_like(w.T)) * ws[None, :] / 2
-    else:
-        import torch
-        import torch.nn.functional as F
+    else:  # sum |x_hat| over each window of the padded input (all channels), by sliding windows
         cfg = model.layers[0].get_config()
-        pad = tuple(cfg["padding"]) if not isinstance(cfg["padding"], str) else cfg["padding"]
-        abs_x = torch.from_numpy(np.abs(x_hat).astype(np.float32))
-        ones = torch.ones_like(torch.from_numpy(w))
-        sum_x = F.conv2d(abs_x, ones, stride=tuple(cfg["stride"]), padding=pad).numpy()  # sum |x_hat| a window
+        kh, kw = cfg["kernel_size"]
+        sh, sw = cfg["stride"]
+        if cfg["padding"] == "same":
+            ho, wo = -(-x.shape[2] // sh), -(-x.shape[3] // sw)
+            th, tw = max(0, (ho - 1) * sh + kh - x.shape[2]), max(0, (wo - 1) * sw + kw - x.shape[3])
+            pads = ((th // 2, th - th // 2), (tw // 2, tw - tw // 2))
+        else:
+            ph, pw = cfg["padding"]
+            pads = ((ph, ph), (pw, pw))
+        a = np.pad(np.abs(x_hat).sum(1), ((0, 0), *pads))
+        win = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+        sum_x = win.sum((3, 4))[:, None]
         bound = s_in / 2 * np.abs(w).sum((1, 2, 3))[None, :, None, None] + sum_x * ws[None, :, None, None] / 2
     err = np.abs(yq - yf)
     assert np.all(err <= bound * (1 + tol) + tol), (
@@ -62,7 +68,6 @@ def test_dense_error_within_the_scales_bound(relu):
 
 @pytest.mark.parametrize("padding,stride", [(1, 1), (0, 2), ("same", 1)])
 def test_conv_error_within_the_scales_bound(padding, stride):
-    pytest.importorskip("torch")
     rng = np.random.default_rng(2)
     model = cc.Sequential([L.Conv2D(7, 3, stride=stride, padding=padding)], input_shape=(5, 11, 13), seed=3)
     x = rng.normal(0.2, 1.0, (6, 5, 11, 13)).astype(np.float32)
@@ -248,13 +253,15 @@ def test_calibration_methods_pick_different_ranges():
     model = cc.Sequential([L.Dense(8), L.ReLU(), L.Dense(4)], input_shape=(16,), seed=0)
     x = rng.normal(0, 1, (2000, 16)).astype(np.float32)
     x[0] = 40.0  # one outlier: minmax covers it, percentile and entropy clip it
-    scales = {}
+    scales = {}  # (the input's scale, the hidden ReLU output's)
     for method in ("minmax", "percentile", "entropy"):
         q = cc.quantize(model, x, method=method, percentile=99.0)
-        scales[method] = q.layers[0].settings["scale"]
+        scales[method] = (q.layers[0].settings["scale"], q.layers[1].settings["out_scale"])
         assert np.isfinite(q.predict(x[1:50])).all()
-    assert scales["minmax"] > 3 * scales["percentile"], scales
-    assert scales["minmax"] > 2 * scales["entropy"], scales
+    assert scales["minmax"][0] > 3 * scales["percentile"][0], scales
+    assert scales["minmax"][1] > 3 * scales["percentile"][1], scales
+    assert scales["entropy"][0] == scales["minmax"][0], scales  # the model's input keeps its range
+    assert scales["minmax"][1] > 2 * scales["entropy"][1], scales
 
 
 @pytest.fixture(scope="module")
