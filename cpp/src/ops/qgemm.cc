@@ -64,10 +64,10 @@ std::shared_ptr<const QPackedWeights> qpack_layer(const std::string& who, const 
 namespace {
 
 // Units per thread at least, so that a region wakes another thread only for work worth it
-// (~2^17 multiply-adds, some tens of microseconds): at batch 1 a small layer runs on one
+// (~2^18 multiply-adds, some tens of microseconds): at batch 1 a small layer runs on one
 // thread instead of paying a wake-up, which on a loaded machine can cost milliseconds.
 int64_t grain_for(int64_t macs_per_unit) {
-  constexpr int64_t kMinMacs = int64_t(1) << 17;
+  constexpr int64_t kMinMacs = int64_t(1) << 18;
   return std::max<int64_t>(1, kMinMacs / std::max<int64_t>(1, macs_per_unit));
 }
 
