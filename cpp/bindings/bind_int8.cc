@@ -16,6 +16,13 @@
 
 namespace py = pybind11;
 
+// The AVX2 variant of an int8 helper kernel; x86 builds only (elsewhere vector_isa refuses "avx2").
+#if defined(__x86_64__) || defined(__i386__)
+#define CPUCNN_INT8_AVX2(fn) fn##_avx2
+#else
+#define CPUCNN_INT8_AVX2(fn) fn##_scalar
+#endif
+
 namespace cpucnn::bindings {
 
 namespace {
@@ -111,7 +118,7 @@ py::array qgemv(const std::string& isa, const Arr<int8_t>& w, const Arr<uint8_t>
       o.y8 = static_cast<uint8_t*>(out.mutable_data()) + j * m;
     else
       o.yf = static_cast<float*>(out.mutable_data()) + j * m;
-    (v ? qgemv_avx2 : qgemv_scalar)(a.data(), m, k4, xb.data(), o);
+    (v ? CPUCNN_INT8_AVX2(qgemv) : qgemv_scalar)(a.data(), m, k4, xb.data(), o);
   }
   return out;
 }
@@ -132,7 +139,7 @@ void register_int8(py::module_& m) {
       [](const std::string& isa, const Arr<float>& x, float scale, float zp) {
         const bool v = vector_isa(isa, "quantize");
         py::array_t<uint8_t> out(x.size());
-        (v ? quantize_u7_avx2 : quantize_u7_scalar)(x.data(), out.mutable_data(), x.size(), scale, zp);
+        (v ? CPUCNN_INT8_AVX2(quantize_u7) : quantize_u7_scalar)(x.data(), out.mutable_data(), x.size(), scale, zp);
         return out;
       },
       py::arg("isa"), py::arg("x"), py::arg("scale"), py::arg("zero_point"));
@@ -141,7 +148,7 @@ void register_int8(py::module_& m) {
       [](const std::string& isa, const Arr<uint8_t>& qv, float scale, float zp) {
         const bool v = vector_isa(isa, "dequantize");
         py::array_t<float> out(qv.size());
-        (v ? dequantize_u8_avx2 : dequantize_u8_scalar)(qv.data(), out.mutable_data(), qv.size(), scale, zp);
+        (v ? CPUCNN_INT8_AVX2(dequantize_u8) : dequantize_u8_scalar)(qv.data(), out.mutable_data(), qv.size(), scale, zp);
         return out;
       },
       py::arg("isa"), py::arg("q"), py::arg("scale"), py::arg("zero_point"));
@@ -155,7 +162,7 @@ void register_int8(py::module_& m) {
         Pool2dParams p{x.shape(1), x.shape(2), (x.shape(1) + 2 * pad - k) / s + 1, (x.shape(2) + 2 * pad - k) / s + 1,
                        k, k, s, s, pad, pad};
         py::array_t<uint8_t> out({x.shape(0), p.ho, p.wo});
-        (v ? qmaxpool2d_avx2 : qmaxpool2d_scalar)(x.data(), out.mutable_data(), x.shape(0), p);
+        (v ? CPUCNN_INT8_AVX2(qmaxpool2d) : qmaxpool2d_scalar)(x.data(), out.mutable_data(), x.shape(0), p);
         return out;
       },
       py::arg("isa"), py::arg("x"), py::arg("pool"), py::arg("stride"), py::arg("padding"));

@@ -33,6 +33,7 @@ void fill_int8(KernelTable& t) {
   t.dequantize_u8 = dequantize_u8_scalar;
   t.qmaxpool2d = qmaxpool2d_scalar;
   std::string q = "scalar";
+#if defined(__x86_64__) || defined(__i386__)  // the x86 kernels exist only in x86 builds
   if (isa == "avx2" || isa == "avx512") {
     t.qgemm = qgemm_avx2;
     t.qgemm_nr = kQgemmNrAvx2;
@@ -51,10 +52,14 @@ void fill_int8(KernelTable& t) {
     t.qgemm_nr = kQgemmNrAvx512;
     q = "avx512vnni";
   }
+#else
+  (void)f;
+#endif
+  const bool vec = q != "scalar";
   set_impl(t, "qgemm", q);
-  set_impl(t, "qgemv", isa == "scalar" ? "scalar" : "avx2");
-  set_impl(t, "quantize", isa == "scalar" ? "scalar" : "avx2");
-  set_impl(t, "qmaxpool2d", isa == "scalar" ? "scalar" : "avx2 (2x2 stride 2; scalar otherwise)");
+  set_impl(t, "qgemv", vec ? "avx2" : "scalar");
+  set_impl(t, "quantize", vec ? "avx2" : "scalar");
+  set_impl(t, "qmaxpool2d", vec ? "avx2 (2x2 stride 2; scalar otherwise)" : "scalar");
 }
 
 std::vector<std::string> int8_isas() {
@@ -76,6 +81,7 @@ QGemmFn qgemm_variant(const std::string& name, int* nr) {
   if (name != "scalar" && name != "avx2" && name != "avxvnni" && name != "avx512vnni")
     throw ValueError("unknown int8 GEMM '" + name + "': expected avx512vnni, avxvnni, avx2 or scalar");
   if (!ok) throw ValueError("int8 GEMM '" + name + "' is not supported by this CPU");
+#if defined(__x86_64__) || defined(__i386__)
   if (name == "avx512vnni") {
     *nr = kQgemmNrAvx512;
     return qgemm_avx512vnni;
@@ -88,6 +94,7 @@ QGemmFn qgemm_variant(const std::string& name, int* nr) {
     *nr = kQgemmNrAvx2;
     return qgemm_avx2;
   }
+#endif
   *nr = kQgemmNrScalar;
   return qgemm_scalar;
 }
