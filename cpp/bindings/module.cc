@@ -24,4 +24,5 @@ PYBIND11_MODULE(_core, m) {
   cpucnn::bindings::register_model(m);
   cpucnn::bindings::register_kernels(m);
   cpucnn::bindings::register_data(m);
+  cpucnn::bindings::register_int8(m);
 }

@@ -32,6 +32,8 @@ except ImportError as e:  # pragma: no cover - only when the build is missing
 
 from . import callbacks, data, datasets, distributed, layers, optimizers
 from .model import Sequential, SubModel, load
+from . import quantization
+from .quantization import quantize
 from .torch_interop import from_torch
 
 __version__ = _core.__version__
@@ -104,6 +106,8 @@ __all__ = [
     "Sequential",
     "SubModel",
     "load",
+    "quantize",
+    "quantization",
     "from_torch",
     "layers",
     "optimizers",

@@ -297,3 +297,49 @@ class _Kernels:
         """The Winograd variant setting: 'auto', '2x2' or '4x4'."""
 
 kernels: _Kernels
+
+class _Int8:
+    """cpucnn._core.int8: the int8 kernels by ISA, for tests and benchmarks."""
+
+    @staticmethod
+    def isas() -> list[str]:
+        """The int8 GEMM variants this CPU runs, best first."""
+
+    @staticmethod
+    def qgemm(
+        isa: str,
+        w: ArrayLike,
+        x: ArrayLike,
+        ibias: ArrayLike,
+        mult: ArrayLike,
+        add: ArrayLike,
+        lo: float,
+        hi: float,
+        relu: bool,
+        out_u8: bool,
+    ) -> NDArray[Any]:
+        """y (m, n) = requantise(w (m, k) int8 x x (n, k) u8 transposed) with the GEMM variant `isa`."""
+
+    @staticmethod
+    def qgemv(
+        isa: str,
+        w: ArrayLike,
+        x: ArrayLike,
+        ibias: ArrayLike,
+        mult: ArrayLike,
+        add: ArrayLike,
+        lo: float,
+        hi: float,
+        relu: bool,
+        out_u8: bool,
+    ) -> NDArray[Any]:
+        """y (n, m): each row of x (n, k) u8 through the one-column kernel of `isa` ('scalar' or 'avx2')."""
+
+    @staticmethod
+    def quantize(isa: str, x: ArrayLike, scale: float, zero_point: float) -> NDArray[np.uint8]: ...
+    @staticmethod
+    def dequantize(isa: str, q: ArrayLike, scale: float, zero_point: float) -> NDArray[np.float32]: ...
+    @staticmethod
+    def maxpool2d(isa: str, x: ArrayLike, pool: int, stride: int, padding: int) -> NDArray[np.uint8]: ...
+
+int8: _Int8

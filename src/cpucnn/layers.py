@@ -537,6 +537,11 @@ _TYPES = {
 }
 
 
+# The int8 inference layers (cpucnn.quantization registers them): read from model files, never
+# written by hand, so kept apart from the layers users build models from.
+_INT8_TYPES: Dict[str, Any] = {}
+
+
 def from_config(config: Dict[str, Any]) -> Layer:
     """Builds a new layer from ``config`` (dict), the output of ``get_config()`` (or an entry of a model
     file's architecture).
@@ -550,10 +555,10 @@ def from_config(config: Dict[str, Any]) -> Layer:
     """
     cfg = dict(config)
     kind = cfg.pop("type", None)
-    if kind not in _TYPES:
+    if kind not in _TYPES and kind not in _INT8_TYPES:
         raise ValueError(f"unknown layer type {kind!r}")
     trainable = cfg.pop("trainable", True)
-    cls = _TYPES[kind]
+    cls = _TYPES[kind] if kind in _TYPES else _INT8_TYPES[kind]
     if kind in ("MaxPool2D", "AvgPool2D"):
         layer = cls(pool_size=tuple(cfg["pool_size"]), stride=tuple(cfg["stride"]), padding=tuple(cfg["padding"]))
     else:

@@ -298,6 +298,11 @@ class Sequential:
         opt._model = self._m
         self.optimizer, self.loss, self.metrics = opt, loss, names
 
+    def _refuse_if_quantized(self, what: str) -> None:
+        if any(getattr(layer, "_runs_in", "float32") != "float32" for layer in self.layers):
+            raise ValueError(f"{what}: this model is quantized (int8) and inference-only; train the float32 model "
+                             "and quantize it again (cpucnn.quantize)")
+
     def _require_compiled(self) -> None:
         if self.optimizer is None:
             raise ValueError("the model must be compiled before training or evaluation: call model.compile(...)")
@@ -353,6 +358,7 @@ class Sequential:
         Raises:
             ValueError: not compiled, an empty batch, bad shapes, labels or NaN/Inf values.
         """
+        self._refuse_if_quantized("train_on_batch")
         self._require_compiled()
         x, y = self._prepare(x, y)
         if x.shape[0] == 0:
@@ -403,6 +409,7 @@ class Sequential:
         x = self._to_core_input(_as_input(x))
         if outputs is None:
             return _image_out(self._m.predict(x, batch_size), self._channels_last)
+        self._refuse_if_quantized("predict(outputs=...)")  # int8 layers' outputs are codes, not values
         return self._predict_outputs(x, 0, [self._layer_index(o) for o in _as_list(outputs, "outputs")],
                                      batch_size)
 
@@ -458,6 +465,7 @@ class Sequential:
         Example:
             >>> features = model.submodel(0, -1).predict(x)  # everything but the last layer  # doctest: +SKIP
         """
+        self._refuse_if_quantized("submodel")  # its layers pass int8 codes, not values
         return SubModel(self, start, stop)
 
     def evaluate(self, x: Any, y: Any = None, batch_size: int = 256, verbose: int = 0,
@@ -636,6 +644,7 @@ class Sequential:
             >>> model.compile(optimizer="adam", metrics=["accuracy"])  # doctest: +SKIP
             >>> history = model.fit(x, y, epochs=3, validation_split=0.1)  # doctest: +SKIP
         """
+        self._refuse_if_quantized("fit")
         self._require_compiled()
         epochs, batch_size, initial_epoch, seed = _fit_settings(epochs, batch_size, initial_epoch, verbose, seed)
         if isinstance(callbacks, callbacks_mod.Callback):
@@ -757,20 +766,35 @@ class Sequential:
         The totals split the parameters into trainable ones and those of frozen layers
         (``layer.trainable = False``); BatchNorm running statistics are buffers, not counted.
         """
-        rows = [("Layer (type)", "Output shape", "Params", "MACs")]
+        quantized = any(getattr(layer, "_runs_in", "float32") != "float32" for layer in self.layers)
+        rows = [("Layer (type)", "Output shape", "Params", "MACs") + (("Runs in",) if quantized else ())]
         total_p = total_m = frozen_p = 0
         for i, layer in enumerate(self.layers):
             info = self._m.layer_info(i)
-            total_p += info["trainable_count"]
-            frozen_p += 0 if layer.trainable else info["trainable_count"]
+            count = info["trainable_count"]
+            if quantized:  # int8 models: nothing trains; count every stored value
+                count = sum(int(np.prod(shape)) for _, shape, _ in info["params"])
+            total_p += count
+            frozen_p += 0 if layer.trainable else count
             total_m += info["macs"]
             rows.append((f"{layer.name} ({info['type']})", str(tuple(info["output_shape"])),
-                         f"{info['trainable_count']:,}", f"{info['macs']:,}"))
-        widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        line = "-" * (sum(widths) + 6)
-        fmt = lambda r: f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}"
+                         f"{count:,}", f"{info['macs']:,}") +
+                        ((getattr(layer, "_runs_in", "float32"),) if quantized else ()))
+        cols = len(rows[0])
+        widths = [max(len(r[c]) for r in rows) for c in range(cols)]
+        line = "-" * (sum(widths) + 2 * (cols - 1))
+        fmt = lambda r: (f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}" +
+                         (f"  {r[4]:<{widths[4]}}" if cols > 4 else ""))
         out = [f"Sequential, input {self.input_shape}", line, fmt(rows[0]), line]
         out += [fmt(r) for r in rows[1:]]
+        if quantized:
+            out += [line, f"Total params: {total_p:,} (int8 model, inference only: "
+                    f"{sum(1 for r in rows[1:] if r[4] == 'int8')} of {len(rows) - 1} layers run in int8)",
+                    f"MACs per image: {total_m:,}"]
+            text = "\n".join(out)
+            if print_fn is not None:
+                print_fn(text)
+            return text
         out += [line, f"Total params: {total_p:,}", f"Trainable params: {total_p - frozen_p:,}",
                 f"Non-trainable params: {frozen_p:,} (frozen layers; BatchNorm running statistics are buffers, "
                 "not counted)" if frozen_p else "Non-trainable params: 0", f"MACs per image: {total_m:,}"]

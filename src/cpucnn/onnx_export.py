@@ -21,6 +21,12 @@ BatchNorm2D        BatchNormalization (inference: running statistics)
 Dropout            nothing (an identity at inference)
 =================  ==============================================================
 
+An int8 model (``cpucnn.quantize``) exports as QDQ (opset >= 13): each int8 tensor is
+Clip -> QuantizeLinear (uint8) -> DequantizeLinear around the float ops, the Clip keeping the codes
+in cpucnn's 7-bit range [0, 127]; weights are int8 initializers behind a per-channel
+DequantizeLinear (axis 0); biases stay float32. QMaxPool2D, QReLU and QFlatten become MaxPool, Relu
+(nothing when fused) and Flatten on the dequantized values; Dequantize becomes nothing.
+
 The graph passes ``onnx.checker`` (with full shape inference) before it is written.
 """
 
@@ -68,6 +74,30 @@ class _Builder:
     def constant(self, name: str, array: np.ndarray) -> str:
         self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
         return name
+
+    def int_constant(self, name: str, array: np.ndarray) -> str:
+        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def qdq(self, name: str, scale: float, zp: int) -> None:
+        """Clip to the 7-bit codes' range, QuantizeLinear (uint8), DequantizeLinear."""
+        s = self.constant(f"{name}.scale", np.array(scale, dtype=np.float32))
+        z = self.int_constant(f"{name}.zero_point", np.array(zp, dtype=np.uint8))
+        lo = self.constant(f"{name}.clip_min", np.array((0 - zp) * np.float32(scale), dtype=np.float32))
+        hi = self.constant(f"{name}.clip_max", np.array((127 - zp) * np.float32(scale), dtype=np.float32))
+        self.node("Clip", name, [lo, hi])
+        self.node("QuantizeLinear", name, [s, z])
+        self.node("DequantizeLinear", name, [s, z])
+
+    def int8_weight(self, name: str, w: np.ndarray, scale: np.ndarray) -> str:
+        """An int8 initializer behind a per-output-channel DequantizeLinear; returns the float tensor."""
+        q = self.int_constant(f"{name}.weight_q", np.rint(w).astype(np.int8))
+        s = self.constant(f"{name}.weight_scale", scale)
+        z = self.int_constant(f"{name}.weight_zero_point", np.zeros(scale.shape, dtype=np.int8))
+        out = f"{name}.weight"
+        self.nodes.append(self.helper.make_node("DequantizeLinear", [q, s, z], [out], name=f"{name}.weight_dq",
+                                                axis=0))
+        return out
 
     def node(self, op: str, name: str, extra_inputs: Sequence[str] = (), **attrs: Any) -> None:
         out = f"{name}.{op.lower()}.{len(self.nodes)}"
@@ -139,6 +169,40 @@ def _export_layer(b: _Builder, layer: Any, cfg: Dict[str, Any], in_shape: Sequen
                momentum=1.0 - float(cfg.get("momentum", 0.1)))
     elif kind == "Dropout":
         pass  # identity at inference
+    elif kind == "Quantize":
+        b.qdq(name, float(cfg["scale"]), int(cfg["zero_point"]))
+    elif kind in ("Dequantize", "QFlatten") or (kind == "QReLU" and cfg.get("fused")):
+        if kind == "QFlatten":
+            b.node("Flatten", name, axis=1)
+    elif kind == "QReLU":
+        b.node("Relu", name)
+    elif kind == "QMaxPool2D":
+        _export_layer(b, layer, {**cfg, "type": "MaxPool2D"}, in_shape)
+    elif kind in ("QConv2D", "QDense"):
+        inputs = [b.int8_weight(name, param("weight"), param("weight_scale"))]
+        if cfg.get("use_bias", True):
+            inputs.append(b.constant(f"{name}.bias", param("bias")))
+        if kind == "QDense":
+            b.node("Gemm", name, inputs, transB=1)
+        else:
+            kh, kw = cfg["kernel_size"]
+            sh, sw = cfg.get("stride", [1, 1])
+            dh, dw = cfg.get("dilation", [1, 1])
+            pad = cfg.get("padding", [0, 0])
+            if pad == "same":
+                top, bottom = _same_pads(in_shape[1], kh, sh, dh)
+                left, right = _same_pads(in_shape[2], kw, sw, dw)
+            elif pad == "valid":
+                top = bottom = left = right = 0
+            else:
+                top = bottom = int(pad[0])
+                left = right = int(pad[1])
+            b.node("Conv", name, inputs, kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw],
+                   pads=[top, left, bottom, right])
+        if cfg.get("relu"):
+            b.node("Relu", name)
+        if cfg.get("output", "int8") == "int8":
+            b.qdq(name + ".out", float(cfg["out_scale"]), int(cfg["out_zero_point"]))
     else:
         raise ValueError(f"{name}: layer type {kind!r} has no ONNX export")
 
@@ -151,6 +215,11 @@ def export(model: Any, path: str, opset: int = 17) -> None:
         raise ValueError(f"opset must be an integer in [{MIN_OPSET}, {latest}] (this onnx's newest), got {opset!r}")
     opset = int(opset)
     from . import __version__
+    from .quantization import is_quantized
+
+    if is_quantized(model) and opset < 13:
+        raise ValueError(f"an int8 model exports as QDQ with per-channel weight scales, which needs opset >= 13, "
+                         f"got {opset}")
 
     arch = json.loads(model._m.architecture())
     b = _Builder(onnx, helper, numpy_helper, opset)

@@ -51,6 +51,7 @@ CpuFeatures detect() {
     unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
     __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1);
     f.avx512_bf16 = os_zmm && (a1 & (1u << 5));
+    f.avx_vnni = f.avx2 && (a1 & (1u << 4));
   }
   unsigned brand[12] = {};
   if (__get_cpuid(0x80000000, &a, &b, &c, &d) && a >= 0x80000004) {

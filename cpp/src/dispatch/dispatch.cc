@@ -30,6 +30,7 @@ KernelTable make_scalar() {
   t.adam_update = adam_update_scalar;
   t.rmsprop_update = rmsprop_update_scalar;  // every ISA (no SIMD version yet)
   t.impl = {{"gemm", "scalar"}, {"im2col", "scalar"}, {"relu", "scalar"}, {"maxpool2d", "scalar"}, {"sgd", "scalar"}, {"adam", "scalar"}, {"rmsprop", "scalar"}};
+  fill_int8(t);
   return t;
 }
 
@@ -104,6 +105,7 @@ KernelTable make_avx2() {
   mark(t, "maxpool2d", "avx2 (2x2 stride 2; scalar otherwise)");
   mark(t, "sgd", "avx2");
   mark(t, "adam", "avx2");
+  fill_int8(t);
   return t;
 }
 
@@ -159,6 +161,7 @@ KernelTable make_avx512() {
   mark(t, "maxpool2d", "avx512 (2x2 stride 2; scalar otherwise)");
   mark(t, "sgd", "avx512");
   mark(t, "adam", "avx512");
+  fill_int8(t);
   return t;
 }
 

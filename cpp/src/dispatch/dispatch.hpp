@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/im2col.hpp"
+#include "kernels/int8.hpp"
 #include "kernels/kernels.hpp"
 
 namespace cpucnn {
@@ -64,6 +65,13 @@ struct KernelTable {
   SgdFn sgd_update = nullptr;
   AdamFn adam_update = nullptr;
   RmspropFn rmsprop_update = nullptr;
+  // int8 inference (kernels/int8.hpp; filled by fill_int8, dispatch/int8.cc)
+  QGemmFn qgemm = nullptr;
+  int qgemm_nr = 0;
+  QGemvFn qgemv = nullptr;
+  QuantizeFn quantize_u7 = nullptr;
+  DequantizeFn dequantize_u8 = nullptr;
+  QMaxPoolFn qmaxpool2d = nullptr;
   // which ISA implements each op: {"gemm", "avx512"}, ...
   std::vector<std::pair<std::string, std::string>> impl;
 };
@@ -78,5 +86,12 @@ std::vector<std::string> compiled_isas();
 // Switch the table (tests, CPUCNN_ISA). Throws ValueError for an unknown ISA
 // or one this CPU cannot run. Not to be called while kernels are running.
 void set_isa(const std::string& name);
+
+// Adds the int8 kernels to a table of ISA t.isa (VNNI variants where the CPU has them).
+void fill_int8(KernelTable& t);
+// The int8 GEMM variants this CPU runs ("avx512vnni", "avxvnni", "avx2", "scalar"), and one of
+// them by name with its panel width (tests; ValueError for one the CPU lacks).
+std::vector<std::string> int8_isas();
+QGemmFn qgemm_variant(const std::string& name, int* nr);
 
 }  // namespace cpucnn

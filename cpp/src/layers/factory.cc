@@ -5,6 +5,7 @@
 
 #include "core/errors.hpp"
 #include "layers/conv2d.hpp"
+#include "layers/qlayer.hpp"
 
 namespace cpucnn {
 
@@ -30,6 +31,15 @@ void check_settings(const std::string& type, const json::Value& cfg) {
       {"Softmax", {}},
       {"Dropout", {"rate"}},
       {"BatchNorm2D", {"momentum", "eps"}},
+      // int8 inference layers (layers/qlayer.hpp), made by cpucnn.quantize
+      {"QConv2D", {"filters", "kernel_size", "stride", "padding", "dilation", "use_bias", "in_scale", "in_zero_point",
+                   "out_scale", "out_zero_point", "relu", "output"}},
+      {"QDense", {"units", "use_bias", "in_scale", "in_zero_point", "out_scale", "out_zero_point", "relu", "output"}},
+      {"Quantize", {"scale", "zero_point"}},
+      {"Dequantize", {"scale", "zero_point"}},
+      {"QMaxPool2D", {"pool_size", "stride", "padding"}},
+      {"QReLU", {"zero_point", "fused"}},
+      {"QFlatten", {}},
   };
   auto it = known.find(type);
   if (it == known.end()) throw ValueError("unknown layer type '" + type + "'");
@@ -55,6 +65,13 @@ std::unique_ptr<Layer> make_layer(const json::Value& cfg) {
   if (t == "Softmax") return make_softmax(cfg);
   if (t == "Dropout") return make_dropout(cfg);
   if (t == "BatchNorm2D") return make_batchnorm2d(cfg);
+  if (t == "QConv2D") return make_qconv2d(cfg);
+  if (t == "QDense") return make_qdense(cfg);
+  if (t == "Quantize") return make_quantize(cfg);
+  if (t == "Dequantize") return make_dequantize(cfg);
+  if (t == "QMaxPool2D") return make_qmaxpool2d(cfg);
+  if (t == "QReLU") return make_qrelu(cfg);
+  if (t == "QFlatten") return make_qflatten(cfg);
   throw ValueError("unknown layer type '" + t + "'");
 }
 

@@ -25,6 +25,9 @@ struct Param {
   // Its layer is frozen (Python's layer.trainable = False): the optimizer
   // leaves it alone and the layer need not compute its gradient.
   bool frozen = false;
+  // Its dtype in model files: "F32", or "I8" for int8 weights (held here as
+  // floats with integer values in [-127, 127]; written and read as int8).
+  std::string dtype = "F32";
 };
 
 struct ForwardContext {
@@ -67,6 +70,12 @@ class Layer {
 
   // The settings as JSON (the "architecture" in model files), with "type".
   virtual json::Value config() const = 0;
+  // Checks parameter values a model file brought in (int8 layers: weights in
+  // range, scales positive); throws ValueError naming the layer.
+  virtual void validate_params() const {}
+  // Its output is its input, unchanged (int8 Flatten, a ReLU already fused):
+  // the model runs no forward for it.
+  virtual bool is_view() const { return false; }
   // Multiply-accumulates per sample of the forward pass.
   virtual int64_t macs() const { return 0; }
   std::vector<Param>& params() { return params_; }

@@ -32,9 +32,21 @@ void save_model(Sequential& model, const std::string& path, bool include_optimiz
                    {"seed", std::to_string(model.seed())},
                    {"step", std::to_string(model.step_count())}};
   std::vector<safetensors::TensorView> tensors;
+  std::vector<std::vector<int8_t>> int8_copies;  // I8 parameters as written (held as floats in memory)
   for (size_t i = 0; i < model.size(); ++i) {
     Layer& l = model.layer(i);
-    for (const Param& p : l.params()) tensors.push_back({param_key(l, p.name), "F32", p.value.shape(), p.value.data()});
+    for (const Param& p : l.params()) {
+      if (p.dtype == "I8") {
+        l.validate_params();  // never write a file that would not load
+        const float* v = p.value.data();
+        std::vector<int8_t> q(static_cast<size_t>(p.value.numel()));
+        for (size_t k = 0; k < q.size(); ++k) q[k] = static_cast<int8_t>(v[k]);
+        int8_copies.push_back(std::move(q));
+        tensors.push_back({param_key(l, p.name), "I8", p.value.shape(), int8_copies.back().data()});
+      } else {
+        tensors.push_back({param_key(l, p.name), "F32", p.value.shape(), p.value.data()});
+      }
+    }
   }
   if (include_optimizer && model.compiled()) {
     Optimizer* opt = model.optimizer();
@@ -61,14 +73,21 @@ void save_model(Sequential& model, const std::string& path, bool include_optimiz
 
 namespace {
 
-void copy_tensor(const safetensors::File& f, const std::string& key, Tensor& dst, const std::string& path) {
+void copy_tensor(const safetensors::File& f, const std::string& key, Tensor& dst, const std::string& path,
+                 const std::string& dtype = "F32") {
   const safetensors::TensorInfo* t = f.find(key);
   if (!t) throw ValueError("model file '" + path + "' has no tensor '" + key + "'");
-  if (t->dtype != "F32")
-    throw ValueError("model file '" + path + "': tensor '" + key + "' has dtype " + t->dtype + ", expected F32");
+  if (t->dtype != dtype)
+    throw ValueError("model file '" + path + "': tensor '" + key + "' has dtype " + t->dtype + ", expected " + dtype);
   if (t->shape != dst.shape())
     throw ValueError("model file '" + path + "': tensor '" + key + "' has shape " + shape_str(t->shape) +
                      ", the architecture needs " + shape_str(dst.shape()));
+  if (dtype == "I8") {
+    const int8_t* src = reinterpret_cast<const int8_t*>(t->data);
+    float* d = dst.data();
+    for (int64_t i = 0; i < dst.numel(); ++i) d[i] = static_cast<float>(src[i]);
+    return;
+  }
   std::memcpy(dst.data(), t->data, t->nbytes);
 }
 
@@ -115,8 +134,9 @@ LoadedModel load_model(const std::string& path) {
     const std::string key = param_key(layer, p.name);
     const safetensors::TensorInfo* t = f.find(key);
     if (!t) throw TensorMismatch("model file '" + path + "' has no tensor '" + key + "'");
-    if (t->dtype != "F32")
-      throw TensorMismatch("model file '" + path + "': tensor '" + key + "' has dtype " + t->dtype + ", expected F32");
+    if (t->dtype != p.dtype)
+      throw TensorMismatch("model file '" + path + "': tensor '" + key + "' has dtype " + t->dtype + ", expected " +
+                           p.dtype);
     if (t->shape != p.shape)
       throw TensorMismatch("model file '" + path + "': tensor '" + key + "' has shape " + shape_str(t->shape) +
                            ", the architecture needs " + shape_str(p.shape));
@@ -133,10 +153,17 @@ LoadedModel load_model(const std::string& path) {
   Sequential& m = *out.model;
   size_t expected = 0;
   for (size_t i = 0; i < m.size(); ++i)
+  {
     for (Param& p : m.layer(i).params()) {
-      copy_tensor(f, param_key(m.layer(i), p.name), p.value, path);
+      copy_tensor(f, param_key(m.layer(i), p.name), p.value, path, p.dtype);
       ++expected;
     }
+    try {
+      m.layer(i).validate_params();
+    } catch (const ValueError& e) {
+      throw ValueError("model file '" + path + "': " + e.what());
+    }
+  }
   m.set_step_count(step);
   const std::string* opt_text = f.meta("optimizer");
   if (opt_text) {

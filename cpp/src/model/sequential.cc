@@ -105,7 +105,7 @@ void Sequential::plan_storage() {
     owner[i] = i;
     const std::string t = layers_[i]->type();
     if (i == 0) continue;
-    if (t == "Flatten") {
+    if (t == "Flatten" || layers_[i]->is_view()) {
       storage_[i] = kView;
       owner[i] = owner[i - 1];
     } else if (t == "ReLU" && !backward_reads_output(*layers_[owner[i - 1]])) {

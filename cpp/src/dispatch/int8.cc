@@ -1,0 +1,102 @@
+// The int8 entries of the kernel table. The float ISA picks the family; the
+// VNNI variants replace the AVX2 GEMM where CPUID (and XGETBV) report them.
+// Every variant computes the same integers (kernels/int8.hpp), so which one
+// runs changes speed, never results.
+#include <string>
+
+#include "core/errors.hpp"
+#include "dispatch/cpu_features.hpp"
+#include "dispatch/dispatch.hpp"
+
+namespace cpucnn {
+
+namespace {
+
+void set_impl(KernelTable& t, const char* op, const std::string& isa) {
+  for (auto& kv : t.impl)
+    if (kv.first == op) {
+      kv.second = isa;
+      return;
+    }
+  t.impl.push_back({op, isa});
+}
+
+}  // namespace
+
+void fill_int8(KernelTable& t) {
+  const CpuFeatures& f = cpu_features();
+  const std::string isa = t.isa;
+  t.qgemm = qgemm_scalar;
+  t.qgemm_nr = kQgemmNrScalar;
+  t.qgemv = qgemv_scalar;
+  t.quantize_u7 = quantize_u7_scalar;
+  t.dequantize_u8 = dequantize_u8_scalar;
+  t.qmaxpool2d = qmaxpool2d_scalar;
+  std::string q = "scalar";
+#if defined(__x86_64__) || defined(__i386__)  // the x86 kernels exist only in x86 builds
+  if (isa == "avx2" || isa == "avx512") {
+    t.qgemm = qgemm_avx2;
+    t.qgemm_nr = kQgemmNrAvx2;
+    t.qgemv = qgemv_avx2;
+    t.quantize_u7 = quantize_u7_avx2;
+    t.dequantize_u8 = dequantize_u8_avx2;
+    t.qmaxpool2d = qmaxpool2d_avx2;
+    q = "avx2";
+    if (f.avx_vnni) {
+      t.qgemm = qgemm_avxvnni;
+      q = "avxvnni";
+    }
+  }
+  if (isa == "avx512" && f.avx512_vnni) {
+    t.qgemm = qgemm_avx512vnni;
+    t.qgemm_nr = kQgemmNrAvx512;
+    q = "avx512vnni";
+  }
+#else
+  (void)f;
+#endif
+  const bool vec = q != "scalar";
+  set_impl(t, "qgemm", q);
+  set_impl(t, "qgemv", vec ? "avx2" : "scalar");
+  set_impl(t, "quantize", vec ? "avx2" : "scalar");
+  set_impl(t, "qmaxpool2d", vec ? "avx2 (2x2 stride 2; scalar otherwise)" : "scalar");
+}
+
+std::vector<std::string> int8_isas() {
+  const CpuFeatures& f = cpu_features();
+  std::vector<std::string> out;
+  const auto isas = available_isas();
+  const bool avx512 = isas.front() == "avx512";
+  const bool avx2 = avx512 || isas.front() == "avx2";
+  if (avx512 && f.avx512_vnni) out.push_back("avx512vnni");
+  if (avx2 && f.avx_vnni) out.push_back("avxvnni");
+  if (avx2) out.push_back("avx2");
+  out.push_back("scalar");
+  return out;
+}
+
+QGemmFn qgemm_variant(const std::string& name, int* nr) {
+  bool ok = false;
+  for (const auto& s : int8_isas()) ok |= s == name;
+  if (name != "scalar" && name != "avx2" && name != "avxvnni" && name != "avx512vnni")
+    throw ValueError("unknown int8 GEMM '" + name + "': expected avx512vnni, avxvnni, avx2 or scalar");
+  if (!ok) throw ValueError("int8 GEMM '" + name + "' is not supported by this CPU");
+#if defined(__x86_64__) || defined(__i386__)
+  if (name == "avx512vnni") {
+    *nr = kQgemmNrAvx512;
+    return qgemm_avx512vnni;
+  }
+  if (name == "avxvnni") {
+    *nr = kQgemmNrAvx2;
+    return qgemm_avxvnni;
+  }
+  if (name == "avx2") {
+    *nr = kQgemmNrAvx2;
+    return qgemm_avx2;
+  }
+#endif
+  *nr = kQgemmNrScalar;
+  return qgemm_scalar;
+}
+
+}  // namespace cpucnn

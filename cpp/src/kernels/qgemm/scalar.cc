@@ -1,0 +1,247 @@
+// The int8 GEMM reference and the packing routines every ISA shares.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "kernels/int8.hpp"
+
+namespace cpucnn {
+
+namespace {
+
+// max_ps / min_ps semantics (the second operand when either is NaN), so the
+// scalar reference and the vector kernels agree on every input.
+inline float vmax(float a, float b) { return a > b ? a : b; }
+inline float vmin(float a, float b) { return a < b ? a : b; }
+
+}  // namespace
+
+void qgemm_scalar(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_t nc, const QGemmOut& o) {
+  const int64_t nr = kQgemmNrScalar;
+  (void)nr;
+  for (int64_t r = 0; r < m; ++r) {
+    const int8_t* ap = a + (r / kQPanelRows) * k4 * 16 + (r % kQPanelRows) * 4;
+    for (int64_t j = 0; j < nc; ++j) {
+      int32_t acc = 0;
+      for (int64_t g = 0; g < k4; ++g) {
+        const int8_t* wg = ap + g * 16;
+        const uint8_t* xg = b + g * nr * 4 + j * 4;
+        acc += int32_t(xg[0]) * wg[0] + int32_t(xg[1]) * wg[1] + int32_t(xg[2]) * wg[2] + int32_t(xg[3]) * wg[3];
+      }
+      float v = static_cast<float>(acc + o.ibias[r]);
+      v = std::fma(v, o.mult[r], o.add[r]);
+      const int64_t at = r * o.row_stride + j * o.col_stride;
+      if (o.y8) {
+        v = vmin(vmax(v, o.lo), o.hi);
+        o.y8[at] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)));
+      } else {
+        o.yf[at] = o.relu ? vmax(v, 0.0f) : v;
+      }
+    }
+  }
+}
+
+void qgemv_scalar(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o) {
+  for (int64_t r = 0; r < m; ++r) {
+    const int8_t* ap = a + (r / kQPanelRows) * k4 * 16 + (r % kQPanelRows) * 4;
+    int32_t acc = 0;
+    for (int64_t g = 0; g < k4; ++g)
+      for (int64_t t = 0; t < 4; ++t) acc += int32_t(x[4 * g + t]) * ap[g * 16 + t];
+    float v = std::fma(static_cast<float>(acc + o.ibias[r]), o.mult[r], o.add[r]);
+    const int64_t at = r * o.row_stride;
+    if (o.y8)
+      o.y8[at] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(vmin(vmax(v, o.lo), o.hi))));
+    else
+      o.yf[at] = o.relu ? vmax(v, 0.0f) : v;
+  }
+}
+
+void qpack_weights(const float* w, int64_t m, int64_t k, int8_t* a) {
+  const int64_t k4 = (k + 3) / 4, panels = (m + kQPanelRows - 1) / kQPanelRows;
+  std::memset(a, 0, static_cast<size_t>(panels * k4 * 16));
+  for (int64_t r = 0; r < m; ++r) {
+    int8_t* ap = a + (r / kQPanelRows) * k4 * 16 + (r % kQPanelRows) * 4;
+    for (int64_t kk = 0; kk < k; ++kk) ap[(kk / 4) * 16 + kk % 4] = static_cast<int8_t>(w[r * k + kk]);
+  }
+}
+
+void qpack_conv_cols(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t p0, int64_t nc, int64_t nr, int64_t k4,
+                     uint8_t* b) {
+  const int64_t k = g.cin * g.kh * g.kw;
+  std::memset(b, 0, static_cast<size_t>(k4 * nr * 4));
+  for (int64_t j = 0; j < nc; ++j) {
+    const int64_t p = p0 + j, oh = p / g.wo, ow = p % g.wo;
+    const int64_t ih0 = oh * g.sh - g.ph, iw0 = ow * g.sw - g.pw;
+    uint8_t* col = b + j * 4;
+    int64_t kk = 0;
+    for (int64_t c = 0; c < g.cin; ++c) {
+      const uint8_t* xc = x + c * g.h * g.w;
+      for (int64_t i = 0; i < g.kh; ++i) {
+        const int64_t ih = ih0 + i * g.dh;
+        const bool row_in = ih >= 0 && ih < g.h;
+        for (int64_t t = 0; t < g.kw; ++t, ++kk) {
+          const int64_t iw = iw0 + t * g.dw;
+          col[(kk / 4) * nr * 4 + kk % 4] = row_in && iw >= 0 && iw < g.w ? xc[ih * g.w + iw] : zp;
+        }
+      }
+    }
+    (void)k;
+  }
+}
+
+void qpack_rows(const uint8_t* x, int64_t ldx, int64_t k, int64_t j0, int64_t nc, int64_t nr, int64_t k4, uint8_t* b) {
+  std::memset(b, 0, static_cast<size_t>(k4 * nr * 4));
+  const int64_t full = k / 4;
+  for (int64_t j = 0; j < nc; ++j) {
+    const uint8_t* row = x + (j0 + j) * ldx;
+    for (int64_t g = 0; g < full; ++g) std::memcpy(b + g * nr * 4 + j * 4, row + g * 4, 4);
+    for (int64_t kk = full * 4; kk < k; ++kk) b[full * nr * 4 + j * 4 + kk % 4] = row[kk];
+  }
+}
+
+}  // namespace cpucnn
+
+namespace cpucnn {
+
+namespace {
+
+// dst[0, n) = src[0, n) for the short runs of an image row: 8 bytes at a time (fixed-size copies
+// the compiler inlines), never past either end.
+inline void copy_run(uint8_t* dst, const uint8_t* src, int64_t n) {
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) std::memcpy(dst + j, src + j, 8);
+  for (; j < n; ++j) dst[j] = src[j];
+}
+
+inline void fill_run(uint8_t* dst, uint8_t v, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) dst[j] = v;
+}
+
+}  // namespace
+
+void qim2col_block(const uint8_t* x, const QConvGeo& g, uint8_t zp, int64_t c0, int64_t nc, uint8_t* col,
+                   int64_t ldcol) {
+  const int64_t oh_first = c0 / g.wo, ow_first = c0 % g.wo;
+  int64_t kk = 0;
+  for (int64_t c = 0; c < g.cin; ++c) {
+    const uint8_t* xc = x + c * g.h * g.w;
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t t = 0; t < g.kw; ++t, ++kk) {
+        uint8_t* dst = col + kk * ldcol;
+        int64_t p = 0, oh = oh_first, ow = ow_first;
+        while (p < nc) {
+          const int64_t run = std::min(g.wo - ow, nc - p);
+          const int64_t ih = oh * g.sh - g.ph + i * g.dh;
+          if (ih < 0 || ih >= g.h) {
+            fill_run(dst, zp, run);
+          } else {
+            const uint8_t* src = xc + ih * g.w;
+            const int64_t iw0 = ow * g.sw - g.pw + t * g.dw;
+            if (g.sw == 1) {
+              // columns [0, left) and [right, run) fall outside the row
+              const int64_t left = std::min(run, std::max<int64_t>(0, -iw0));
+              const int64_t right = std::max(left, std::min(run, g.w - iw0));
+              fill_run(dst, zp, left);
+              copy_run(dst + left, src + iw0 + left, right - left);
+              fill_run(dst + right, zp, run - right);
+            } else {
+              for (int64_t j = 0; j < run; ++j) {
+                const int64_t iw = iw0 + j * g.sw;
+                dst[j] = iw >= 0 && iw < g.w ? src[iw] : zp;
+              }
+            }
+          }
+          dst += run;
+          p += run;
+          ow = 0;
+          ++oh;
+        }
+      }
+  }
+}
+
+namespace {
+
+// dst[4j + t] = r_t[j], j < nr (r_t null: 0).
+inline void interleave4(const uint8_t* r0, const uint8_t* r1, const uint8_t* r2, const uint8_t* r3, int64_t nr,
+                        uint8_t* dst) {
+  int64_t j = 0;
+#if defined(__SSE2__)
+  if (r0 && r1 && r2 && r3)
+    for (; j + 16 <= nr; j += 16) {
+      const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + j));
+      const __m128i bb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + j));
+      const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2 + j));
+      const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3 + j));
+      const __m128i ab_lo = _mm_unpacklo_epi8(a, bb), ab_hi = _mm_unpackhi_epi8(a, bb);
+      const __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
+      __m128i* out = reinterpret_cast<__m128i*>(dst + 4 * j);
+      _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+      _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(ab_lo, cd_lo));
+      _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(ab_hi, cd_hi));
+      _mm_storeu_si128(out + 3, _mm_unpackhi_epi16(ab_hi, cd_hi));
+    }
+#endif
+  for (; j < nr; ++j) {
+    dst[4 * j] = r0 ? r0[j] : 0;
+    dst[4 * j + 1] = r1 ? r1[j] : 0;
+    dst[4 * j + 2] = r2 ? r2[j] : 0;
+    dst[4 * j + 3] = r3 ? r3[j] : 0;
+  }
+}
+
+}  // namespace
+
+void qpack_shifted(const uint8_t* xpad, const int64_t* koff, int64_t k, int64_t q0, int64_t nr, int64_t k4,
+                   uint8_t* b) {
+  for (int64_t g = 0; g < k4; ++g) {
+    const uint8_t* r[4];
+    for (int64_t t = 0; t < 4; ++t) r[t] = 4 * g + t < k ? xpad + koff[4 * g + t] + q0 : nullptr;
+    interleave4(r[0], r[1], r[2], r[3], nr, b + g * nr * 4);
+  }
+}
+
+void qinterleave(const uint8_t* col, int64_t ldcol, int64_t k, int64_t cols, int64_t nr, int64_t k4, uint8_t* b) {
+  for (int64_t g = 0; g < k4; ++g) {
+    const int64_t rows = std::min<int64_t>(4, k - 4 * g);
+    const uint8_t* r0 = col + (4 * g) * ldcol;
+    for (int64_t j0 = 0; j0 < cols; j0 += nr) {
+      uint8_t* dst = b + (j0 / nr) * k4 * nr * 4 + g * nr * 4;
+      if (rows == 4) {
+        const uint8_t *r1 = r0 + ldcol, *r2 = r1 + ldcol, *r3 = r2 + ldcol;
+        int64_t j = 0;
+#if defined(__SSE2__)
+        // SSE2 is x86-64's baseline: a 4-way byte interleave, 16 columns at a time.
+        for (; j + 16 <= nr; j += 16) {
+          const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r0 + j0 + j));
+          const __m128i bb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r1 + j0 + j));
+          const __m128i c = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r2 + j0 + j));
+          const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(r3 + j0 + j));
+          const __m128i ab_lo = _mm_unpacklo_epi8(a, bb), ab_hi = _mm_unpackhi_epi8(a, bb);
+          const __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
+          __m128i* out = reinterpret_cast<__m128i*>(dst + 4 * j);
+          _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+          _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(ab_lo, cd_lo));
+          _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(ab_hi, cd_hi));
+          _mm_storeu_si128(out + 3, _mm_unpackhi_epi16(ab_hi, cd_hi));
+        }
+#endif
+        for (; j < nr; ++j) {
+          dst[4 * j] = r0[j0 + j];
+          dst[4 * j + 1] = r1[j0 + j];
+          dst[4 * j + 2] = r2[j0 + j];
+          dst[4 * j + 3] = r3[j0 + j];
+        }
+      } else {
+        for (int64_t j = 0; j < nr; ++j)
+          for (int64_t t = 0; t < 4; ++t) dst[4 * j + t] = t < rows ? col[(4 * g + t) * ldcol + j0 + j] : 0;
+      }
+    }
+  }
+}
+
+}  // namespace cpucnn
