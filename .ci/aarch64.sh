@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The aarch64 port, checked on an x86-64 machine: cross-builds the edge runtime (no Python) with
+# Debian's g++-aarch64-linux-gnu (cmake/aarch64-linux-gnu.cmake) and runs its ctest suite under
+# qemu-aarch64 (qemu-user), once with CPUCNN_ISA=neon (the whole suite, the NEON kernel test, the
+# fuzz smoke per ISA) and once with CPUCNN_ISA=scalar (what does not force its own ISA). The
+# cross-architecture tests (xarch_*) compare against files the x86-64 build writes first: its test
+# models (lenet.cnn trained one Adam step, its inputs and outputs), run here by the aarch64
+# cpucnn-run, and a few training steps on the x86-64 scalar path (cpucnn_train_check), both within
+# 1e-5 relative. Prints the stripped sizes of libcpucnn.so and cpucnn-run (goal <= 1 MiB each) and
+# the time taken. Emulated run times are not performance figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+t0=$(date +%s)
+jobs=$(nproc)
+
+echo "== aarch64: cross toolchain and qemu-user"
+need=()
+command -v aarch64-linux-gnu-g++ >/dev/null || need+=(g++-aarch64-linux-gnu)
+command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
+command -v cmake >/dev/null || need+=(cmake)
+command -v g++ >/dev/null || need+=(g++)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}"
+fi
+# libgomp for arm64 comes with g++-aarch64-linux-gnu (libgcc-12-dev-arm64-cross): the build uses OpenMP.
+ls /usr/aarch64-linux-gnu/lib/libgomp.so.1 >/dev/null
+
+echo "== aarch64: x86-64 reference results (build/runtime)"
+if [ ! -f build/runtime/CMakeCache.txt ]; then
+  cmake -S . -B build/runtime -DCPUCNN_PYTHON=OFF -DCMAKE_BUILD_TYPE=Release -DCPUCNN_WERROR=ON
+fi
+cmake --build build/runtime -j"$jobs" --target cpucnn_make_test_models cpucnn_train_check
+ref="$PWD/build/aarch64-reference"
+rm -rf "$ref"
+mkdir -p "$ref"
+build/runtime/cpucnn_make_test_models "$ref" >/dev/null
+CPUCNN_ISA=scalar build/runtime/cpucnn_train_check "$ref/train_x86_scalar.npy"
+
+echo "== aarch64: cross-build (build/aarch64)"
+cmake -S . -B build/aarch64 -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/aarch64-linux-gnu.cmake" -DCPUCNN_PYTHON=OFF \
+  -DCMAKE_BUILD_TYPE=Release -DCPUCNN_WERROR=ON -DCPUCNN_XARCH_REFERENCE="$ref" -DCPUCNN_FUZZ_SMOKE_RUNS=1500
+cmake --build build/aarch64 -j"$jobs"
+t_build=$(date +%s)
+
+echo "== aarch64: stripped sizes"
+status=0
+for f in build/aarch64/libcpucnn.so build/aarch64/cpucnn-run; do
+  aarch64-linux-gnu-strip -o "build/aarch64/$(basename "$f").stripped" "$f"
+  size=$(stat -c %s "build/aarch64/$(basename "$f").stripped")
+  echo "$(basename "$f") stripped: $size bytes"
+  if [ "$size" -gt 1048576 ]; then
+    echo "FAIL: $(basename "$f") is over 1 MiB stripped"
+    status=1
+  fi
+done
+
+echo "== aarch64: ctest under qemu-aarch64, CPUCNN_ISA=neon"
+CPUCNN_ISA=neon ctest --test-dir build/aarch64 --output-on-failure -j"$jobs" || status=1
+echo "== aarch64: ctest under qemu-aarch64, CPUCNN_ISA=scalar (tests that force an ISA ran above)"
+CPUCNN_ISA=scalar ctest --test-dir build/aarch64 --output-on-failure -j"$jobs" \
+  -E "^(fuzz_load_smoke_|train_check_|xarch_)" || status=1
+t1=$(date +%s)
+echo "== aarch64: $((t1 - t0)) s in all (cross-build $((t_build - t0)) s, emulated tests $((t1 - t_build)) s)"
+exit $status
