@@ -61,6 +61,25 @@ CPUCNN_ISA=neon ctest --test-dir build/aarch64 --output-on-failure -j"$jobs" || 
 echo "== aarch64: ctest under qemu-aarch64, CPUCNN_ISA=scalar (tests that force an ISA ran above)"
 CPUCNN_ISA=scalar ctest --test-dir build/aarch64 --output-on-failure -j"$jobs" \
   -E "^(fuzz_load_smoke_|train_check_|xarch_)" || status=1
+echo "== aarch64: the C example (examples/edge) against the installed cross build, under qemu"
+prefix="$PWD/build/aarch64-prefix"
+rm -rf "$prefix"
+cmake --install build/aarch64 --prefix "$prefix" >/dev/null
+want=$(python3 -c "import numpy as np, sys; print(' '.join(map(str, np.load(sys.argv[1]).argmax(1))))" \
+  "$ref/lenet_expected.npy")
+for static in OFF ON; do
+  cmake -S examples/edge -B "build/aarch64-edge-$static" -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/aarch64-linux-gnu.cmake" \
+    -Dcpucnn_DIR="$prefix/lib/cmake/cpucnn" -DCPUCNN_USE_STATIC=$static >/dev/null
+  cmake --build "build/aarch64-edge-$static" >/dev/null
+  got=$(qemu-aarch64 -L /usr/aarch64-linux-gnu -E LD_LIBRARY_PATH="$prefix/lib" "build/aarch64-edge-$static/classify" \
+    "$ref/lenet.cnn" "$ref/lenet_input.npy" | sed -n 's/^image [0-9]*: class \([0-9]*\).*/\1/p' | tr '\n' ' ')
+  if [ "${got% }" = "$want" ]; then
+    echo "classify (static=$static): classes $want, as on x86-64"
+  else
+    echo "FAIL: classify (static=$static) printed classes '${got% }', x86-64's are '$want'"
+    status=1
+  fi
+done
 t1=$(date +%s)
 echo "== aarch64: $((t1 - t0)) s in all (cross-build $((t_build - t0)) s, emulated tests $((t1 - t_build)) s)"
 exit $status
