@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "check.hpp"
+#include "dispatch/cpu_features.hpp"
 #include "dispatch/dispatch.hpp"
 #include "kernels/im2col.hpp"
 #include "kernels/kernels.hpp"
@@ -383,6 +384,13 @@ void list_unchecked(const KernelTable& kt) {
 
 int main() {
   const std::vector<std::string> compiled = cpucnn::compiled_isas(), avail = cpucnn::available_isas();
+  const cpucnn::CpuFeatures& f = cpucnn::cpu_features();
+#if defined(__aarch64__)
+  std::printf("aarch64 HWCAP: asimd %d, asimddp %d, fphp %d, asimdhp %d\n", f.asimd, f.asimddp, f.fphp, f.asimdhp);
+  check(f.asimd == (avail.front() == "neon"), "neon is available exactly when HWCAP has asimd");
+#else
+  std::printf("%s: avx2 %d, fma %d, avx512f %d\n", f.brand.c_str(), f.avx2, f.fma, f.avx512f);
+#endif
   cpucnn::set_isa("scalar");
   const KernelTable& ref = cpucnn::kernels();
   int tested = 0;
