@@ -61,6 +61,11 @@ CPUCNN_ISA=neon ctest --test-dir build/aarch64 --output-on-failure -j"$jobs" || 
 echo "== aarch64: ctest under qemu-aarch64, CPUCNN_ISA=scalar (tests that force an ISA ran above)"
 CPUCNN_ISA=scalar ctest --test-dir build/aarch64 --output-on-failure -j"$jobs" \
   -E "^(fuzz_load_smoke_|train_check_|xarch_)" || status=1
+echo "== aarch64: on an emulated Cortex-A53 (ARMv8.0: NEON, no dot product, no FP16 arithmetic)"
+qemu-aarch64 -cpu cortex-a53 -L /usr/aarch64-linux-gnu build/aarch64/test_kernels_isa | sed -n '1p;$p' || status=1
+qemu-aarch64 -cpu cortex-a53 -L /usr/aarch64-linux-gnu build/aarch64/cpucnn_train_check \
+  build/aarch64/xarch_train_a53.npy --reference "$ref/train_x86_scalar.npy" 1e-5 | tail -1 || status=1
+
 echo "== aarch64: the C example (examples/edge) against the installed cross build, under qemu"
 prefix="$PWD/build/aarch64-prefix"
 rm -rf "$prefix"
