@@ -6,7 +6,9 @@
 # cross-architecture tests (xarch_*) compare against files the x86-64 build writes first: its test
 # models (lenet.cnn trained one Adam step, its inputs and outputs), run here by the aarch64
 # cpucnn-run, and a few training steps on the x86-64 scalar path (cpucnn_train_check), both within
-# 1e-5 relative. Prints the stripped sizes of libcpucnn.so and cpucnn-run (goal <= 1 MiB each) and
+# 1e-5 relative. Then the kernel test and the training check again on an emulated Cortex-A53
+# (ARMv8.0), and the C example (examples/edge, shared and static) built against the installed
+# cross build, run on the x86-64 model: the same classes. Prints the stripped sizes of libcpucnn.so and cpucnn-run (goal <= 1 MiB each) and
 # the time taken. Emulated run times are not performance figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
