@@ -9,10 +9,10 @@ struct CpuFeatures {
   bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false;
   bool avx512_vnni = false, avx512_bf16 = false, amx = false;
+  std::string brand;
   // aarch64 (HWCAP): asimd = NEON (baseline on ARMv8-A), asimddp = the dot-product instructions
   // (SDOT/UDOT), fphp/asimdhp = half-precision scalar / vector arithmetic.
   bool asimd = false, asimddp = false, fphp = false, asimdhp = false;
-  std::string brand;
 };
 
 const CpuFeatures& cpu_features();
