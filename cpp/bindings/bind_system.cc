@@ -16,7 +16,7 @@ void register_system(py::module_& m) {
         "Threads used by every op (n <= 0: all cores).");
   m.def("get_num_threads", &get_num_threads);
   m.def("available_isas", &available_isas, "ISAs this CPU can run, best first.");
-  m.def("set_isa", &set_isa, py::arg("name"), "Force a kernel path (scalar, avx2, avx512).");
+  m.def("set_isa", &set_isa, py::arg("name"), "Force a kernel path (scalar, avx2, avx512 on x86-64; scalar, neon on aarch64).");
   m.def("set_max_activation_bytes", &set_max_activation_bytes, py::arg("n"),
         "The most bytes one sample's activations may take in one buffer (a layer's output or its "
         "unfolded input); models built or loaded afterwards are checked against it. n > 0.");
@@ -41,6 +41,10 @@ void register_system(py::module_& m) {
     feats["avx512_vnni"] = f.avx512_vnni;
     feats["avx512_bf16"] = f.avx512_bf16;
     feats["amx"] = f.amx;
+    feats["asimd"] = f.asimd;      // aarch64: NEON
+    feats["asimddp"] = f.asimddp;  // aarch64: dot product (SDOT/UDOT)
+    feats["fphp"] = f.fphp;        // aarch64: half-precision scalar arithmetic
+    feats["asimdhp"] = f.asimdhp;  // aarch64: half-precision vector arithmetic
     d["features"] = feats;
     d["num_threads"] = get_num_threads();
 #ifdef _OPENMP

@@ -14,6 +14,7 @@
 #include "core/errors.hpp"
 #include "core/limits.hpp"
 #include "core/parallel.hpp"
+#include "dispatch/dispatch.hpp"
 #include "model/model_file.hpp"
 #include "model/sequential.hpp"
 
@@ -126,5 +127,9 @@ long long cpucnn_max_activation_bytes(void) { return static_cast<long long>(cpuc
 void cpucnn_free(cpucnn_model* model) { delete model; }
 
 const char* cpucnn_version(void) { return CPUCNN_VERSION_STRING; }
+
+const char* cpucnn_isa(void) {
+  return guarded("cpucnn_isa", static_cast<const char*>(nullptr), [] { return cpucnn::kernels().isa; });
+}
 
 }  // extern "C"

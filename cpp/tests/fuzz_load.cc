@@ -11,6 +11,9 @@
 // the run test nothing, so the target then prints "SKIPPED: CPU lacks <isa>" and exits with 77
 // (ctest's SKIP_RETURN_CODE); a name cpucnn does not know is a usage error (exit 2).
 #include <unistd.h>
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 #include <cstdint>
 #include <cstdio>
@@ -42,6 +45,9 @@ bool cpu_runs(const char* isa) {
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && fma;
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+  if (std::strcmp(isa, "neon") == 0) return (getauxval(AT_HWCAP) & (1ul << 1)) != 0;  // HWCAP_ASIMD
+#endif
   return false;
 }
 
@@ -50,8 +56,9 @@ bool cpu_runs(const char* isa) {
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   const char* isa = std::getenv("CPUCNN_ISA");
   if (!isa || !*isa) return 0;  // the best path this CPU has
-  if (std::strcmp(isa, "scalar") != 0 && std::strcmp(isa, "avx2") != 0 && std::strcmp(isa, "avx512") != 0) {
-    std::fprintf(stderr, "fuzz_load: CPUCNN_ISA=%s is not an ISA cpucnn has (avx512, avx2, scalar)\n", isa);
+  if (std::strcmp(isa, "scalar") != 0 && std::strcmp(isa, "avx2") != 0 && std::strcmp(isa, "avx512") != 0 &&
+      std::strcmp(isa, "neon") != 0) {
+    std::fprintf(stderr, "fuzz_load: CPUCNN_ISA=%s is not an ISA cpucnn has (avx512, avx2, neon, scalar)\n", isa);
     std::exit(2);
   }
   if (!cpu_runs(isa)) {

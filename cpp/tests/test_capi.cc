@@ -22,6 +22,7 @@
 #include "cpucnn/cpucnn.h"
 #include "cpucnn/cpucnn.hpp"
 #include "core/parallel.hpp"  // with cpucnn.hpp in one TU: the header's names stay clear of the core's
+#include "dispatch/dispatch.hpp"
 #include "model/json.hpp"
 #include "model/model_file.hpp"
 #include "model/safetensors.hpp"
@@ -104,7 +105,11 @@ std::unique_ptr<cpucnn::Sequential> save_case(const Case& c, bool with_optimizer
 
 void test_version() {
   check(std::string(cpucnn_version()) == CPUCNN_VERSION_STRING, "cpucnn_version() is the build's version");
-  check(CPUCNN_API_VERSION == 2, "API version 2 (cpucnn_set_max_activation_bytes)");
+  check(CPUCNN_API_VERSION == 3, "API version 3 (cpucnn_isa)");
+  {
+    const char* isa = cpucnn_isa();
+    check(isa != nullptr && std::string(isa) == cpucnn::kernels().isa, "cpucnn_isa() names the table in use");
+  }
   check(std::string(cpucnn_last_error()).empty(), "no error before any failure");
 }
 

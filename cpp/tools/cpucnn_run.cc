@@ -36,7 +36,8 @@ const char kUsage[] =
     "  --threads N       threads per prediction (default: OMP_NUM_THREADS, else all cores)\n"
     "  --bench N         run the whole batch N times and print latency percentiles (p50, p90, p99)\n"
     "  --version         print the library version\n"
-    "Environment: CPUCNN_ISA=scalar|avx2|avx512 forces a kernel path.\n";
+    "Environment: CPUCNN_ISA=scalar|avx2|avx512 (x86-64) or scalar|neon (aarch64) forces a kernel\n"
+    "path; --version and --bench say which one runs.\n";
 
 struct UsageError : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -293,9 +294,9 @@ int run(const Options& o) {
     const double mean = std::accumulate(ms.begin(), ms.end(), 0.0) / static_cast<double>(ms.size());
     std::sort(ms.begin(), ms.end());
     const double p50 = percentile(ms, 0.50);
-    std::printf("bench: %d runs, batch %d: p50 %.4f ms, p90 %.4f ms, p99 %.4f ms (min %.4f, mean %.4f); %.1f images/s at p50\n",
+    std::printf("bench: %d runs, batch %d: p50 %.4f ms, p90 %.4f ms, p99 %.4f ms (min %.4f, mean %.4f); %.1f images/s at p50; kernels %s\n",
                 o.bench, batch, p50, percentile(ms, 0.90), percentile(ms, 0.99), ms.front(), mean,
-                p50 > 0 ? 1000.0 * batch / p50 : 0.0);
+                p50 > 0 ? 1000.0 * batch / p50 : 0.0, cpucnn_isa() ? cpucnn_isa() : "?");
   }
   return 0;
 }
@@ -309,7 +310,8 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (!std::strcmp(argv[i], "--version")) {
-      std::printf("cpucnn-run %s\n", cpucnn_version());
+      const char* isa = cpucnn_isa();
+      std::printf("cpucnn-run %s (kernels: %s)\n", cpucnn_version(), isa ? isa : cpucnn_last_error());
       return 0;
     }
   }

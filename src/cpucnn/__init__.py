@@ -64,7 +64,7 @@ def set_isa(name: str) -> None:
     start-up.
 
     Args:
-        name (str): ``"scalar"``, ``"avx2"`` or ``"avx512"`` (one of `available_isas()`).
+        name (str): ``"scalar"``, ``"avx2"`` or ``"avx512"`` on x86-64, ``"scalar"`` or ``"neon"`` on aarch64 (one of `available_isas()`).
 
     Raises:
         ValueError: an unknown path, or one this CPU cannot run.

@@ -23,6 +23,10 @@ class _CpuFeatures(TypedDict):
     avx512_vnni: bool
     avx512_bf16: bool
     amx: bool
+    asimd: bool  # aarch64: NEON
+    asimddp: bool  # aarch64: dot product
+    fphp: bool  # aarch64: FP16 scalar arithmetic
+    asimdhp: bool  # aarch64: FP16 vector arithmetic
 
 class _CpuInfo(TypedDict):
     isa: str

@@ -20,6 +20,7 @@ C_API = {
     "cpucnn_load", "cpucnn_last_error", "cpucnn_input_size", "cpucnn_output_size", "cpucnn_input_shape",
     "cpucnn_predict", "cpucnn_set_num_threads", "cpucnn_free", "cpucnn_version",
     "cpucnn_set_max_activation_bytes", "cpucnn_max_activation_bytes",   # API version 2
+    "cpucnn_isa",                                                         # API version 3
 }
 
 

@@ -25,7 +25,7 @@
  * own buffers). Do not call cpucnn_free() while another thread still uses the model.
  *
  * Kernels: the best path for the CPU is picked at run time; the environment variable
- * CPUCNN_ISA=scalar|avx2|avx512 forces one (an unsupported one makes the first cpucnn_predict()
+ * CPUCNN_ISA=scalar|avx2|avx512 (x86-64) or scalar|neon (aarch64) forces one (an unsupported one makes the first cpucnn_predict()
  * fail with a message, later calls then use the best path).
  *
  * The API is stable: functions are only ever added. Only these names are exported from the
@@ -48,7 +48,7 @@
 
 /* Bumped when functions are added. 1: the first release. 2: cpucnn_set_max_activation_bytes()
  * and cpucnn_max_activation_bytes(). */
-#define CPUCNN_API_VERSION 2
+#define CPUCNN_API_VERSION 3
 
 #ifdef __cplusplus
 extern "C" {
@@ -103,6 +103,11 @@ CPUCNN_API void cpucnn_free(cpucnn_model* model);
 
 /* The library version, e.g. "0.1.0". */
 CPUCNN_API const char* cpucnn_version(void);
+
+/* The kernel path predictions run on: "avx512", "avx2", "neon" or "scalar" (the best this CPU
+ * runs, or CPUCNN_ISA's). NULL, with cpucnn_last_error() set, when CPUCNN_ISA names a path this
+ * build or CPU lacks. API version 3. */
+CPUCNN_API const char* cpucnn_isa(void);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -7,6 +7,14 @@
 #include <cpuid.h>
 #define CPUCNN_X86 1
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+// The HWCAP bits (asm/hwcap.h), spelled out so an old libc's headers are enough.
+#define CPUCNN_HWCAP_FPHP (1ul << 9)
+#define CPUCNN_HWCAP_ASIMDHP (1ul << 10)
+#define CPUCNN_HWCAP_ASIMD (1ul << 1)
+#define CPUCNN_HWCAP_ASIMDDP (1ul << 20)
+#endif
 
 namespace cpucnn {
 
@@ -64,6 +72,19 @@ CpuFeatures detect() {
     size_t start = f.brand.find_first_not_of(' ');
     f.brand = start == std::string::npos ? "" : f.brand.substr(start);
   }
+#elif defined(__aarch64__)
+#if defined(__linux__)
+  const unsigned long hw = getauxval(AT_HWCAP);
+  f.asimd = hw & CPUCNN_HWCAP_ASIMD;
+  f.asimddp = hw & CPUCNN_HWCAP_ASIMDDP;
+  f.fphp = hw & CPUCNN_HWCAP_FPHP;
+  f.asimdhp = hw & CPUCNN_HWCAP_ASIMDHP;
+  // No brand string on ARM (the MIDR names a core by number; under qemu-user /proc/cpuinfo is the
+  // host's): the architecture and its features say what runs.
+  f.brand = "aarch64";
+#else
+  f.asimd = true;  // every ARMv8-A CPU has it
+#endif
 #endif
   return f;
 }

@@ -1,4 +1,4 @@
-// CPU feature detection (CPUID + XGETBV), done once.
+// CPU feature detection (x86: CPUID + XGETBV; aarch64: getauxval(AT_HWCAP)), done once.
 #pragma once
 
 #include <string>
@@ -11,6 +11,9 @@ struct CpuFeatures {
   bool avx512_vnni = false, avx512_bf16 = false, amx = false;
   bool avx_vnni = false;  // AVX-VNNI: 256-bit vpdpbusd (VEX)
   std::string brand;
+  // aarch64 (HWCAP): asimd = NEON (baseline on ARMv8-A), asimddp = the dot-product instructions
+  // (SDOT/UDOT), fphp/asimdhp = half-precision scalar / vector arithmetic.
+  bool asimd = false, asimddp = false, fphp = false, asimdhp = false;
 };
 
 const CpuFeatures& cpu_features();

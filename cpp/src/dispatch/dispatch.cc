@@ -34,11 +34,12 @@ KernelTable make_scalar() {
   return t;
 }
 
-void mark(KernelTable& t, const char* op, const char* isa) {
+[[maybe_unused]] void mark(KernelTable& t, const char* op, const char* isa) {
   for (auto& kv : t.impl)
     if (kv.first == op) kv.second = isa;
 }
 
+#if defined(__x86_64__)
 KernelTable make_avx2() {
   KernelTable t = make_scalar();
   t.isa = "avx2";
@@ -165,12 +166,55 @@ KernelTable make_avx512() {
   return t;
 }
 
+#endif  // __x86_64__
+
+#if defined(__aarch64__)
+// NEON (ASIMD, baseline on every ARMv8-A CPU). Ops with no NEON kernel keep the scalar one and
+// say so in impl (the thin-layer direct/lanes/batch convolutions, Winograd F(4x4), RMSprop).
+KernelTable make_neon() {
+  KernelTable t = make_scalar();
+  t.isa = "neon";
+  t.gemm_mr = kGemmMrNeon;
+  t.gemm_nr = kGemmNrNeon;
+  t.gemm_tile = gemm_tile_neon;
+  t.gemm_pack_a = gemm_pack_a_neon;
+  t.gemv_rows = gemv_rows_neon;
+  t.im2col = im2col_neon;
+  t.col2im = col2im_neon;
+  t.winograd_input = winograd_input_neon;
+  t.winograd_output = winograd_output_neon;
+  t.winograd_grad_output = winograd_grad_output_neon;
+  t.winograd_weights = winograd_weights_neon;
+  t.relu_fwd = relu_fwd_neon;
+  t.relu_bwd = relu_bwd_neon;
+  t.sum = sum_neon;
+  t.maxpool2d_fwd = maxpool2d_fwd_neon;
+  t.maxpool2d_bwd = maxpool2d_bwd_neon;
+  t.sgd_update = sgd_update_neon;
+  t.adam_update = adam_update_neon;
+  mark(t, "gemm", "neon (8x12 FMA tile)");
+  mark(t, "im2col", "neon (compiler-vectorised shared loops)");
+  t.impl.push_back({"conv2d_winograd", "neon (F(2x2, 3x3) only, compiler-vectorised transforms; 3x3 stride-1 "
+                                       "convs with >= 8 channels in and out)"});
+  mark(t, "relu", "neon");
+  mark(t, "maxpool2d", "neon (2x2 stride 2; scalar otherwise)");
+  mark(t, "sgd", "neon");
+  mark(t, "adam", "neon");
+  return t;
+}
+#endif  // __aarch64__
+
 const KernelTable& table_for(const std::string& name) {
   static const KernelTable scalar = make_scalar();
+#if defined(__x86_64__)
   static const KernelTable avx2 = make_avx2();
   static const KernelTable avx512 = make_avx512();
   if (name == "avx512") return avx512;
   if (name == "avx2") return avx2;
+#elif defined(__aarch64__)
+  static const KernelTable neon = make_neon();
+  if (name == "neon") return neon;
+#endif
   return scalar;
 }
 
@@ -185,13 +229,27 @@ void init_table() {
 
 }  // namespace
 
-std::vector<std::string> compiled_isas() { return {"avx512", "avx2", "scalar"}; }
+std::vector<std::string> compiled_isas() {
+#if defined(__x86_64__)
+  return {"avx512", "avx2", "scalar"};
+#elif defined(__aarch64__)
+  return {"neon", "scalar"};
+#else
+  return {"scalar"};
+#endif
+}
 
 std::vector<std::string> available_isas() {
   const CpuFeatures& f = cpu_features();
   std::vector<std::string> out;
+#if defined(__x86_64__)
   if (f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && f.fma) out.push_back("avx512");
   if (f.avx2 && f.fma) out.push_back("avx2");
+#elif defined(__aarch64__)
+  if (f.asimd) out.push_back("neon");
+#else
+  (void)f;
+#endif
   out.push_back("scalar");
   return out;
 }
@@ -199,7 +257,11 @@ std::vector<std::string> available_isas() {
 void set_isa(const std::string& name) {
   bool known = false;
   for (const auto& s : compiled_isas()) known |= s == name;
-  if (!known) throw ValueError("unknown ISA '" + name + "' (CPUCNN_ISA): expected one of avx512, avx2, scalar");
+  if (!known) {
+    std::string list;
+    for (const auto& s : compiled_isas()) list += (list.empty() ? "" : ", ") + s;
+    throw ValueError("unknown ISA '" + name + "' (CPUCNN_ISA): expected one of " + list);
+  }
   bool runnable = false;
   for (const auto& s : available_isas()) runnable |= s == name;
   if (!runnable) throw ValueError("ISA '" + name + "' is not supported by this CPU");

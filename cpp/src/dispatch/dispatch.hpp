@@ -1,7 +1,8 @@
 // The one kernel table. Filled once at start-up from CPUID (+XGETBV, so the
-// OS's support for the wider register state is checked): best ISA first,
-// scalar always present and always last. CPUCNN_ISA=scalar|avx2|avx512
-// forces a path; forcing one the CPU lacks is an error, never a silent
+// OS's support for the wider register state is checked) on x86-64, from
+// getauxval(AT_HWCAP) on aarch64: best ISA first, scalar always present and
+// always last. CPUCNN_ISA=scalar|avx2|avx512 (x86-64) or scalar|neon
+// (aarch64) forces a path; forcing one the CPU lacks is an error, never a silent
 // fallback. Ops a given ISA does not specialise use the scalar kernel, and
 // cpu_info() reports, per op, which one runs.
 #pragma once
@@ -79,7 +80,7 @@ struct KernelTable {
 // The table in use. Cheap to call (one atomic load).
 const KernelTable& kernels();
 
-// ISAs this CPU and OS can run, best first ("avx512", "avx2", "scalar").
+// ISAs this CPU and OS can run, best first ("avx512", "avx2", "scalar"; "neon", "scalar").
 std::vector<std::string> available_isas();
 // ISAs compiled into this build, best first.
 std::vector<std::string> compiled_isas();

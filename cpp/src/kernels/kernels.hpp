@@ -248,4 +248,27 @@ void adam_update_avx2(float* w, const float* g, float* m, float* v, int64_t n, c
 void sgd_update_avx512(float* w, const float* g, float* buf, int64_t n, const SgdParams& p);
 void adam_update_avx512(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p);
 
+// aarch64 NEON (ASIMD) kernels: kernels/<op>/neon.cc, built only for aarch64 (CMakeLists.txt),
+// in the table make_neon() (dispatch/dispatch.cc). The GEMM tile is 8 rows x 12 columns.
+constexpr int kGemmMrNeon = 8, kGemmNrNeon = 12;
+void gemm_tile_neon(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
+void gemm_pack_a_neon(const GemmTile& t, float* dst);
+void gemv_rows_neon(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
+void im2col_neon(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);
+void col2im_neon(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t channels, float* x);
+void winograd_input_neon(const float* x, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                         int64_t u0, int64_t u1, float* v, int64_t ldv, float* scratch);
+void winograd_output_neon(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,
+                          const WinogradGeometry& g, int64_t u0, int64_t u1, float* y, int64_t image_stride);
+void winograd_grad_output_neon(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
+                               int64_t u0, int64_t u1, float* dm, int64_t ldm);
+void winograd_weights_neon(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip, float* u);
+void relu_fwd_neon(const float* x, float* y, int64_t n);
+void relu_bwd_neon(const float* y, const float* dy, float* dx, int64_t n);
+double sum_neon(const float* x, int64_t n);
+void maxpool2d_fwd_neon(const float* x, float* y, int32_t* argmax, int64_t planes, const Pool2dParams& p);
+void maxpool2d_bwd_neon(const float* dy, const int32_t* argmax, float* dx, int64_t planes, const Pool2dParams& p);
+void sgd_update_neon(float* w, const float* g, float* buf, int64_t n, const SgdParams& p);
+void adam_update_neon(float* w, const float* g, float* m, float* v, int64_t n, const AdamParams& p);
+
 }  // namespace cpucnn

@@ -57,9 +57,14 @@ double run_once(ChainsFn fn, int threads, int64_t iters, double* longest) {
 
 double fma_peak_gflops(const std::string& isa, int threads, double seconds) {
   ChainsFn fn = nullptr;
+#if defined(__x86_64__)
   if (isa == "avx2") fn = fma_chains_avx2;
   else if (isa == "avx512") fn = fma_chains_avx512;
   else throw ValueError("fma_peak_gflops: isa must be 'avx2' or 'avx512', got '" + isa + "'");
+#else
+  // The FMA probes are x86 kernels (kernels/peak/avx2.cc, avx512.cc); none is built here.
+  throw ValueError("fma_peak_gflops: the FMA peak probe exists for x86-64 only (avx2, avx512), got '" + isa + "'");
+#endif
   const std::vector<std::string> avail = available_isas();
   if (std::find(avail.begin(), avail.end(), isa) == avail.end())
     throw ValueError("fma_peak_gflops: ISA '" + isa + "' is not supported by this CPU");
