@@ -66,6 +66,13 @@ KernelTable make_avx2() {
   // output channels (lenet5 conv1 1.2-1.4x; the row kernel's dx 0.4-0.6x,
   // lenet5 conv2's and 3-channel inputs' 0.6-0.87x); the direct dw only for
   // < 8 output channels (1.4-1.6x; few taps alone 0.75-1.0x).
+  // Thin layers' forward with the output channels in the lanes (8 a
+  // register, any count): measured on Zen 3 (1 thread, batch 256) against
+  // the kernels above and im2col + GEMM on lenet5's convs and the 1- and
+  // 3-channel first layers of convnet_s and vgg_s.
+  t.conv_oc_fwd = conv2d_oc_fwd_avx2;
+  t.oc_fwd_max_cout = 32;
+  t.oc_fwd_max_taps = 256;
   t.thin.direct_fwd_max_cout = 8;
   t.thin.batch_fwd_max_cout = 12;
   t.thin.dx_on_rows = false;
@@ -97,6 +104,7 @@ KernelTable make_avx2() {
                     "avx2 (16 images in two registers, 16 images or more per thread: forward with <= 12 output "
                     "channels; dx as a full convolution for layers of <= 16 input and <= 8 output channels; dw of "
                     "3- and 5-wide kernels where the direct dw would run)"});
+  t.impl.push_back({"conv2d_oc", "avx2 (forward: <= 32 output channels, <= 256 taps x input channels)"});
   t.impl.push_back({"conv2d_winograd",
                     "avx2 (3x3 stride-1 convs with >= 8 channels in and out; F(4x4) on maps of >= 8x8 outputs "
                     "with >= 8 of its tiles per thread, F(2x2) below)"});

@@ -32,6 +32,8 @@ struct KernelTable {
   ConvLanesBwdWFn conv_lanes_bwd_w = nullptr;
   ConvBatchFwdFn conv_batch_fwd = nullptr;  // optional, both or none: images in lanes
   ConvBatchBwdWFn conv_batch_bwd_w = nullptr;
+  ConvOcFwdFn conv_oc_fwd = nullptr;  // optional: forward with output channels in lanes, any count
+  int64_t oc_fwd_max_cout = 0, oc_fwd_max_taps = 0;  // where it runs (conv2d_plan.cc)
   // Where those thin-layer kernels beat im2col + GEMM on this ISA (set from
   // measurements in make_<isa>; ops/conv2d_plan.cc applies them).
   struct ThinConvLimits {

@@ -125,6 +125,17 @@ void conv2d_lanes_bwd_w_avx2(const float* x, const float* dy, float* dwl, int64_
                              const ConvGeometry& g, float* scratch);
 void conv2d_lanes_bwd_w_avx512(const float* x, const float* dy, float* dwl, int64_t n, int64_t cin, int64_t cout,
                                const ConvGeometry& g, float* scratch);
+// Forward with the output channels in the vector lanes, 8 a register and any
+// count of them (kernels/conv_oc/): one image, output rows [oh0, oh1), any
+// stride, padding and dilation, groups 1. wl: the weights as
+// [cout / 8 rounded up][cin * kh * kw][8], zero-padded channels; bl: the bias
+// padded the same way (zeros when the layer has none). `scratch`: the
+// conv2d_oc_scratch floats of one thread.
+int64_t conv2d_oc_scratch(int64_t cin, int64_t cout, const ConvGeometry& g);
+using ConvOcFwdFn = void (*)(const float* x, const float* wl, const float* bl, float* y, int64_t cin, int64_t cout,
+                             const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu, float* scratch);
+void conv2d_oc_fwd_avx2(const float* x, const float* wl, const float* bl, float* y, int64_t cin, int64_t cout,
+                        const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu, float* scratch);
 using Im2colPackFn = void (*)(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 void im2col_pack_avx2(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 void im2col_pack_avx512(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
