@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 import cpucnn as cc
-from harness import assert_close, assert_kernel_on_isas, conv_case, conv_case_id, skip_unless_kernel
+import reference as ref
+from harness import (assert_close, assert_kernel_on_isas, conv_case, conv_case_id, seeded_rng,
+                     skip_unless_kernel)
 
 K = cc._core.kernels
 
@@ -32,6 +34,9 @@ SHAPES = [
     (1, 2, 16, 3, 3, (5, 5), (1, 1), (2, 2), (1, 1)),  # output wider than the input, all padding around
     (2, 16, 32, 6, 5, (4, 4), (1, 1), (0, 2), (1, 1)),  # 256 taps x channels, the largest it takes
 ]
+# "same" padding whose odd row and column go after the input only (the layer
+# computes them): no padding before, yet the input must be copied.
+SAME = [(5, (30, 30), 17, 3, 2), (3, (9, 12), 8, 4, 1), (1, (7, 7), 32, 2, 3)]
 
 
 @pytest.mark.parametrize("nt", [1, 2])
@@ -49,6 +54,20 @@ def test_oc_forward_matches_reference(isa, threads, shape, nt):
                  f"{isa} forward+relu without bias {shape} threads {nt}")
     # Batch 1: the rows of the image split over the threads.
     assert_close(K.conv2d_forward(x[:1], wt, b, **kw), want[:1], f"{isa} forward batch 1 {shape} threads {nt}")
+
+
+@pytest.mark.parametrize("cin, hw, filters, k, stride", SAME)
+def test_oc_same_padding_after_the_input(isa, threads, cin, hw, filters, k, stride):
+    skip_unless_kernel(isa, "conv2d_oc")
+    cc.set_num_threads(2)
+    m = cc.Sequential([cc.layers.Conv2D(filters, k, stride=stride, padding="same")], input_shape=(cin,) + hw, seed=3)
+    x = seeded_rng("oc-same", cin, hw).standard_normal((3, cin) + hw).astype(np.float32)
+    wt, b = m.get_weights()
+    ho, wo = -(-hw[0] // stride), -(-hw[1] // stride)
+    th, tw = max(0, (ho - 1) * stride + k - hw[0]), max(0, (wo - 1) * stride + k - hw[1])
+    xp = np.pad(x, ((0, 0), (0, 0), (th // 2, th - th // 2), (tw // 2, tw - tw // 2)))
+    assert_close(m.predict(x), ref.conv2d_forward(xp, wt, b, stride=(stride, stride)),
+                 f"{isa} same padding {(cin, hw, filters, k, stride)}")
 
 
 def test_oc_forward_is_deterministic_across_threads(isa, threads):

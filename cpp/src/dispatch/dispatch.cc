@@ -18,6 +18,7 @@ KernelTable make_scalar() {
   t.gemm_nr = kGemmNrScalar;
   t.gemm_tile = gemm_tile_scalar;
   t.gemm_pack_a = gemm_pack_a_scalar;
+  t.gemm_pack_b = gemm_pack_b_scalar;
   t.gemv_rows = gemv_rows_scalar;
   t.im2col = im2col_scalar;
   t.col2im = col2im_scalar;
@@ -45,6 +46,7 @@ KernelTable make_avx2() {
   t.gemm_nr = kGemmNrAvx2;
   t.gemm_tile = gemm_tile_avx2;
   t.gemm_pack_a = gemm_pack_a_avx2;
+  t.gemm_pack_b = gemm_pack_b_avx2;
   t.gemv_rows = gemv_rows_avx2;
   t.im2col = im2col_avx2;
   t.col2im = col2im_avx2;
@@ -122,6 +124,7 @@ KernelTable make_avx512() {
   t.gemm_nr = kGemmNrAvx512;
   t.gemm_tile = gemm_tile_avx512;
   t.gemm_pack_a = gemm_pack_a_avx512;
+  t.gemm_pack_b = gemm_pack_b_avx512;
   t.gemv_rows = gemv_rows_avx512;
   t.im2col = im2col_avx512;
   t.col2im = col2im_avx512;

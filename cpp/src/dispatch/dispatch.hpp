@@ -21,6 +21,7 @@ struct KernelTable {
   int gemm_mr = 0, gemm_nr = 0;
   GemmTileFn gemm_tile = nullptr;
   GemmPackAFn gemm_pack_a = nullptr;
+  GemmPackBFn gemm_pack_b = nullptr;
   GemvRowsFn gemv_rows = nullptr;
   // convolution data movement
   Im2colFn im2col = nullptr;

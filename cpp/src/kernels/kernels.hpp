@@ -27,6 +27,10 @@ struct GemmTile {
   // When set, A is never read directly: it is already packed (GemmPackAFn),
   // MR-row panels over all of K, panel i at packed_a + i * k * MR.
   const float* packed_a = nullptr;
+  // When set, B is never read directly: it is already packed (GemmPackBFn),
+  // NR-column panels over all of K, panel j at packed_b + j * k * NR (tiles
+  // then start at multiples of NR columns).
+  const float* packed_b = nullptr;
 };
 constexpr int64_t kGemmKc = 256;  // depth of a packed block (a B micro-panel stays in L1)
 constexpr int64_t kGemmMc = 192;  // rows of A packed at once (in L2); a multiple of every MR
@@ -44,6 +48,12 @@ using GemmPackAFn = void (*)(const GemmTile& t, float* dst);
 void gemm_pack_a_scalar(const GemmTile& t, float* dst);
 void gemm_pack_a_avx2(const GemmTile& t, float* dst);
 void gemm_pack_a_avx512(const GemmTile& t, float* dst);
+// Packs all of op(B) (k x n) into NR-column panels for GemmTile::packed_b:
+// round_up(n, NR) * k floats (a Dense layer's weights, once per version).
+using GemmPackBFn = void (*)(const GemmTile& t, float* dst);
+void gemm_pack_b_scalar(const GemmTile& t, float* dst);
+void gemm_pack_b_avx2(const GemmTile& t, float* dst);
+void gemm_pack_b_avx512(const GemmTile& t, float* dst);
 // y[j] (+)= dot(w row j, x), j < n (rows ldw apart, k long).
 using GemvRowsFn = void (*)(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
 void gemv_rows_scalar(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);

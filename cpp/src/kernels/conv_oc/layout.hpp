@@ -23,7 +23,8 @@ inline OcLayout oc_layout(int64_t cin, int64_t cout, const ConvGeometry& g) {
   OcLayout l;
   const int64_t rows = (g.ho - 1) * g.sh + (g.kh - 1) * g.dh + 1;
   const int64_t cols = (g.wo - 1) * g.sw + (g.kw - 1) * g.dw + 1;
-  l.copy = g.ph > 0 || g.pw > 0;
+  // Padding before, or after ("same" puts an odd row or column there).
+  l.copy = g.ph > 0 || g.pw > 0 || rows > g.h || cols > g.w;
   l.hp = l.copy ? imax(g.h + g.ph, rows) : g.h;
   l.wp = l.copy ? imax(g.w + g.pw, cols) : g.w;
   l.cpad = (cout + 7) / 8 * 8;
