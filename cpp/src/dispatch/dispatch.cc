@@ -69,9 +69,13 @@ KernelTable make_avx2() {
   // lenet5 conv2's and 3-channel inputs' 0.6-0.87x); the direct dw only for
   // < 8 output channels (1.4-1.6x; few taps alone 0.75-1.0x).
   // Thin layers' forward with the output channels in the lanes (8 a
-  // register, any count): measured on Zen 3 (1 thread, batch 256) against
-  // the kernels above and im2col + GEMM on lenet5's convs and the 1- and
-  // 3-channel first layers of convnet_s and vgg_s.
+  // register, any count; kernels/conv_oc/), ahead of the kernels below for
+  // <= 32 outputs and <= 256 taps x inputs. Measured on a loaded Zen 3 (1
+  // thread, interleaved, per conv + ReLU): lenet5 conv2 1.7-2.4x (batch
+  // 256) and 1.7x (batch 1) over the lanes kernel, lenet5 conv1 1.1-1.3x
+  // over the batch kernel; the 1- and 3-channel first layers of convnet_s
+  // and vgg_s 0.9-1.05x of im2col + GEMM at batch 256 (both bound by
+  // writing their 22 and 34 MB of output) and 1.1x at batch 1.
   t.conv_oc_fwd = conv2d_oc_fwd_avx2;
   t.oc_fwd_max_cout = 32;
   t.oc_fwd_max_taps = 256;
