@@ -23,6 +23,7 @@ struct KernelTable {
   int gemm_mr = 0, gemm_nr = 0;
   GemmTileFn gemm_tile = nullptr;
   GemmPackAFn gemm_pack_a = nullptr;
+  GemmPackBFn gemm_pack_b = nullptr;
   GemvRowsFn gemv_rows = nullptr;
   // convolution data movement
   Im2colFn im2col = nullptr;
@@ -34,6 +35,8 @@ struct KernelTable {
   ConvLanesBwdWFn conv_lanes_bwd_w = nullptr;
   ConvBatchFwdFn conv_batch_fwd = nullptr;  // optional, both or none: images in lanes
   ConvBatchBwdWFn conv_batch_bwd_w = nullptr;
+  ConvOcFwdFn conv_oc_fwd = nullptr;  // optional: forward with output channels in lanes, any count
+  int64_t oc_fwd_max_cout = 0, oc_fwd_max_taps = 0;  // where it runs (conv2d_plan.cc)
   // Where those thin-layer kernels beat im2col + GEMM on this ISA (set from
   // measurements in make_<isa>; ops/conv2d_plan.cc applies them).
   struct ThinConvLimits {

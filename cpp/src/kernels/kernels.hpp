@@ -27,6 +27,10 @@ struct GemmTile {
   // When set, A is never read directly: it is already packed (GemmPackAFn),
   // MR-row panels over all of K, panel i at packed_a + i * k * MR.
   const float* packed_a = nullptr;
+  // When set, B is never read directly: it is already packed (GemmPackBFn),
+  // NR-column panels over all of K, panel j at packed_b + j * k * NR (tiles
+  // then start at multiples of NR columns).
+  const float* packed_b = nullptr;
 };
 constexpr int64_t kGemmKc = 256;  // depth of a packed block (a B micro-panel stays in L1)
 constexpr int64_t kGemmMc = 192;  // rows of A packed at once (in L2); a multiple of every MR
@@ -44,6 +48,12 @@ using GemmPackAFn = void (*)(const GemmTile& t, float* dst);
 void gemm_pack_a_scalar(const GemmTile& t, float* dst);
 void gemm_pack_a_avx2(const GemmTile& t, float* dst);
 void gemm_pack_a_avx512(const GemmTile& t, float* dst);
+// Packs all of op(B) (k x n) into NR-column panels for GemmTile::packed_b:
+// round_up(n, NR) * k floats (a Dense layer's weights, once per version).
+using GemmPackBFn = void (*)(const GemmTile& t, float* dst);
+void gemm_pack_b_scalar(const GemmTile& t, float* dst);
+void gemm_pack_b_avx2(const GemmTile& t, float* dst);
+void gemm_pack_b_avx512(const GemmTile& t, float* dst);
 // y[j] (+)= dot(w row j, x), j < n (rows ldw apart, k long).
 using GemvRowsFn = void (*)(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
 void gemv_rows_scalar(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
@@ -125,6 +135,17 @@ void conv2d_lanes_bwd_w_avx2(const float* x, const float* dy, float* dwl, int64_
                              const ConvGeometry& g, float* scratch);
 void conv2d_lanes_bwd_w_avx512(const float* x, const float* dy, float* dwl, int64_t n, int64_t cin, int64_t cout,
                                const ConvGeometry& g, float* scratch);
+// Forward with the output channels in the vector lanes, 8 a register and any
+// count of them (kernels/conv_oc/): one image, output rows [oh0, oh1), any
+// stride, padding and dilation, groups 1. wl: the weights as
+// [cout / 8 rounded up][cin * kh * kw][8], zero-padded channels; bl: the bias
+// padded the same way (zeros when the layer has none). `scratch`: the
+// conv2d_oc_scratch floats of one thread.
+int64_t conv2d_oc_scratch(int64_t cin, int64_t cout, const ConvGeometry& g);
+using ConvOcFwdFn = void (*)(const float* x, const float* wl, const float* bl, float* y, int64_t cin, int64_t cout,
+                             const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu, float* scratch);
+void conv2d_oc_fwd_avx2(const float* x, const float* wl, const float* bl, float* y, int64_t cin, int64_t cout,
+                        const ConvGeometry& g, int64_t oh0, int64_t oh1, bool relu, float* scratch);
 using Im2colPackFn = void (*)(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 void im2col_pack_avx2(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);
 void im2col_pack_avx512(const void* args, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* dst);

@@ -1,5 +1,7 @@
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <mutex>
 
 #include "core/parallel.hpp"
 #include "layers/factory.hpp"
@@ -9,9 +11,10 @@ namespace cpucnn {
 
 namespace {
 
-// C (m x n) = op(A) (m x k) op(B) (k x n), row-major, on `threads` threads.
+// C (m x n) = op(A) (m x k) op(B) (k x n), row-major, on `threads` threads
+// (op(B) already packed when packed_b is given).
 void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-            const float* b, int64_t ldb, float* c, int64_t ldc, int threads) {
+            const float* b, int64_t ldb, float* c, int64_t ldc, int threads, const float* packed_b = nullptr) {
   GemmArgs g;
   g.trans_a = trans_a;
   g.trans_b = trans_b;
@@ -24,6 +27,7 @@ void matmul(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const f
   g.ldb = ldb;
   g.c = c;
   g.ldc = ldc;
+  g.packed_b = packed_b;
   gemm_parallel(g, threads);
 }
 
@@ -60,10 +64,15 @@ class Dense : public Layer {
     }
   }
 
-  void forward(const float* x, float* y, int64_t n, const ForwardContext&) override {
+  void forward(const float* x, float* y, int64_t n, const ForwardContext& ctx) override {
     const int64_t f = in_shape[0];
-    // y (n x units) = x (n x f) * W^T (f x units)
-    matmul(false, true, n, units_, f, x, f, params_[0].value.data(), f, y, units_, get_num_threads());
+    // y (n x units) = x (n x f) * W^T (f x units). Inference takes W^T packed
+    // once per parameter version (training changes W every step).
+    const float* w = params_[0].value.data();
+    std::shared_ptr<const PackedGemmB> packed;
+    if (!ctx.training && n > kPackedMinRows) packed = packed_weights(ctx.version);
+    matmul(false, true, n, units_, f, x, f, w, f, y, units_, get_num_threads(),
+           packed ? packed->panels.data() : nullptr);
     if (use_bias_) {
       const float* b = params_[1].value.data();
       for (int64_t i = 0; i < n; ++i)
@@ -100,6 +109,32 @@ class Dense : public Layer {
   int64_t macs() const override { return units_ * in_shape[0]; }
 
  private:
+  // Batches of up to this many rows run as dot products over W's rows
+  // (ops/gemm.cc's GEMV path), which reads W in place.
+  static constexpr int64_t kPackedMinRows = 4;
+
+  // W^T packed for the GEMM (ops/gemm.hpp), made again when the parameters'
+  // version or the kernel table changes. Inference may run from several
+  // threads at once: the entry is swapped under a lock and shared.
+  std::shared_ptr<const PackedGemmB> packed_weights(uint64_t version) {
+    const int64_t f = in_shape[0];
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!packed_ || packed_version_ != version || !gemm_packed_b_current(*packed_, units_, f)) {
+      GemmArgs g;
+      g.trans_b = true;
+      g.n = units_;
+      g.k = f;
+      g.b = params_[0].value.data();
+      g.ldb = f;
+      packed_ = gemm_pack_b(g);
+      packed_version_ = version;
+    }
+    return packed_;
+  }
+
+  std::mutex mutex_;
+  std::shared_ptr<const PackedGemmB> packed_;
+  uint64_t packed_version_ = 0;
   int64_t units_ = 0;
   bool use_bias_ = true;
 };

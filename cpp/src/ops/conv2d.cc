@@ -187,6 +187,36 @@ void forward_lanes(const Conv2dPlan& p, const ScratchFrame& f, const float* x, c
   }
 }
 
+// Output channels in the lanes, any count: the weights packed as
+// wl[cout / 8][k][8] and the bias padded (in the shared part), then work
+// items (image, slab of output rows) split over threads.
+void forward_oc(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
+                float* y, bool relu) {
+  const Conv2dShape& s = p.shape;
+  const int64_t k = p.gemm.k, cpad = (s.cout + 7) / 8 * 8;
+  float* wl = f.shared(p.fwd_at.weights);
+  float* bl = wl + cpad * k;
+  for (int64_t co = 0; co < cpad; ++co) {
+    float* d = wl + (co / 8) * 8 * k + co % 8;
+    for (int64_t j = 0; j < k; ++j) d[8 * j] = co < s.cout ? w[co * k + j] : 0.0f;
+    bl[co] = co < s.cout && bias ? bias[co] : 0.0f;
+  }
+  const ConvOcFwdFn fn = p.table->conv_oc_fwd;
+  const int64_t in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * s.geo.ho * s.geo.wo;
+  const int64_t slabs = p.slabs, items = s.n * slabs;
+  [[maybe_unused]] const int use = static_cast<int>(std::min<int64_t>(p.threads, items));
+#pragma omp parallel num_threads(use) if (use > 1)
+  {
+    const int t = thread_id(), team = team_size();
+    float* scratch = f.thread(t, p.fwd_at.kernel);
+    for (int64_t i = items * t / team, e = items * (t + 1) / team; i < e; ++i) {
+      const int64_t n = i / slabs, q = i % slabs;
+      fn(x + n * in_size, wl, bl, y + n * out_size, s.cin, s.cout, s.geo, s.geo.ho * q / slabs,
+         s.geo.ho * (q + 1) / slabs, relu, scratch);
+    }
+  }
+}
+
 // 16 images in the lanes, groups of 16 split over threads; the kernel's
 // scratch at `kernel` of each thread's part.
 void forward_batch(const Conv2dShape& s, const KernelTable& kt, int threads, const ScratchFrame& f, int64_t kernel,
@@ -226,6 +256,8 @@ void run_forward(const Conv2dPlan& p, const ScratchFrame& f, const float* x, con
   switch (p.forward) {
     case ConvForwardAlgo::kWinograd:
       return winograd_forward(p.wino, f, x, w, bias, y, relu);
+    case ConvForwardAlgo::kOc:
+      return forward_oc(p, f, x, w, bias, y, relu);
     case ConvForwardAlgo::kLanes:
       return forward_lanes(p, f, x, w, bias, y, relu);
     case ConvForwardAlgo::kBatch:

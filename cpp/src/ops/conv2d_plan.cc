@@ -137,6 +137,17 @@ bool lanes_dw(const Conv2dShape& s, const KernelTable& kt, const ConvGemmPlan& g
   return lanes_shape(s, kt, gp, threads) && kt.conv_lanes_bwd_w != nullptr && (s.geo.kw == 3 || s.geo.kw == 5);
 }
 
+// Thin layers' forward with the output channels in the lanes, any count of
+// them (kernels/conv_oc/): up to KernelTable::oc_fwd_max_cout output
+// channels and oc_fwd_max_taps taps x input channels (where it beat the
+// lanes, batch, row and GEMM paths: dispatch.cc), any stride, padding and
+// dilation; images split over threads, or the rows of an image at batch 1.
+bool use_oc(const Conv2dShape& s, const KernelTable& kt) {
+  return kt.conv_oc_fwd != nullptr && s.groups == 1 && s.cout <= kt.oc_fwd_max_cout &&
+         s.cin * s.geo.kh * s.geo.kw <= kt.oc_fwd_max_taps &&
+         conv2d_oc_scratch(s.cin, s.cout, s.geo) <= kLaneScratch;
+}
+
 bool use_winograd(const Conv2dShape& s) {
   const WinogradMode mode = winograd_mode();
   if (mode == WinogradMode::kNever || !winograd_applicable(s)) return false;
@@ -168,6 +179,12 @@ void forward_scratch(Conv2dPlan& p) {
     case ConvForwardAlgo::kWinograd:
       l = p.wino.forward;
       break;
+    case ConvForwardAlgo::kOc: {
+      const int64_t cpad = (s.cout + 7) / 8 * 8;
+      at.weights = l.shared(cpad * gp.k + cpad);
+      at.kernel = l.per_thread(conv2d_oc_scratch(s.cin, s.cout, s.geo));
+      break;
+    }
     case ConvForwardAlgo::kLanes:
       at.weights = l.shared(s.cout * gp.k);
       at.kernel = l.per_thread(conv2d_lanes_scratch(s.cin, s.cout, s.geo));
@@ -302,6 +319,8 @@ Conv2dPlan plan_conv2d(const Conv2dShape& s, int threads) {
   // Forward.
   if (p.winograd)
     p.forward = ConvForwardAlgo::kWinograd;
+  else if (use_oc(s, kt))
+    p.forward = ConvForwardAlgo::kOc;
   else if (use_lanes(s, kt, gp, T))
     p.forward = ConvForwardAlgo::kLanes;
   else if (use_batch(s, kt, T))
@@ -314,7 +333,7 @@ Conv2dPlan plan_conv2d(const Conv2dShape& s, int threads) {
     p.forward = ConvForwardAlgo::kGemmSlabs;
   else
     p.forward = ConvForwardAlgo::kGemmInner;
-  if (p.forward == ConvForwardAlgo::kDirect) p.slabs = row_slabs(s, T);
+  if (p.forward == ConvForwardAlgo::kDirect || p.forward == ConvForwardAlgo::kOc) p.slabs = row_slabs(s, T);
   if (p.forward == ConvForwardAlgo::kGemmSlabs) p.slabs = std::min<int64_t>(T, s.geo.ho);
 
   // Backward.

@@ -15,11 +15,12 @@ namespace cpucnn {
 
 struct KernelTable;
 
-// Forward: Winograd; output channels in the lanes (kernels/conv_lanes/); 16
+// Forward: Winograd; output channels in the lanes, any count (kernels/conv_oc/,
+// thin layers); output channels in the lanes (kernels/conv_lanes/); 16
 // images in the lanes (conv_batch/); along image rows (conv_direct/); or
 // im2col + GEMM over chunks of samples, threads over chunks (kGemmChunks),
 // over slabs of output rows (kGemmSlabs), or inside each GEMM (kGemmInner).
-enum class ConvForwardAlgo { kWinograd, kLanes, kBatch, kDirect, kGemmChunks, kGemmSlabs, kGemmInner };
+enum class ConvForwardAlgo { kWinograd, kOc, kLanes, kBatch, kDirect, kGemmChunks, kGemmSlabs, kGemmInner };
 // Backward-data: in Winograd's pass; as a forward direct convolution over dy
 // with the kernel flipped (kDirectBatch / kDirectRows); or by GEMM + col2im,
 // in the same chunks as the GEMM weight gradient (which it then implies).

@@ -56,6 +56,21 @@ void gemm_empty_k(const GemmArgs& g) {
 
 int64_t gemm_packing_floats(int64_t m, int64_t n, int64_t k) { return packing_floats(kernels(), m, n, k); }
 
+std::shared_ptr<const PackedGemmB> gemm_pack_b(const GemmArgs& g) {
+  const KernelTable& kt = kernels();
+  auto p = std::make_shared<PackedGemmB>();
+  p->table = &kt;
+  p->n = g.n;
+  p->k = g.k;
+  p->panels = Tensor({round_up(std::max<int64_t>(g.n, 1), kt.gemm_nr) * std::max<int64_t>(g.k, 1)});
+  if (g.n > 0 && g.k > 0) kt.gemm_pack_b(g, p->panels.data());
+  return p;
+}
+
+bool gemm_packed_b_current(const PackedGemmB& p, int64_t n, int64_t k) {
+  return p.table == &kernels() && p.n == n && p.k == k;
+}
+
 namespace {
 
 // One tile over all rows a column block: each block of B is packed once.

@@ -118,6 +118,7 @@ void gemm_tile_avx512(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int
 }
 
 void gemm_pack_a_avx512(const GemmTile& t, float* dst) { gemm_pack_a_impl(t, dst); }
+void gemm_pack_b_avx512(const GemmTile& t, float* dst) { gemm_pack_b_impl(t, dst); }
 
 void gemv_rows_avx512(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate) {
   gemv_rows_impl(w, ldw, x, k, y, n, accumulate);

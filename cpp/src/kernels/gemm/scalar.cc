@@ -39,6 +39,7 @@ void gemm_tile_scalar(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int
 }
 
 void gemm_pack_a_scalar(const GemmTile& t, float* dst) { gemm_pack_a_impl(t, dst); }
+void gemm_pack_b_scalar(const GemmTile& t, float* dst) { gemm_pack_b_impl(t, dst); }
 
 void gemv_rows_scalar(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate) {
   gemv_rows_impl(w, ldw, x, k, y, n, accumulate);
