@@ -59,12 +59,18 @@ void qgemm_avx2(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_
 void qgemm_avxvnni(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_t nc, const QGemmOut& o);
 void qgemm_avx512vnni(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_t nc, const QGemmOut& o);
 constexpr int kQgemmNrScalar = 8, kQgemmNrAvx2 = 16, kQgemmNrAvx512 = 32;
+// aarch64: plain NEON (ARMv8.0: SMULL/SMLAL + SADALP) and the dot-product variant (SDOT, HWCAP
+// asimddp); both 4 x 16 tiles.
+void qgemm_neon(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_t nc, const QGemmOut& o);
+void qgemm_neondot(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_t nc, const QGemmOut& o);
+constexpr int kQgemmNrNeon = 16;
 // One column (Dense at batch 1..few): y = A x for rows [0, m) (m a multiple of 8 or the
 // whole matrix; A packed as above), x u8 with k4 * 4 bytes (zeros past k), requantised into
 // o (column 0). The output rows sit in the vector lanes, so no lane is wasted on absent columns.
 using QGemvFn = void (*)(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o);
 void qgemv_scalar(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o);
 void qgemv_avx2(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o);
+void qgemv_neondot(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o);
 
 // Packing (ISA-independent, scalar).
 // Weights: w holds m x k integer values in [-127, 127] (as floats).
