@@ -53,10 +53,12 @@ void fill_int8(KernelTable& t) {
     q = "avx512vnni";
   }
 #elif defined(__aarch64__)
-  if (isa == "neon") {  // SDOT where HWCAP has asimddp, else SMULL/SMLAL; the rest stays scalar
+  if (isa == "neon") {  // SDOT where HWCAP has asimddp, else SMULL/SMLAL; max pooling stays scalar
     t.qgemm = f.asimddp ? qgemm_neondot : qgemm_neon;
     t.qgemm_nr = kQgemmNrNeon;
     if (f.asimddp) t.qgemv = qgemv_neondot;
+    t.quantize_u7 = quantize_u7_neon;
+    t.dequantize_u8 = dequantize_u8_neon;
     q = f.asimddp ? "neondot" : "neon";
   }
 #else
@@ -66,7 +68,7 @@ void fill_int8(KernelTable& t) {
   const bool arm = q == "neon" || q == "neondot";
   set_impl(t, "qgemm", q);
   set_impl(t, "qgemv", arm ? (q == "neondot" ? "neondot" : "scalar") : vec ? "avx2" : "scalar");
-  set_impl(t, "quantize", vec && !arm ? "avx2" : "scalar");
+  set_impl(t, "quantize", arm ? "neon" : vec ? "avx2" : "scalar");
   set_impl(t, "qmaxpool2d", vec && !arm ? "avx2 (2x2 stride 2; scalar otherwise)" : "scalar");
 }
 

@@ -102,10 +102,12 @@ void qpack_rows(const uint8_t* x, int64_t ldx, int64_t k, int64_t j0, int64_t nc
 using QuantizeFn = void (*)(const float* x, uint8_t* q, int64_t n, float scale, float zp);
 void quantize_u7_scalar(const float* x, uint8_t* q, int64_t n, float scale, float zp);
 void quantize_u7_avx2(const float* x, uint8_t* q, int64_t n, float scale, float zp);
+void quantize_u7_neon(const float* x, uint8_t* q, int64_t n, float scale, float zp);
 // x = (q - zp) * scale.
 using DequantizeFn = void (*)(const uint8_t* q, float* x, int64_t n, float scale, float zp);
 void dequantize_u8_scalar(const uint8_t* q, float* x, int64_t n, float scale, float zp);
 void dequantize_u8_avx2(const uint8_t* q, float* x, int64_t n, float scale, float zp);
+void dequantize_u8_neon(const uint8_t* q, float* x, int64_t n, float scale, float zp);
 // Max pooling of u8 planes (padding never wins: it reads as 0, the smallest code).
 struct Pool2dParams;
 using QMaxPoolFn = void (*)(const uint8_t* x, uint8_t* y, int64_t planes, const Pool2dParams& p);
