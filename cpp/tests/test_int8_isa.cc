@@ -1,7 +1,6 @@
 // The int8 GEMM variants this CPU runs (int8_isas(): avx512vnni / avxvnni / avx2 on x86-64,
 // neondot / neon on aarch64) and each vector table's qgemv, quantize and dequantize, checked against
-// the scalar reference
-// *exactly* (integer sums, the same requantisation: kernels/int8.hpp) on ragged sizes: rows not a
+// the scalar reference *exactly* (integer sums, the same requantisation: kernels/int8.hpp) on ragged sizes: rows not a
 // multiple of the 4-row panel, K not a multiple of 4, partial column panels, u8 output (with clamps
 // and round-half-to-even ties) and float output with and without ReLU, strided output. A variant
 // compiled in but not runnable here (e.g. neondot on a CPU without asimddp) is skipped with the
