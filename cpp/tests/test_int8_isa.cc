@@ -5,6 +5,7 @@
 // and round-half-to-even ties) and float output with and without ReLU, strided output. A variant
 // compiled in but not runnable here (e.g. neondot on a CPU without asimddp) is skipped with the
 // reason printed; on aarch64 the table must pick neondot exactly when HWCAP reports asimddp.
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -16,6 +17,7 @@
 #include "dispatch/cpu_features.hpp"
 #include "dispatch/dispatch.hpp"
 #include "kernels/int8.hpp"
+#include "ops/qgemm.hpp"
 
 namespace {
 
@@ -197,6 +199,75 @@ void test_quantize(const cpucnn::KernelTable& kt, const std::string& name) {
   }
 }
 
+// Through the op layer (packing with the table's qgemm_nr, the gemv route, the conv paths):
+// quantized Conv2D and Dense on ISA `isa` against the scalar table, bit for bit.
+void test_ops(const std::string& isa) {
+  auto weights = [](int64_t m, int64_t k, std::vector<float>* w, std::vector<float>* ws, std::vector<float>* bias) {
+    w->resize(static_cast<size_t>(m * k));
+    ws->assign(static_cast<size_t>(m), 0.0f);
+    bias->resize(static_cast<size_t>(m));
+    for (int64_t r = 0; r < m; ++r) {  // integer codes in [-127, 127] and a scale per row
+      for (int64_t i = 0; i < k; ++i) (*w)[r * k + i] = static_cast<float>(irand(-127, 127));
+      (*ws)[r] = std::uniform_real_distribution<float>(1e-3f, 1e-2f)(g_rng);
+      (*bias)[r] = std::uniform_real_distribution<float>(-0.5f, 0.5f)(g_rng);
+    }
+  };
+  for (bool out_u8 : {true, false})
+    for (bool relu : {false, true}) {
+      cpucnn::QActParams act;
+      act.in_scale = 0.02f;
+      act.in_zp = 9.0f;
+      act.out_scale = 0.05f;
+      act.out_zp = 20.0f;
+      act.relu = relu;
+      act.out_u8 = out_u8;
+      // Conv2D: 3x3 stride 1 pad 1 (the shifted path), 3x3 stride 2, 1x1
+      const int64_t geo[][5] = {{3, 11, 3, 1, 1}, {5, 9, 3, 2, 0}, {8, 7, 1, 1, 0}};  // cin, hw, kernel, stride, pad
+      for (const auto& gg : geo) {
+        const int64_t cin = gg[0], hw = gg[1], kk = gg[2], st = gg[3], pd = gg[4], cout = 13, n = 2;
+        const int64_t ho = (hw + 2 * pd - kk) / st + 1;
+        cpucnn::QConvGeo g{cin, hw, hw, kk, kk, st, st, pd, pd, 1, 1, ho, ho};
+        std::vector<float> w, ws, bias;
+        weights(cout, cin * kk * kk, &w, &ws, &bias);
+        std::vector<uint8_t> x(static_cast<size_t>(n * cin * hw * hw));
+        for (uint8_t& v : x) v = static_cast<uint8_t>(irand(0, 127));
+        const size_t ny = static_cast<size_t>(n * cout * ho * ho);
+        std::vector<uint8_t> y8[2];
+        std::vector<float> yf[2];
+        for (int t = 0; t < 2; ++t) {
+          cpucnn::set_isa(t == 0 ? isa : "scalar");
+          const auto pw = cpucnn::qpack_layer("test", w.data(), ws.data(), bias.data(), cout, cin * kk * kk, act);
+          y8[t].assign(ny, 0);
+          yf[t].assign(ny, 0.0f);
+          cpucnn::qconv2d_forward(*pw, g, 9, x.data(), n, out_u8 ? y8[t].data() : nullptr,
+                                  out_u8 ? nullptr : yf[t].data());
+        }
+        check(out_u8 ? same(y8[0], y8[1]) : same(yf[0], yf[1]),
+              shape("qconv2d", isa, cout, cin * kk * kk, ho * ho, out_u8 ? (relu ? "u8, relu" : "u8")
+                                                                         : (relu ? "float, relu" : "float")));
+      }
+      // Dense: batch 1, 2 (gemv route), 5, 40 (GEMM panels)
+      for (int64_t n : {1, 2, 5, 40}) {
+        const int64_t m = 21, k = 70;
+        std::vector<float> w, ws, bias;
+        weights(m, k, &w, &ws, &bias);
+        std::vector<uint8_t> x(static_cast<size_t>(n * k));
+        for (uint8_t& v : x) v = static_cast<uint8_t>(irand(0, 127));
+        std::vector<uint8_t> y8[2];
+        std::vector<float> yf[2];
+        for (int t = 0; t < 2; ++t) {
+          cpucnn::set_isa(t == 0 ? isa : "scalar");
+          const auto pw = cpucnn::qpack_layer("test", w.data(), ws.data(), bias.data(), m, k, act);
+          y8[t].assign(static_cast<size_t>(n * m), 0);
+          yf[t].assign(static_cast<size_t>(n * m), 0.0f);
+          cpucnn::qdense_forward(*pw, x.data(), n, out_u8 ? y8[t].data() : nullptr, out_u8 ? nullptr : yf[t].data());
+        }
+        check(out_u8 ? same(y8[0], y8[1]) : same(yf[0], yf[1]),
+              shape("qdense", isa, m, k, n, out_u8 ? (relu ? "u8, relu" : "u8") : (relu ? "float, relu" : "float")));
+      }
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -237,7 +308,8 @@ int main() {
     const int before = cpucnn_test::g_failed;
     test_gemv(kt, isa);
     test_quantize(kt, isa);
-    std::printf("qgemv, quantize, dequantize of the %s table vs scalar: %s\n", isa.c_str(),
+    test_ops(isa);
+    std::printf("qgemv, quantize, dequantize, quantized Conv2D / Dense ops of the %s table vs scalar: %s\n", isa.c_str(),
                 cpucnn_test::g_failed == before ? "all equal" : "MISMATCHES");
   }
   if (tested == 0) std::printf("no vector int8 GEMM runs here: only scalar, nothing to compare\n");
