@@ -6,7 +6,7 @@
 # cross-architecture tests (xarch_*) compare against files the x86-64 build writes first: its test
 # models (lenet.cnn trained one Adam step, its inputs and outputs), run here by the aarch64
 # cpucnn-run, and a few training steps on the x86-64 scalar path (cpucnn_train_check), both within
-# 1e-5 relative. Then the kernel test and the training check again on an emulated Cortex-A53
+# 1e-5 relative. Then the kernel tests (float and int8) and the training check again on an emulated Cortex-A53
 # (ARMv8.0), and the C example (examples/edge, shared and static) built against the installed
 # cross build, run on the x86-64 model: the same classes. Prints the stripped sizes of libcpucnn.so and cpucnn-run (goal <= 1 MiB each) and
 # the time taken. Emulated run times are not performance figures.
@@ -65,6 +65,8 @@ CPUCNN_ISA=scalar ctest --test-dir build/aarch64 --output-on-failure -j"$jobs" \
   -E "^(fuzz_load_smoke_|train_check_|xarch_)" || status=1
 echo "== aarch64: on an emulated Cortex-A53 (ARMv8.0: NEON, no dot product, no FP16 arithmetic)"
 qemu-aarch64 -cpu cortex-a53 -L /usr/aarch64-linux-gnu build/aarch64/test_kernels_isa | sed -n '1p;$p' || status=1
+# the int8 kernels without the dot-product extension: SDOT skipped (reason printed), SMULL/SMLAL picked
+qemu-aarch64 -cpu cortex-a53 -L /usr/aarch64-linux-gnu build/aarch64/test_int8_isa | grep -E "SKIPPED|passed" || status=1
 qemu-aarch64 -cpu cortex-a53 -L /usr/aarch64-linux-gnu build/aarch64/cpucnn_train_check \
   build/aarch64/xarch_train_a53.npy --reference "$ref/train_x86_scalar.npy" 1e-5 | tail -1 || status=1
 

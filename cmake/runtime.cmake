@@ -171,6 +171,13 @@ if(CPUCNN_TESTS)
   target_link_libraries(test_kernels_isa PRIVATE cpucnn_core)
   add_test(NAME test_kernels_isa COMMAND test_kernels_isa)
 
+  # The int8 GEMM variants this CPU runs (avx2/VNNI on x86, neondot/neon on aarch64) and the
+  # tables' qgemv against the scalar reference, bit for bit, on ragged sizes.
+  add_executable(test_int8_isa "${_cpucnn_tests}/test_int8_isa.cc")
+  target_include_directories(test_int8_isa PRIVATE "${_cpucnn_src}/cpp/src")
+  target_link_libraries(test_int8_isa PRIVATE cpucnn_core)
+  add_test(NAME test_int8_isa COMMAND test_int8_isa)
+
   # A few Adam and SGD steps through the core: the best path against the scalar one here, and
   # (CPUCNN_XARCH_REFERENCE, set by .ci/aarch64.sh) a cross build's results against files an
   # x86-64 build wrote: train_x86_scalar.npy (this program, CPUCNN_ISA=scalar) and its test models

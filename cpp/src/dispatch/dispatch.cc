@@ -215,6 +215,7 @@ KernelTable make_neon() {
   mark(t, "maxpool2d", "neon (2x2 stride 2; scalar otherwise)");
   mark(t, "sgd", "neon");
   mark(t, "adam", "neon");
+  fill_int8(t);  // the NEON int8 kernels (SDOT where HWCAP has asimddp), dispatch/int8.cc
   return t;
 }
 #endif  // __aarch64__

@@ -93,7 +93,7 @@ void set_isa(const std::string& name);
 
 // Adds the int8 kernels to a table of ISA t.isa (VNNI variants where the CPU has them).
 void fill_int8(KernelTable& t);
-// The int8 GEMM variants this CPU runs ("avx512vnni", "avxvnni", "avx2", "scalar"), and one of
+// The int8 GEMM variants this CPU runs ("avx512vnni", "avxvnni", "avx2"; "neondot", "neon"; "scalar"), and one of
 // them by name with its panel width (tests; ValueError for one the CPU lacks).
 std::vector<std::string> int8_isas();
 QGemmFn qgemm_variant(const std::string& name, int* nr);

@@ -52,14 +52,24 @@ void fill_int8(KernelTable& t) {
     t.qgemm_nr = kQgemmNrAvx512;
     q = "avx512vnni";
   }
+#elif defined(__aarch64__)
+  if (isa == "neon") {  // SDOT where HWCAP has asimddp, else SMULL/SMLAL; max pooling stays scalar
+    t.qgemm = f.asimddp ? qgemm_neondot : qgemm_neon;
+    t.qgemm_nr = kQgemmNrNeon;
+    if (f.asimddp) t.qgemv = qgemv_neondot;
+    t.quantize_u7 = quantize_u7_neon;
+    t.dequantize_u8 = dequantize_u8_neon;
+    q = f.asimddp ? "neondot" : "neon";
+  }
 #else
   (void)f;
 #endif
   const bool vec = q != "scalar";
+  const bool arm = q == "neon" || q == "neondot";
   set_impl(t, "qgemm", q);
-  set_impl(t, "qgemv", vec ? "avx2" : "scalar");
-  set_impl(t, "quantize", vec ? "avx2" : "scalar");
-  set_impl(t, "qmaxpool2d", vec ? "avx2 (2x2 stride 2; scalar otherwise)" : "scalar");
+  set_impl(t, "qgemv", arm ? (q == "neondot" ? "neondot" : "scalar") : vec ? "avx2" : "scalar");
+  set_impl(t, "quantize", arm ? "neon" : vec ? "avx2" : "scalar");
+  set_impl(t, "qmaxpool2d", vec && !arm ? "avx2 (2x2 stride 2; scalar otherwise)" : "scalar");
 }
 
 std::vector<std::string> int8_isas() {
@@ -71,6 +81,12 @@ std::vector<std::string> int8_isas() {
   if (avx512 && f.avx512_vnni) out.push_back("avx512vnni");
   if (avx2 && f.avx_vnni) out.push_back("avxvnni");
   if (avx2) out.push_back("avx2");
+#if defined(__aarch64__)
+  if (isas.front() == "neon") {
+    if (f.asimddp) out.push_back("neondot");
+    out.push_back("neon");
+  }
+#endif
   out.push_back("scalar");
   return out;
 }
@@ -78,8 +94,9 @@ std::vector<std::string> int8_isas() {
 QGemmFn qgemm_variant(const std::string& name, int* nr) {
   bool ok = false;
   for (const auto& s : int8_isas()) ok |= s == name;
-  if (name != "scalar" && name != "avx2" && name != "avxvnni" && name != "avx512vnni")
-    throw ValueError("unknown int8 GEMM '" + name + "': expected avx512vnni, avxvnni, avx2 or scalar");
+  if (name != "scalar" && name != "avx2" && name != "avxvnni" && name != "avx512vnni" && name != "neondot" &&
+      name != "neon")
+    throw ValueError("unknown int8 GEMM '" + name + "': expected avx512vnni, avxvnni, avx2, neondot, neon or scalar");
   if (!ok) throw ValueError("int8 GEMM '" + name + "' is not supported by this CPU");
 #if defined(__x86_64__) || defined(__i386__)
   if (name == "avx512vnni") {
@@ -93,6 +110,12 @@ QGemmFn qgemm_variant(const std::string& name, int* nr) {
   if (name == "avx2") {
     *nr = kQgemmNrAvx2;
     return qgemm_avx2;
+  }
+#endif
+#if defined(__aarch64__)
+  if (name == "neondot" || name == "neon") {
+    *nr = kQgemmNrNeon;
+    return name == "neondot" ? qgemm_neondot : qgemm_neon;
   }
 #endif
   *nr = kQgemmNrScalar;

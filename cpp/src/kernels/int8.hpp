@@ -59,12 +59,18 @@ void qgemm_avx2(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_
 void qgemm_avxvnni(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_t nc, const QGemmOut& o);
 void qgemm_avx512vnni(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_t nc, const QGemmOut& o);
 constexpr int kQgemmNrScalar = 8, kQgemmNrAvx2 = 16, kQgemmNrAvx512 = 32;
+// aarch64: plain NEON (ARMv8.0: SMULL/SMLAL + SADALP) and the dot-product variant (SDOT, HWCAP
+// asimddp); both 4 x 16 tiles.
+void qgemm_neon(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_t nc, const QGemmOut& o);
+void qgemm_neondot(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_t nc, const QGemmOut& o);
+constexpr int kQgemmNrNeon = 16;
 // One column (Dense at batch 1..few): y = A x for rows [0, m) (m a multiple of 8 or the
 // whole matrix; A packed as above), x u8 with k4 * 4 bytes (zeros past k), requantised into
 // o (column 0). The output rows sit in the vector lanes, so no lane is wasted on absent columns.
 using QGemvFn = void (*)(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o);
 void qgemv_scalar(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o);
 void qgemv_avx2(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o);
+void qgemv_neondot(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o);
 
 // Packing (ISA-independent, scalar).
 // Weights: w holds m x k integer values in [-127, 127] (as floats).
@@ -96,10 +102,12 @@ void qpack_rows(const uint8_t* x, int64_t ldx, int64_t k, int64_t j0, int64_t nc
 using QuantizeFn = void (*)(const float* x, uint8_t* q, int64_t n, float scale, float zp);
 void quantize_u7_scalar(const float* x, uint8_t* q, int64_t n, float scale, float zp);
 void quantize_u7_avx2(const float* x, uint8_t* q, int64_t n, float scale, float zp);
+void quantize_u7_neon(const float* x, uint8_t* q, int64_t n, float scale, float zp);
 // x = (q - zp) * scale.
 using DequantizeFn = void (*)(const uint8_t* q, float* x, int64_t n, float scale, float zp);
 void dequantize_u8_scalar(const uint8_t* q, float* x, int64_t n, float scale, float zp);
 void dequantize_u8_avx2(const uint8_t* q, float* x, int64_t n, float scale, float zp);
+void dequantize_u8_neon(const uint8_t* q, float* x, int64_t n, float scale, float zp);
 // Max pooling of u8 planes (padding never wins: it reads as 0, the smallest code).
 struct Pool2dParams;
 using QMaxPoolFn = void (*)(const uint8_t* x, uint8_t* y, int64_t planes, const Pool2dParams& p);
