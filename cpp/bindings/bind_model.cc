@@ -131,6 +131,28 @@ struct PyModel {
   // Float targets: mse's, or cross_entropy's probabilities (y of two dimensions).
   bool float_targets(const py::array& y) const { return m->loss_name() == "mse" || y.ndim() == 2; }
 
+  // Checks and converts a batch (x, y, sample_weight), then returns run(n, labels, targets, weights)
+  // (labels or targets null, weights null for none) called with the GIL released, holding a Lock
+  // (ReadLock or WriteLock) on the model.
+  template <typename Lock, typename Run>
+  auto with_batch(const FloatArray& x, const py::array& y, const py::object& sample_weight, Run&& run) {
+    const int64_t n = check_xy(x, y);
+    const FloatArray w = weights(sample_weight, n);
+    const float* wp = sample_weight.is_none() ? nullptr : w.data();
+    if (float_targets(y)) {
+      FloatArray t = FloatArray::ensure(y);
+      if (!t) throw py::type_error("targets y must be convertible to float32, got " + dtype_str(y));
+      py::gil_scoped_release nogil;
+      Lock lock(m->mutex());
+      return run(n, static_cast<const int64_t*>(nullptr), t.data(), wp);
+    }
+    LabelArray t = LabelArray::ensure(y);
+    if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
+    py::gil_scoped_release nogil;
+    Lock lock(m->mutex());
+    return run(n, t.data(), static_cast<const float*>(nullptr), wp);
+  }
+
   // sample_weight as float32 (n), or an empty array for none.
   static FloatArray weights(const py::object& w, int64_t n) {
     if (w.is_none()) return FloatArray();
@@ -289,23 +311,10 @@ void register_model(py::module_& mod) {
       })
       .def("train_step",
            [](PyModel& s, const FloatArray& x, const py::array& y, const py::object& sample_weight) {
-             const int64_t n = s.check_xy(x, y);
-             const FloatArray w = PyModel::weights(sample_weight, n);
-             const float* wp = sample_weight.is_none() ? nullptr : w.data();
-             StepResult r;
-             if (s.float_targets(y)) {
-               FloatArray t = FloatArray::ensure(y);
-               if (!t) throw py::type_error("targets y must be convertible to float32, got " + dtype_str(y));
-               py::gil_scoped_release nogil;
-               WriteLock lock(s.m->mutex());
-               r = s.m->train_step(x.data(), n, nullptr, t.data(), wp);
-             } else {
-               LabelArray t = LabelArray::ensure(y);
-               if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
-               py::gil_scoped_release nogil;
-               WriteLock lock(s.m->mutex());
-               r = s.m->train_step(x.data(), n, t.data(), nullptr, wp);
-             }
+             const StepResult r = s.with_batch<WriteLock>(
+                 x, y, sample_weight, [&](int64_t n, const int64_t* labels, const float* targets, const float* w) {
+                   return s.m->train_step(x.data(), n, labels, targets, w);
+                 });
              return py::make_tuple(r.loss, r.correct);
            },
            py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
@@ -313,23 +322,10 @@ void register_model(py::module_& mod) {
            "(mse's, or cross_entropy's probabilities); sample_weight: (N,) or None.")
       .def("compute_gradients",
            [](PyModel& s, const FloatArray& x, const py::array& y, const py::object& sample_weight) {
-             const int64_t n = s.check_xy(x, y);
-             const FloatArray w = PyModel::weights(sample_weight, n);
-             const float* wp = sample_weight.is_none() ? nullptr : w.data();
-             StepResult r;
-             if (s.float_targets(y)) {
-               FloatArray t = FloatArray::ensure(y);
-               if (!t) throw py::type_error("targets y must be convertible to float32, got " + dtype_str(y));
-               py::gil_scoped_release nogil;
-               WriteLock lock(s.m->mutex());
-               r = s.m->compute_gradients(x.data(), n, nullptr, t.data(), wp);
-             } else {
-               LabelArray t = LabelArray::ensure(y);
-               if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
-               py::gil_scoped_release nogil;
-               WriteLock lock(s.m->mutex());
-               r = s.m->compute_gradients(x.data(), n, t.data(), nullptr, wp);
-             }
+             const StepResult r = s.with_batch<WriteLock>(
+                 x, y, sample_weight, [&](int64_t n, const int64_t* labels, const float* targets, const float* w) {
+                   return s.m->compute_gradients(x.data(), n, labels, targets, w);
+                 });
              return py::make_tuple(r.loss, r.correct);
            },
            py::arg("x"), py::arg("y"), py::arg("sample_weight") = py::none(),
@@ -338,26 +334,12 @@ void register_model(py::module_& mod) {
       .def("compute_gradients_overlapped",
            [](PyModel& s, const FloatArray& x, const py::array& y, const py::object& sample_weight, float pack_scale,
               const py::function& on_ready, int64_t bucket_floats) {
-             const int64_t n = s.check_xy(x, y);
-             const FloatArray w = PyModel::weights(sample_weight, n);
-             const float* wp = sample_weight.is_none() ? nullptr : w.data();
              PySink sink(on_ready);
-             StepResult r;
-             if (s.float_targets(y)) {
-               FloatArray t = FloatArray::ensure(y);
-               if (!t) throw py::type_error("targets y must be convertible to float32, got " + dtype_str(y));
-               py::gil_scoped_release nogil;
-               WriteLock lock(s.m->mutex());
-               r = s.m->compute_gradients_overlapped(x.data(), n, nullptr, t.data(), wp, pack_scale, sink,
-                                                     bucket_floats);
-             } else {
-               LabelArray t = LabelArray::ensure(y);
-               if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
-               py::gil_scoped_release nogil;
-               WriteLock lock(s.m->mutex());
-               r = s.m->compute_gradients_overlapped(x.data(), n, t.data(), nullptr, wp, pack_scale, sink,
-                                                     bucket_floats);
-             }
+             const StepResult r = s.with_batch<WriteLock>(
+                 x, y, sample_weight, [&](int64_t n, const int64_t* labels, const float* targets, const float* w) {
+                   return s.m->compute_gradients_overlapped(x.data(), n, labels, targets, w, pack_scale, sink,
+                                                            bucket_floats);
+                 });
              return py::make_tuple(r.loss, r.correct);
            },
            py::arg("x"), py::arg("y"), py::arg("sample_weight"), py::arg("pack_scale"), py::arg("on_ready"),
@@ -491,23 +473,10 @@ void register_model(py::module_& mod) {
       .def("evaluate",
            [](PyModel& s, const FloatArray& x, const py::array& y, int64_t batch_size,
               const py::object& sample_weight) {
-             const int64_t n = s.check_xy(x, y);
-             const FloatArray w = PyModel::weights(sample_weight, n);
-             const float* wp = sample_weight.is_none() ? nullptr : w.data();
-             EvalResult r;
-             if (s.float_targets(y)) {
-               FloatArray t = FloatArray::ensure(y);
-               if (!t) throw py::type_error("targets y must be convertible to float32, got " + dtype_str(y));
-               py::gil_scoped_release nogil;
-               ReadLock lock(s.m->mutex());
-               r = s.m->evaluate(x.data(), n, nullptr, t.data(), batch_size, wp);
-             } else {
-               LabelArray t = LabelArray::ensure(y);
-               if (!t) throw py::type_error("labels y must be convertible to int64, got " + dtype_str(y));
-               py::gil_scoped_release nogil;
-               ReadLock lock(s.m->mutex());
-               r = s.m->evaluate(x.data(), n, t.data(), nullptr, batch_size, wp);
-             }
+             const EvalResult r = s.with_batch<ReadLock>(
+                 x, y, sample_weight, [&](int64_t n, const int64_t* labels, const float* targets, const float* w) {
+                   return s.m->evaluate(x.data(), n, labels, targets, batch_size, w);
+                 });
              return py::make_tuple(r.loss_sum, r.correct, r.top5, r.count);
            },
            py::arg("x"), py::arg("y"), py::arg("batch_size") = 256, py::arg("sample_weight") = py::none())
