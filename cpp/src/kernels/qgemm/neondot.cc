@@ -47,7 +47,8 @@ void qgemm_neondot(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int
 
 // One column: the 4 rows of a panel in the 4 lanes (SDOT of the group's 16 weight bytes with the
 // 4 activation bytes of that group, by element; 4 groups a step in 4 accumulators). The requantisation is the
-// scalar one per row (std::fma, nearbyint).
+// scalar one per row (fmaf, nearbyintf: the C functions, so this file, built with +dotprod, emits no
+// weak copy of an inline std:: overload that plain code could end up calling).
 void qgemv_neondot(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, const QGemmOut& o) {
   const int8_t* xs = reinterpret_cast<const int8_t*>(x);
   for (int64_t r0 = 0; r0 < m; r0 += kQPanelRows) {
@@ -71,12 +72,12 @@ void qgemv_neondot(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, con
     const int64_t rows = m - r0 < kQPanelRows ? m - r0 : kQPanelRows;
     for (int64_t i = 0; i < rows; ++i) {
       const int64_t r = r0 + i;
-      float v = std::fma(static_cast<float>(t[i] + o.ibias[r]), o.mult[r], o.add[r]);
+      float v = fmaf(static_cast<float>(t[i] + o.ibias[r]), o.mult[r], o.add[r]);
       const int64_t at = r * o.row_stride;
       if (o.y8) {
         v = v > o.lo ? v : o.lo;
         v = v < o.hi ? v : o.hi;
-        o.y8[at] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)));
+        o.y8[at] = static_cast<uint8_t>(static_cast<int32_t>(nearbyintf(v)));
       } else {
         o.yf[at] = o.relu ? (v > 0.0f ? v : 0.0f) : v;
       }
