@@ -193,6 +193,7 @@ KernelTable make_neon() {
   t.gemm_nr = kGemmNrNeon;
   t.gemm_tile = gemm_tile_neon;
   t.gemm_pack_a = gemm_pack_a_neon;
+  t.gemm_pack_b = gemm_pack_b_neon;
   t.gemv_rows = gemv_rows_neon;
   t.im2col = im2col_neon;
   t.col2im = col2im_neon;

@@ -274,6 +274,7 @@ void adam_update_avx512(float* w, const float* g, float* m, float* v, int64_t n,
 constexpr int kGemmMrNeon = 8, kGemmNrNeon = 12;
 void gemm_tile_neon(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64_t nc, float* ap, float* bp);
 void gemm_pack_a_neon(const GemmTile& t, float* dst);
+void gemm_pack_b_neon(const GemmTile& t, float* dst);
 void gemv_rows_neon(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate);
 void im2col_neon(const float* x, const ConvGeometry& g, int64_t channels, float* col, int64_t ldcol);
 void col2im_neon(const float* col, int64_t ldcol, const ConvGeometry& g, int64_t channels, float* x);

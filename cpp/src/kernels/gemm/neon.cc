@@ -135,6 +135,8 @@ void gemm_tile_neon(const GemmTile& t, int64_t i0, int64_t mc, int64_t j0, int64
 
 void gemm_pack_a_neon(const GemmTile& t, float* dst) { gemm_pack_a_impl(t, dst); }
 
+void gemm_pack_b_neon(const GemmTile& t, float* dst) { gemm_pack_b_impl(t, dst); }
+
 void gemv_rows_neon(const float* w, int64_t ldw, const float* x, int64_t k, float* y, int64_t n, bool accumulate) {
   gemv_rows_impl(w, ldw, x, k, y, n, accumulate);
 }
