@@ -25,8 +25,12 @@
 #include "model/json.hpp"
 #include "model/model_file.hpp"
 #include "model/sequential.hpp"
+#include "npy.hpp"
 
 namespace {
+
+using cpucnn_test::read_npy;
+using cpucnn_test::write_npy;
 
 constexpr int kBatch = 3;
 
@@ -70,40 +74,8 @@ void write_raw(const std::string& path, const std::vector<float>& v) {
   if (!f) throw std::runtime_error("cannot write " + path);
 }
 
-void write_npy(const std::string& path, const std::vector<int64_t>& shape, const std::vector<float>& v) {
-  std::string dims;
-  for (size_t i = 0; i < shape.size(); ++i) dims += (i ? ", " : "") + std::to_string(shape[i]);
-  if (shape.size() == 1) dims += ",";
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
-  header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
-  header += '\n';
-  std::string out = "\x93NUMPY\x01";
-  out += '\0';
-  out += static_cast<char>(header.size() & 0xff);
-  out += static_cast<char>(header.size() >> 8);
-  out += header;
-  out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(out.data(), static_cast<std::streamsize>(out.size()));
-  if (!f) throw std::runtime_error("cannot write " + path);
-}
-
-// The float32 payload of a .npy file we (or cpucnn-run) wrote: v1.0 header, '<f4'.
-std::vector<float> read_npy_values(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (b.size() < 10 || b.compare(0, 6, "\x93NUMPY") != 0) throw std::runtime_error(path + ": not a .npy file");
-  const size_t hl = static_cast<unsigned char>(b[8]) | static_cast<size_t>(static_cast<unsigned char>(b[9])) << 8;
-  if (b.substr(10, hl).find("'<f4'") == std::string::npos) throw std::runtime_error(path + ": not float32");
-  const size_t at = 10 + hl;
-  if (at > b.size() || (b.size() - at) % 4) throw std::runtime_error(path + ": bad size");
-  std::vector<float> v((b.size() - at) / 4);
-  std::memcpy(v.data(), b.data() + at, v.size() * 4);
-  return v;
-}
-
 int compare(const std::string& a_path, const std::string& b_path, double tol) {
-  const std::vector<float> a = read_npy_values(a_path), b = read_npy_values(b_path);
+  const std::vector<float> a = read_npy(a_path), b = read_npy(b_path);
   if (a.size() != b.size()) {
     std::printf("FAIL: %s has %zu values, %s has %zu\n", a_path.c_str(), a.size(), b_path.c_str(), b.size());
     return 1;

@@ -24,8 +24,12 @@
 #include "dispatch/dispatch.hpp"
 #include "model/json.hpp"
 #include "model/sequential.hpp"
+#include "npy.hpp"
 
 namespace {
+
+using cpucnn_test::read_npy;
+using cpucnn_test::write_npy;
 
 constexpr int kSteps = 4, kBatch = 8;
 
@@ -45,34 +49,6 @@ float data(uint32_t stream, uint32_t i) {
   h *= 0xC2B2AE35u;
   h ^= h >> 16;
   return static_cast<float>(h >> 8) / 8388608.0f - 1.0f;
-}
-
-void write_npy(const std::string& path, const std::vector<float>& v) {
-  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(v.size()) + ",), }";
-  header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
-  header += '\n';
-  std::string out = "\x93NUMPY\x01";
-  out += '\0';
-  out += static_cast<char>(header.size() & 0xff);
-  out += static_cast<char>(header.size() >> 8);
-  out += header;
-  out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(out.data(), static_cast<std::streamsize>(out.size()));
-  if (!f) throw std::runtime_error("cannot write " + path);
-}
-
-std::vector<float> read_npy(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::string b((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  if (b.size() < 10 || b.compare(0, 6, "\x93NUMPY") != 0) throw std::runtime_error(path + ": not a .npy file");
-  const size_t hl = static_cast<unsigned char>(b[8]) | static_cast<size_t>(static_cast<unsigned char>(b[9])) << 8;
-  if (b.substr(10, hl).find("'<f4'") == std::string::npos) throw std::runtime_error(path + ": not float32");
-  const size_t at = 10 + hl;
-  if (at > b.size() || (b.size() - at) % 4) throw std::runtime_error(path + ": bad size");
-  std::vector<float> v((b.size() - at) / 4);
-  std::memcpy(v.data(), b.data() + at, v.size() * 4);
-  return v;
 }
 
 int compare(const std::vector<float>& a, const std::vector<float>& b, double tol, const std::string& what) {
@@ -132,7 +108,7 @@ int main(int argc, char** argv) {
       return compare(read_npy(argv[2]), read_npy(argv[3]), std::atof(argv[4]), argv[2]);
     if (argc == 2 || (argc == 5 && std::string(argv[2]) == "--reference")) {
       const std::vector<float> got = train();
-      write_npy(argv[1], got);
+      write_npy(argv[1], {static_cast<int64_t>(got.size())}, got);
       std::printf("kernels %s: %d Adam and %d SGD steps, %zu values written to %s\n", cpucnn::kernels().isa, kSteps, kSteps,
                   got.size(), argv[1]);
       if (argc == 5) return compare(got, read_npy(argv[3]), std::atof(argv[4]), argv[1]);
