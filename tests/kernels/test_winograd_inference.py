@@ -63,6 +63,32 @@ def test_prepared_weights_match_the_gemm_path(isa, threads, mode, n, nt):
     assert not np.array_equal(got[0], want)  # Winograd rounds differently: it did run at batch 1
 
 
+# Small maps at batch 1 are one block of tiles: with more threads than
+# blocks, each block's output channels are split over the threads
+# (ops/winograd.cc, channel_parts), in whole micro-kernel panels. A ragged
+# channel count (40, 50) leaves a short last panel. The split must not
+# change a single bit.
+@pytest.mark.parametrize("tile", ["2x2", "4x4"])
+@pytest.mark.parametrize("cin,hw,cout", [(32, 16, 64), (64, 8, 128), (16, 8, 40), (8, 12, 50)])
+def test_split_channels_at_batch_1_are_exact(isa, threads, mode, tile, cin, hw, cout):
+    _skip_without_winograd(isa)
+    before = K.conv2d_winograd_tile()
+    K.set_conv2d_winograd_tile(tile)
+    try:
+        m = cc.Sequential([L.Conv2D(cout, 3, padding=1), L.ReLU()], input_shape=(cin, hw, hw), seed=3)
+        x = seeded_rng("winograd-split", f"{cin}-{hw}-{cout}", 1).standard_normal((1, cin, hw, hw)).astype(np.float32)
+        cc.set_num_threads(1)
+        one = m.predict(x)
+        for nt in (2, 3, 4):
+            cc.set_num_threads(nt)
+            np.testing.assert_array_equal(m.predict(x), one, f"{isa} F({tile}) {cin}->{cout} on {hw}x{hw}, "
+                                                             f"{nt} threads vs 1")
+        mode("never")
+        assert_close(m.predict(x), one, f"{isa} F({tile}) {cin}->{cout} on {hw}x{hw} vs the GEMM path")
+    finally:
+        K.set_conv2d_winograd_tile(before)
+
+
 def test_prepared_weights_run_from_8_tiles(isa, one_thread, mode):
     # 6x6 output maps at batch 1: 9 tiles of 2x2 (the threshold is 8), 4x4 maps: 4 (GEMM).
     _skip_without_winograd(isa)

@@ -167,6 +167,20 @@ int64_t units_per_block(const Scheme& sc, int64_t units, int64_t tw, int64_t cha
   return best;
 }
 
+// Output-channel parts per block where there are fewer blocks than threads
+// (small maps at batch 1: vgg_s conv3-5 are one block each): the block's
+// threads each transform its input (a small cost next to the products:
+// every part keeps at least kMinPartPanels micro-kernel panels of output
+// channels) and run the products and the output transform for their
+// channels only. No data crosses between the cores' caches, and each
+// output element is summed the same way whatever the split.
+int64_t channel_parts(int64_t blocks, int64_t co, int threads) {
+  constexpr int64_t kMinPartPanels = 3;
+  if (blocks >= threads) return 1;
+  const int64_t panels = (co + kernels().gemm_mr - 1) / kernels().gemm_mr;
+  return std::max<int64_t>(1, std::min<int64_t>(threads / blocks, panels / kMinPartPanels));
+}
+
 // Plans a pass over the tiles of n images (ci planes in, co out) in
 // blocks of units, its per-thread parts added to l (and, with `weights`,
 // the transformed and packed weights, shared).
@@ -179,7 +193,8 @@ WinogradPass plan_pass(const Scheme& sc, int64_t n, int64_t ci, int64_t co, cons
   ps.ub = units_per_block(sc, ps.units, wg.tw, std::max(ci, co), threads);
   ps.blocks = (ps.units + ps.ub - 1) / ps.ub;
   ps.ld = ps.ub * wg.tw;
-  ps.use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, ps.blocks)));
+  ps.parts = channel_parts(ps.blocks, co, threads);
+  ps.use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, ps.blocks * ps.parts)));
   ps.v = l.per_thread(sc.xi * winograd_plane(ci, ps.ld));
   ps.m = l.per_thread(sc.xi * winograd_plane(co, ps.ld));
   ps.kernel = l.per_thread(winograd_input_scratch(ci, wg));
@@ -198,26 +213,31 @@ WinogradPass plan_pass(const Scheme& sc, int64_t n, int64_t ci, int64_t co, cons
 void forward_packed(const Scheme& sc, const WinogradPass& ps, const WinogradGeometry& wg, const ScratchFrame& f,
                     const float* x, const float* up, const float* bias, float* y, bool relu,
                     const float* relu_y = nullptr) {
-  const int64_t cin = ps.ci, cout = ps.co, ld = ps.ld, ub = ps.ub, units = ps.units;
-  const int64_t upanel = packed_size(cout, cin);
-  const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
+  const int64_t cin = ps.ci, cout = ps.co, ld = ps.ld, ub = ps.ub, units = ps.units, parts = ps.parts;
+  const int64_t upanel = packed_size(cout, cin), mr = kernels().gemm_mr;
+  const int64_t panels = (cout + mr - 1) / mr, hw = wg.ho * wg.wo;
+  const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * hw;
   [[maybe_unused]] const int use = ps.use;
   RegionError err;
 #pragma omp parallel for num_threads(use) schedule(static) if (use > 1)
-  for (int64_t b = 0; b < ps.blocks; ++b) err.run([&] {
+  for (int64_t item = 0; item < ps.blocks * parts; ++item) err.run([&] {
+    const int64_t b = item / parts, q = item % parts;
     const int64_t u0 = b * ub, u1 = std::min(units, u0 + ub);
     const int64_t cols = (u1 - u0) * wg.tw;
+    // This part's output channels [c0, c1): whole panels of the packed U.
+    const int64_t c0 = panels * q / parts * mr, c1 = std::min(cout, panels * (q + 1) / parts * mr), rows = c1 - c0;
     const int t = thread_id();
     float* v = f.thread(t, ps.v);
     float* m = f.thread(t, ps.m);
     sc.input(x, cin, in_stride, wg, u0, u1, v, ld, f.thread(t, ps.kernel));
-    for (int xi = 0; xi < sc.xi; ++xi)  // M[xi] (cout x cols) = U[xi] (cout x cin) V[xi] (cin x cols)
-      packed_product(cout, cols, cin, up + xi * upanel, v + xi * winograd_plane(cin, ld),
-                     m + xi * winograd_plane(cout, ld), ld, f.thread(t, ps.pack));
+    for (int xi = 0; xi < sc.xi; ++xi)  // M[xi] (rows x cols) = U[xi] (rows x cin) V[xi] (cin x cols)
+      packed_product(rows, cols, cin, up + xi * upanel + c0 * cin, v + xi * winograd_plane(cin, ld),
+                     m + xi * winograd_plane(rows, ld), ld, f.thread(t, ps.pack));
+    const float* bq = bias ? bias + c0 : nullptr;
     if (sc.masked_output)
-      sc.masked_output(m, ld, cout, bias, relu, wg, u0, u1, y, out_stride, relu_y);
+      sc.masked_output(m, ld, rows, bq, relu, wg, u0, u1, y + c0 * hw, out_stride, relu_y ? relu_y + c0 * hw : nullptr);
     else
-      sc.output(m, ld, cout, bias, relu, wg, u0, u1, y, out_stride);
+      sc.output(m, ld, rows, bq, relu, wg, u0, u1, y + c0 * hw, out_stride);
   });
   err.rethrow();
 }

@@ -45,6 +45,7 @@ struct WinogradPass {
   int64_t ci = 0, co = 0;     // channels transformed in, products out
   int64_t ub = 1, ld = 0;     // units per block, columns between rows
   int64_t units = 0, blocks = 0;
+  int64_t parts = 1;          // forward: output-channel parts per block (fewer blocks than threads)
   int use = 1;                // threads
   int64_t v = 0, m = 0, dv = 0, kernel = 0, pack = 0;  // per-thread parts
   int64_t u = 0, up = 0;      // shared: transformed and packed weights
