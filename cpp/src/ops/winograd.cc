@@ -143,9 +143,14 @@ void pack_transformed(const float* u, int xis, int64_t rows, int64_t cols, bool 
 // not 43 of 12 where one thread had 22 and the other 20 and a part.)
 // (Splitting a block's products between threads instead was 1.6x slower
 // at batch 1: the transformed data then crosses between the cores' caches.)
+// Columns of a block whose transformed input and output stay within about 1 MiB of L2.
+int64_t block_columns(const Scheme& sc, int64_t channels) {
+  return std::clamp<int64_t>(int64_t(131072) / (sc.xi * std::max<int64_t>(channels, 1)), 32, 512);
+}
+
 int64_t units_per_block(const Scheme& sc, int64_t units, int64_t tw, int64_t channels, int threads) {
   constexpr int64_t kPanel = 32;
-  const int64_t cols = std::clamp<int64_t>(int64_t(131072) / (sc.xi * std::max<int64_t>(channels, 1)), kPanel, 512);
+  const int64_t cols = block_columns(sc, channels);
   int64_t most = std::max<int64_t>(1, cols / tw);
   const int64_t fair = (units + threads - 1) / threads;
   most = std::max<int64_t>(1, std::min(most, std::max(fair, (kPanel + tw - 1) / tw)));
@@ -181,6 +186,24 @@ int64_t channel_parts(int64_t blocks, int64_t co, int threads) {
   return std::max<int64_t>(1, std::min<int64_t>(threads / blocks, panels / kMinPartPanels));
 }
 
+// A small grid cut into one block per thread can leave each block's last
+// column panel nearly empty (convnet_s conv2 at batch 1, F(4x4), 2 threads:
+// two blocks of 18 columns, each 2 panels of 16 wide): then one block of all
+// the columns with its output channels split (channel_parts) runs fewer
+// micro-tiles on the busiest thread, for one more input transform per
+// thread; taken when it saves at least a tenth of them (convnet_s batch-1
+// p50 at 2 threads: 246-290 us against 292-353, 4 interleaved rounds).
+bool one_block_pays(const WinogradPass& ps, int64_t tw, int64_t co, int threads, int64_t max_cols) {
+  if (ps.blocks <= 1 || ps.blocks > threads || ps.units * tw > max_cols) return false;
+  const int64_t parts = channel_parts(1, co, threads);
+  if (parts <= 1) return false;
+  const KernelTable& kt = kernels();
+  const int64_t nr = kt.gemm_nr, panels = (co + kt.gemm_mr - 1) / kt.gemm_mr;
+  const int64_t blocks_cost = (ps.ub * tw + nr - 1) / nr * panels;
+  const int64_t split_cost = (ps.units * tw + nr - 1) / nr * ((panels + parts - 1) / parts);
+  return split_cost * 10 <= blocks_cost * 9;
+}
+
 // Plans a pass over the tiles of n images (ci planes in, co out) in
 // blocks of units, its per-thread parts added to l (and, with `weights`,
 // the transformed and packed weights, shared).
@@ -192,6 +215,10 @@ WinogradPass plan_pass(const Scheme& sc, int64_t n, int64_t ci, int64_t co, cons
   ps.units = n * wg.th;
   ps.ub = units_per_block(sc, ps.units, wg.tw, std::max(ci, co), threads);
   ps.blocks = (ps.units + ps.ub - 1) / ps.ub;
+  if (one_block_pays(ps, wg.tw, co, threads, block_columns(sc, std::max(ci, co)))) {
+    ps.ub = ps.units;
+    ps.blocks = 1;
+  }
   ps.ld = ps.ub * wg.tw;
   ps.parts = channel_parts(ps.blocks, co, threads);
   ps.use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, ps.blocks * ps.parts)));
