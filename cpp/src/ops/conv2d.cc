@@ -1,9 +1,11 @@
 #include "ops/conv2d.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "core/parallel.hpp"
+#include "core/tensor.hpp"
 #include "dispatch/dispatch.hpp"
 #include "ops/gemm.hpp"
 #include "ops/winograd.hpp"
@@ -27,6 +29,23 @@ void run_gemm(GemmArgs& a, const Conv2dPlan& p, const ScratchFrame& f, const Off
     gemm_parallel(a, p.threads);
 }
 
+// Floats of one group's weights packed as the GEMM's A (mg rows, k deep).
+int64_t packed_group(const Conv2dPlan& p) {
+  const int64_t mr = p.table->gemm_mr;
+  return (p.gemm.mg + mr - 1) / mr * mr * p.gemm.k;
+}
+
+// Group g's weights as the GEMM's A: packed once for inference (`packed`,
+// Conv2dOp::infer), else read from w and packed per call.
+void set_weights(GemmArgs& a, const Conv2dPlan& p, const float* w, const float* packed, int64_t g) {
+  if (packed) {
+    a.packed_a = packed + g * packed_group(p);
+  } else {
+    a.a = w + g * p.gemm.mg * p.gemm.k;
+    a.lda = p.gemm.k;
+  }
+}
+
 // Fills col (k x ld) for group g of samples [n0, n0+ns).
 const float* unfold(const Conv2dPlan& p, const float* x, int64_t n0, int64_t ns, int64_t g, float* col) {
   const Conv2dShape& s = p.shape;
@@ -40,7 +59,7 @@ const float* unfold(const Conv2dPlan& p, const float* x, int64_t n0, int64_t ns,
 }
 
 void forward_chunk(const Conv2dPlan& p, const ScratchFrame& f, int t, const float* x, const float* w,
-                   const float* bias, float* y, bool relu, int64_t n0, int64_t ns) {
+                   const float* packed, const float* bias, float* y, bool relu, int64_t n0, int64_t ns) {
   const Conv2dShape& s = p.shape;
   const ConvGemmPlan& gp = p.gemm;
   const Offsets& at = p.fwd_at;
@@ -53,8 +72,7 @@ void forward_chunk(const Conv2dPlan& p, const ScratchFrame& f, int t, const floa
     a.m = gp.mg;
     a.n = ld;
     a.k = gp.k;
-    a.a = w + g * gp.mg * gp.k;
-    a.lda = gp.k;
+    set_weights(a, p, w, packed, g);
     Im2colPackArgs pack{x + n0 * s.cin * hw + g * gp.cg * hw, s.cin * hw, gp.cg, &s.geo};
     if (implicit) {
       a.pack_b_fn = p.table->im2col_pack;
@@ -85,20 +103,20 @@ void forward_chunk(const Conv2dPlan& p, const ScratchFrame& f, int t, const floa
   }
 }
 
-void forward_chunks(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
-                    float* y, bool relu) {
+void forward_chunks(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* packed,
+                    const float* bias, float* y, bool relu) {
   const ConvGemmPlan& gp = p.gemm;
   const int64_t n = p.shape.n;
   if (!gp.batch_parallel) {
     for (int64_t c = 0; c < gp.chunks; ++c)
-      forward_chunk(p, f, 0, x, w, bias, y, relu, c * gp.chunk, std::min(gp.chunk, n - c * gp.chunk));
+      forward_chunk(p, f, 0, x, w, packed, bias, y, relu, c * gp.chunk, std::min(gp.chunk, n - c * gp.chunk));
     return;
   }
   RegionError err;
 #pragma omp parallel for num_threads(p.threads) schedule(static, 1)
   for (int64_t c = 0; c < gp.chunks; ++c) {
     const int64_t n0 = c * gp.chunk;
-    err.run([&] { forward_chunk(p, f, thread_id(), x, w, bias, y, relu, n0, std::min(gp.chunk, n - n0)); });
+    err.run([&] { forward_chunk(p, f, thread_id(), x, w, packed, bias, y, relu, n0, std::min(gp.chunk, n - n0)); });
   }
   err.rethrow();
 }
@@ -106,8 +124,8 @@ void forward_chunks(const Conv2dPlan& p, const ScratchFrame& f, const float* x, 
 // Few samples, several threads: each thread takes a slab of output rows of a
 // sample and runs its own im2col + GEMM + bias/ReLU on it (no barrier, and
 // the result does not depend on the split).
-void forward_slabs(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
-                   float* y, bool relu) {
+void forward_slabs(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* packed,
+                   const float* bias, float* y, bool relu) {
   const Conv2dShape& s = p.shape;
   const ConvGemmPlan& gp = p.gemm;
   const Offsets& at = p.fwd_at;
@@ -141,8 +159,7 @@ void forward_slabs(const Conv2dPlan& p, const ScratchFrame& f, const float* x, c
         a.m = gp.mg;
         a.n = cols;
         a.k = gp.k;
-        a.a = w + g * gp.mg * gp.k;
-        a.lda = gp.k;
+        set_weights(a, p, w, packed, g);
         a.ldb = cols;
         a.c = y + (n * s.cout + g * gp.mg) * gp.p + oh0 * geo.wo;
         a.ldc = gp.p;
@@ -250,8 +267,9 @@ void forward_direct(const Conv2dShape& s, const KernelTable& kt, int threads, in
   }
 }
 
+// packed: the GEMM paths' weights packed once (Conv2dOp::infer), or null.
 void run_forward(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
-                 float* y, bool relu) {
+                 float* y, bool relu, const float* packed = nullptr) {
   const Conv2dShape& s = p.shape;
   switch (p.forward) {
     case ConvForwardAlgo::kWinograd:
@@ -265,10 +283,10 @@ void run_forward(const Conv2dPlan& p, const ScratchFrame& f, const float* x, con
     case ConvForwardAlgo::kDirect:
       return forward_direct(s, *p.table, p.threads, p.slabs, x, w, bias, y, relu);
     case ConvForwardAlgo::kGemmSlabs:
-      return forward_slabs(p, f, x, w, bias, y, relu);
+      return forward_slabs(p, f, x, w, packed, bias, y, relu);
     case ConvForwardAlgo::kGemmChunks:
     case ConvForwardAlgo::kGemmInner:
-      return forward_chunks(p, f, x, w, bias, y, relu);
+      return forward_chunks(p, f, x, w, packed, bias, y, relu);
   }
 }
 
@@ -546,9 +564,68 @@ void Conv2dOp::forward(const Conv2dShape& s, const float* x, const float* w, con
   run_forward(*p, f, x, w, bias, y, relu);
 }
 
+// A GEMM-path layer's weights packed as the micro-kernel's A, every group
+// (packed_group floats apart), for one version of the parameters.
+struct ConvGemmWeights {
+  const KernelTable* table = nullptr;
+  uint64_t version = 0;
+  int64_t groups = 0, mg = 0, k = 0;
+  Tensor panels;
+};
+
+namespace {
+
+std::atomic<uint64_t> g_gemm_packed{0};
+
+bool gemm_path(ConvForwardAlgo a) {
+  return a == ConvForwardAlgo::kGemmChunks || a == ConvForwardAlgo::kGemmInner || a == ConvForwardAlgo::kGemmSlabs;
+}
+
+bool gemm_weights_for(const ConvGemmWeights& gw, const Conv2dPlan& p, uint64_t version) {
+  return gw.table == p.table && gw.version == version && gw.groups == p.shape.groups && gw.mg == p.gemm.mg &&
+         gw.k == p.gemm.k;
+}
+
+// Packs w (allocates: outside any parallel region).
+std::shared_ptr<const ConvGemmWeights> pack_gemm_weights(const Conv2dPlan& p, const float* w, uint64_t version) {
+  auto gw = std::make_shared<ConvGemmWeights>();
+  gw->table = p.table;
+  gw->version = version;
+  gw->groups = p.shape.groups;
+  gw->mg = p.gemm.mg;
+  gw->k = p.gemm.k;
+  const int64_t stride = packed_group(p);
+  gw->panels = Tensor({std::max<int64_t>(1, gw->groups * stride)});
+  for (int64_t g = 0; g < gw->groups; ++g) {
+    GemmTile t;
+    t.m = gw->mg;
+    t.k = gw->k;
+    t.a = w + g * gw->mg * gw->k;
+    t.lda = gw->k;
+    p.table->gemm_pack_a(t, gw->panels.data() + g * stride);
+  }
+  g_gemm_packed.fetch_add(1);
+  return gw;
+}
+
+}  // namespace
+
+uint64_t conv2d_gemm_packed_count() { return g_gemm_packed.load(); }
+
 void Conv2dOp::infer(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
                      uint64_t version) {
   const auto p = plan(s);
+  if (gemm_path(p->forward) && p->gemm.k > 0 && p->gemm.mg > 0) {
+    // The weights packed once per version, not once per call (and per tile).
+    std::shared_ptr<const ConvGemmWeights> packed;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!gemm_ || !gemm_weights_for(*gemm_, *p, version)) gemm_ = pack_gemm_weights(*p, w, version);
+      packed = gemm_;
+    }
+    ScratchFrame f(p->fwd_scratch, p->threads);
+    return run_forward(*p, f, x, w, bias, y, relu, packed->panels.data());
+  }
   if (!p->prepared_winograd) {
     ScratchFrame f(p->fwd_scratch, p->threads);
     return run_forward(*p, f, x, w, bias, y, relu);
