@@ -256,8 +256,9 @@ class _Kernels:
     def winograd_prepared_count() -> int:
         """How many times inference has transformed and packed a layer's Winograd weights (process-wide)."""
     @staticmethod
-    def conv2d_gemm_packed_count() -> int:
-        """How many times inference has packed an im2col + GEMM layer's weights (process-wide)."""
+    def conv2d_packed_count() -> int:
+        """How many times inference has packed the weights of a layer on the im2col + GEMM or
+        output-channels-in-lanes path (process-wide)."""
     @staticmethod
     def maxpool2d_forward(
         x: ArrayLike, pool: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int] = (0, 0)

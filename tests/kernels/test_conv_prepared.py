@@ -1,9 +1,11 @@
-"""Inference through packed weights on the im2col + GEMM paths (ops/conv2d.cc,
-Conv2dOp::infer): a Conv2D that runs as a GEMM (strided, dilated, grouped,
-1x1, or too wide for the direct kernels) packs its weights as the
-micro-kernel's A once per version of its parameters, not once per call and
-tile. The result must be bit-identical to packing per call, and the packed
-copy must follow every change of the weights and of the ISA."""
+"""Inference through packed weights on the im2col + GEMM and
+output-channels-in-lanes paths (ops/conv2d.cc, Conv2dOp::infer): a Conv2D
+that runs as a GEMM (strided, dilated, grouped, 1x1, or too wide for the
+direct kernels) packs its weights as the micro-kernel's A, and a thin one on
+the oc kernel (kernels/conv_oc/) its weights and bias 8 channels a row, once
+per version of its parameters, not once per call (and tile). The result must
+be bit-identical to packing per call, and the packed copy must follow every
+change of the weights and of the ISA."""
 
 import threading
 
@@ -16,13 +18,16 @@ from harness import seeded_rng
 
 K = cc._core.kernels
 
-# (input shape, Conv2D kwargs): layers no direct, lane or Winograd kernel takes.
+# (input shape, Conv2D kwargs): layers no Winograd kernel takes.
 SHAPES = {
     "1x1": ((24, 7, 7), dict(filters=40, kernel_size=1)),
     "stride2": ((16, 11, 11), dict(filters=48, kernel_size=3, stride=2, padding=1)),
     "dilated": ((16, 12, 12), dict(filters=36, kernel_size=3, dilation=2, padding=2)),
     "groups": ((32, 9, 9), dict(filters=64, kernel_size=3, groups=2, padding=1)),
     "5x5": ((8, 12, 12), dict(filters=40, kernel_size=5)),
+    # thin: the oc kernel where the ISA has it (avx2, avx512), the GEMM elsewhere
+    "thin_rgb": ((3, 16, 16), dict(filters=20, kernel_size=3, padding=1)),
+    "thin_stride2": ((4, 13, 13), dict(filters=12, kernel_size=3, stride=2)),
 }
 
 
@@ -51,22 +56,23 @@ def _per_call(name, weights, x):
 def test_packed_weights_equal_packing_per_call(isa, threads, name, n, nt):
     cc.set_num_threads(nt)
     m, x = _layer_model(name), _x(name, n)
-    before = K.conv2d_gemm_packed_count()
+    before = K.conv2d_packed_count()
     got = [m.predict(x) for _ in range(3)]  # the first packs, the others reuse
-    packs = K.conv2d_gemm_packed_count() - before
+    packs = K.conv2d_packed_count() - before
     assert packs == 1, f"{isa} {name}: the weights were packed {packs} times in 3 predicts"
     want = _per_call(name, m.get_weights(), x)
     for g in got:
         np.testing.assert_array_equal(g, want, f"{isa} {name} batch {n}, {nt} threads: packed vs per call")
 
 
-@pytest.mark.parametrize("name", ["stride2", "groups"])
+@pytest.mark.parametrize("name", ["stride2", "groups", "thin_rgb"])
 def test_packed_weights_follow_set_weights(isa, one_thread, name):
     m, x = _layer_model(name), _x(name, 2)
     before = m.predict(x)
     w = m.get_weights()
     w[0] = w[0] * np.float32(-0.5)
     w[0].flat[7] = 3.0
+    w[1] = w[1] + np.float32(0.25)  # the oc path packs the bias too
     m.set_weights(w)
     got = m.predict(x)
     assert not np.array_equal(got, before)

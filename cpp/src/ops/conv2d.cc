@@ -207,17 +207,35 @@ void forward_lanes(const Conv2dPlan& p, const ScratchFrame& f, const float* x, c
 // Output channels in the lanes, any count: the weights packed as
 // wl[cout / 8][k][8] and the bias padded (in the shared part), then work
 // items (image, slab of output rows) split over threads.
-void forward_oc(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
-                float* y, bool relu) {
+int64_t oc_packed_floats(const Conv2dPlan& p) {
+  const int64_t cpad = (p.shape.cout + 7) / 8 * 8;
+  return cpad * p.gemm.k + cpad;
+}
+
+// The oc kernel's weights wl[cout / 8][k][8], then the bias padded to cpad.
+void pack_oc(const Conv2dPlan& p, const float* w, const float* bias, float* wl) {
   const Conv2dShape& s = p.shape;
   const int64_t k = p.gemm.k, cpad = (s.cout + 7) / 8 * 8;
-  float* wl = f.shared(p.fwd_at.weights);
   float* bl = wl + cpad * k;
   for (int64_t co = 0; co < cpad; ++co) {
     float* d = wl + (co / 8) * 8 * k + co % 8;
     for (int64_t j = 0; j < k; ++j) d[8 * j] = co < s.cout ? w[co * k + j] : 0.0f;
     bl[co] = co < s.cout && bias ? bias[co] : 0.0f;
   }
+}
+
+// packed: pack_oc's result made once (Conv2dOp::infer), or null (packed here).
+void forward_oc(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
+                float* y, bool relu, const float* packed) {
+  const Conv2dShape& s = p.shape;
+  const int64_t k = p.gemm.k, cpad = (s.cout + 7) / 8 * 8;
+  const float* wl = packed;
+  if (!wl) {
+    float* dst = f.shared(p.fwd_at.weights);
+    pack_oc(p, w, bias, dst);
+    wl = dst;
+  }
+  const float* bl = wl + cpad * k;
   const ConvOcFwdFn fn = p.table->conv_oc_fwd;
   const int64_t in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * s.geo.ho * s.geo.wo;
   const int64_t slabs = p.slabs, items = s.n * slabs;
@@ -267,7 +285,7 @@ void forward_direct(const Conv2dShape& s, const KernelTable& kt, int threads, in
   }
 }
 
-// packed: the GEMM paths' weights packed once (Conv2dOp::infer), or null.
+// packed: the oc and GEMM paths' weights packed once (Conv2dOp::infer), or null.
 void run_forward(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
                  float* y, bool relu, const float* packed = nullptr) {
   const Conv2dShape& s = p.shape;
@@ -275,7 +293,7 @@ void run_forward(const Conv2dPlan& p, const ScratchFrame& f, const float* x, con
     case ConvForwardAlgo::kWinograd:
       return winograd_forward(p.wino, f, x, w, bias, y, relu);
     case ConvForwardAlgo::kOc:
-      return forward_oc(p, f, x, w, bias, y, relu);
+      return forward_oc(p, f, x, w, bias, y, relu, packed);
     case ConvForwardAlgo::kLanes:
       return forward_lanes(p, f, x, w, bias, y, relu);
     case ConvForwardAlgo::kBatch:
@@ -564,36 +582,48 @@ void Conv2dOp::forward(const Conv2dShape& s, const float* x, const float* w, con
   run_forward(*p, f, x, w, bias, y, relu);
 }
 
-// A GEMM-path layer's weights packed as the micro-kernel's A, every group
-// (packed_group floats apart), for one version of the parameters.
-struct ConvGemmWeights {
+// A layer's weights packed for its forward path, for one version of the
+// parameters and one kernel table: the GEMM paths' as the micro-kernel's A,
+// every group packed_group floats apart; the oc path's as pack_oc lays them out.
+struct ConvPackedWeights {
   const KernelTable* table = nullptr;
   uint64_t version = 0;
+  bool oc = false;
   int64_t groups = 0, mg = 0, k = 0;
   Tensor panels;
 };
 
 namespace {
 
-std::atomic<uint64_t> g_gemm_packed{0};
+std::atomic<uint64_t> g_packed{0};
 
-bool gemm_path(ConvForwardAlgo a) {
-  return a == ConvForwardAlgo::kGemmChunks || a == ConvForwardAlgo::kGemmInner || a == ConvForwardAlgo::kGemmSlabs;
+bool packs_weights(ConvForwardAlgo a) {
+  return a == ConvForwardAlgo::kOc || a == ConvForwardAlgo::kGemmChunks || a == ConvForwardAlgo::kGemmInner ||
+         a == ConvForwardAlgo::kGemmSlabs;
 }
 
-bool gemm_weights_for(const ConvGemmWeights& gw, const Conv2dPlan& p, uint64_t version) {
-  return gw.table == p.table && gw.version == version && gw.groups == p.shape.groups && gw.mg == p.gemm.mg &&
-         gw.k == p.gemm.k;
+bool packed_for(const ConvPackedWeights& gw, const Conv2dPlan& p, uint64_t version) {
+  return gw.table == p.table && gw.version == version && gw.oc == (p.forward == ConvForwardAlgo::kOc) &&
+         gw.groups == p.shape.groups && gw.mg == p.gemm.mg && gw.k == p.gemm.k;
 }
 
-// Packs w (allocates: outside any parallel region).
-std::shared_ptr<const ConvGemmWeights> pack_gemm_weights(const Conv2dPlan& p, const float* w, uint64_t version) {
-  auto gw = std::make_shared<ConvGemmWeights>();
+// Packs w (and, for the oc path, the bias) for p's forward (allocates:
+// outside any parallel region).
+std::shared_ptr<const ConvPackedWeights> pack_weights(const Conv2dPlan& p, const float* w, const float* bias,
+                                                      uint64_t version) {
+  auto gw = std::make_shared<ConvPackedWeights>();
   gw->table = p.table;
   gw->version = version;
+  gw->oc = p.forward == ConvForwardAlgo::kOc;
   gw->groups = p.shape.groups;
   gw->mg = p.gemm.mg;
   gw->k = p.gemm.k;
+  g_packed.fetch_add(1);
+  if (gw->oc) {
+    gw->panels = Tensor({oc_packed_floats(p)});
+    pack_oc(p, w, bias, gw->panels.data());
+    return gw;
+  }
   const int64_t stride = packed_group(p);
   gw->panels = Tensor({std::max<int64_t>(1, gw->groups * stride)});
   for (int64_t g = 0; g < gw->groups; ++g) {
@@ -604,24 +634,23 @@ std::shared_ptr<const ConvGemmWeights> pack_gemm_weights(const Conv2dPlan& p, co
     t.lda = gw->k;
     p.table->gemm_pack_a(t, gw->panels.data() + g * stride);
   }
-  g_gemm_packed.fetch_add(1);
   return gw;
 }
 
 }  // namespace
 
-uint64_t conv2d_gemm_packed_count() { return g_gemm_packed.load(); }
+uint64_t conv2d_packed_count() { return g_packed.load(); }
 
 void Conv2dOp::infer(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
                      uint64_t version) {
   const auto p = plan(s);
-  if (gemm_path(p->forward) && p->gemm.k > 0 && p->gemm.mg > 0) {
+  if (packs_weights(p->forward) && p->gemm.k > 0 && p->gemm.mg > 0) {
     // The weights packed once per version, not once per call (and per tile).
-    std::shared_ptr<const ConvGemmWeights> packed;
+    std::shared_ptr<const ConvPackedWeights> packed;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (!gemm_ || !gemm_weights_for(*gemm_, *p, version)) gemm_ = pack_gemm_weights(*p, w, version);
-      packed = gemm_;
+      if (!packed_ || !packed_for(*packed_, *p, version)) packed_ = pack_weights(*p, w, bias, version);
+      packed = packed_;
     }
     ScratchFrame f(p->fwd_scratch, p->threads);
     return run_forward(*p, f, x, w, bias, y, relu, packed->panels.data());

@@ -20,14 +20,15 @@
 namespace cpucnn {
 
 struct WinogradWeights;
-struct ConvGemmWeights;
+struct ConvPackedWeights;
 
 // One layer's convolution: its plans, made once per (shape, threads,
 // kernel table, Winograd settings) and kept for the shapes it sees (a few:
 // the training batch, a last partial batch, inference batches), and its
 // weights prepared for inference (Winograd's transformed and packed
-// kernels, or the GEMM paths' weights packed as the micro-kernel's A), made again when the parameters' version (ForwardContext::version)
-// or the variant changes. Safe to use from several threads at once; the
+// kernels; the GEMM and oc paths' packed weights), made again when the
+// parameters' version (ForwardContext::version), the path or the variant
+// changes. Safe to use from several threads at once; the
 // caller holds the model's lock shared, so the weights cannot change while
 // an entry is made from them.
 class Conv2dOp {
@@ -52,12 +53,12 @@ class Conv2dOp {
   std::shared_ptr<const Conv2dPlan> plans_[kPlans];
   int next_ = 0;
   std::shared_ptr<const WinogradWeights> winograd_[2];  // F(2x2), F(4x4)
-  std::shared_ptr<const ConvGemmWeights> gemm_;
+  std::shared_ptr<const ConvPackedWeights> packed_;
 };
 
-// How many times inference has packed a GEMM-path layer's weights in this
-// process (tests check it happens once per version, not once per call).
-uint64_t conv2d_gemm_packed_count();
+// How many times inference has packed a GEMM- or oc-path layer's weights in
+// this process (tests check it happens once per version, not once per call).
+uint64_t conv2d_packed_count();
 
 // One-shot calls (kernel tests and tools): plan, then run.
 void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y,
