@@ -644,7 +644,7 @@ uint64_t conv2d_packed_count() { return g_packed.load(); }
 void Conv2dOp::infer(const Conv2dShape& s, const float* x, const float* w, const float* bias, float* y, bool relu,
                      uint64_t version) {
   const auto p = plan(s);
-  if (packs_weights(p->forward) && p->gemm.k > 0 && p->gemm.mg > 0) {
+  if (!p->prepared_winograd && packs_weights(p->forward) && p->gemm.k > 0 && p->gemm.mg > 0) {
     // The weights packed once per version, not once per call (and per tile).
     std::shared_ptr<const ConvPackedWeights> packed;
     {
