@@ -242,7 +242,7 @@ void register_kernels(py::module_& m) {
         "How many times inference has transformed and packed a layer's Winograd weights (process-wide).");
   k.def("conv2d_packed_count", &conv2d_packed_count,
         "How many times inference has packed the weights of a layer on the im2col + GEMM or "
-        "output-channels-in-lanes path (process-wide).");
+        "output-channels-in-lanes paths (process-wide).");
   k.def(
       "maxpool2d_forward",
       [](const FloatArray& x, std::pair<int64_t, int64_t> pool, std::pair<int64_t, int64_t> stride,

@@ -258,7 +258,7 @@ class _Kernels:
     @staticmethod
     def conv2d_packed_count() -> int:
         """How many times inference has packed the weights of a layer on the im2col + GEMM or
-        output-channels-in-lanes path (process-wide)."""
+        output-channels-in-lanes paths (process-wide)."""
     @staticmethod
     def maxpool2d_forward(
         x: ArrayLike, pool: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int] = (0, 0)

@@ -1,9 +1,10 @@
 """Inference through packed weights on the im2col + GEMM and
 output-channels-in-lanes paths (ops/conv2d.cc, Conv2dOp::infer): a Conv2D
 that runs as a GEMM (strided, dilated, grouped, 1x1, or too wide for the
-direct kernels) packs its weights as the micro-kernel's A, and a thin one on
-the oc kernel (kernels/conv_oc/) its weights and bias 8 channels a row, once
-per version of its parameters, not once per call (and tile). The result must
+direct kernels) packs its weights as the micro-kernel's A, a thin one on the
+oc kernel (kernels/conv_oc/) its weights and bias 8 channels a row, and one
+on the lanes kernel (kernels/conv_lanes/) its weights transposed, once per
+version of its parameters, not once per call (and tile). The result must
 be bit-identical to packing per call, and the packed copy must follow every
 change of the weights and of the ISA."""
 
@@ -28,6 +29,8 @@ SHAPES = {
     # thin: the oc kernel where the ISA has it (avx2, avx512), the GEMM elsewhere
     "thin_rgb": ((3, 16, 16), dict(filters=20, kernel_size=3, padding=1)),
     "thin_stride2": ((4, 13, 13), dict(filters=12, kernel_size=3, stride=2)),
+    # 16 outputs, 100 taps x channels: the oc kernel on avx2, the lanes kernel on avx512 (n >= threads)
+    "thin_5x5": ((4, 20, 20), dict(filters=16, kernel_size=5, padding=2)),
 }
 
 
@@ -65,7 +68,7 @@ def test_packed_weights_equal_packing_per_call(isa, threads, name, n, nt):
         np.testing.assert_array_equal(g, want, f"{isa} {name} batch {n}, {nt} threads: packed vs per call")
 
 
-@pytest.mark.parametrize("name", ["stride2", "groups", "thin_rgb"])
+@pytest.mark.parametrize("name", ["stride2", "groups", "thin_rgb", "thin_5x5"])
 def test_packed_weights_follow_set_weights(isa, one_thread, name):
     m, x = _layer_model(name), _x(name, 2)
     before = m.predict(x)

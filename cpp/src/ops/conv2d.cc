@@ -184,14 +184,23 @@ void forward_slabs(const Conv2dPlan& p, const ScratchFrame& f, const float* x, c
 
 // Output channels in the lanes; the weights as wl[ci][i][j][co] (made in
 // the shared part `wl_at`), images split over threads.
+void pack_lanes(const Conv2dPlan& p, const float* w, float* wl) {
+  const int64_t k = p.gemm.k, cout = p.shape.cout;
+  for (int64_t co = 0; co < cout; ++co)
+    for (int64_t j = 0; j < k; ++j) wl[j * cout + co] = w[co * k + j];
+}
+
+// packed: pack_lanes's result made once (Conv2dOp::infer), or null (made here).
 void forward_lanes(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
-                   float* y, bool relu) {
+                   float* y, bool relu, const float* packed) {
   const Conv2dShape& s = p.shape;
-  const int64_t k = p.gemm.k;
   const KernelTable& kt = *p.table;
-  float* wl = f.shared(p.fwd_at.weights);
-  for (int64_t co = 0; co < s.cout; ++co)
-    for (int64_t j = 0; j < k; ++j) wl[j * s.cout + co] = w[co * k + j];
+  const float* wl = packed;
+  if (!wl) {
+    float* dst = f.shared(p.fwd_at.weights);
+    pack_lanes(p, w, dst);
+    wl = dst;
+  }
   const int64_t in_size = s.cin * s.geo.h * s.geo.w, out_size = s.cout * p.gemm.p;
   [[maybe_unused]] const int use = static_cast<int>(std::min<int64_t>(p.threads, s.n));
 #pragma omp parallel num_threads(use) if (use > 1)
@@ -285,7 +294,7 @@ void forward_direct(const Conv2dShape& s, const KernelTable& kt, int threads, in
   }
 }
 
-// packed: the oc and GEMM paths' weights packed once (Conv2dOp::infer), or null.
+// packed: the lanes, oc and GEMM paths' weights packed once (Conv2dOp::infer), or null.
 void run_forward(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
                  float* y, bool relu, const float* packed = nullptr) {
   const Conv2dShape& s = p.shape;
@@ -295,7 +304,7 @@ void run_forward(const Conv2dPlan& p, const ScratchFrame& f, const float* x, con
     case ConvForwardAlgo::kOc:
       return forward_oc(p, f, x, w, bias, y, relu, packed);
     case ConvForwardAlgo::kLanes:
-      return forward_lanes(p, f, x, w, bias, y, relu);
+      return forward_lanes(p, f, x, w, bias, y, relu, packed);
     case ConvForwardAlgo::kBatch:
       return forward_batch(s, *p.table, p.threads, f, p.fwd_at.kernel, x, w, bias, y, relu);
     case ConvForwardAlgo::kDirect:
@@ -584,11 +593,12 @@ void Conv2dOp::forward(const Conv2dShape& s, const float* x, const float* w, con
 
 // A layer's weights packed for its forward path, for one version of the
 // parameters and one kernel table: the GEMM paths' as the micro-kernel's A,
-// every group packed_group floats apart; the oc path's as pack_oc lays them out.
+// every group packed_group floats apart; the oc and lanes paths' as pack_oc
+// and pack_lanes lay them out.
 struct ConvPackedWeights {
   const KernelTable* table = nullptr;
   uint64_t version = 0;
-  bool oc = false;
+  ConvForwardAlgo algo = ConvForwardAlgo::kGemmInner;  // the GEMM paths share one layout
   int64_t groups = 0, mg = 0, k = 0;
   Tensor panels;
 };
@@ -598,30 +608,40 @@ namespace {
 std::atomic<uint64_t> g_packed{0};
 
 bool packs_weights(ConvForwardAlgo a) {
-  return a == ConvForwardAlgo::kOc || a == ConvForwardAlgo::kGemmChunks || a == ConvForwardAlgo::kGemmInner ||
-         a == ConvForwardAlgo::kGemmSlabs;
+  return a == ConvForwardAlgo::kOc || a == ConvForwardAlgo::kLanes || a == ConvForwardAlgo::kGemmChunks ||
+         a == ConvForwardAlgo::kGemmInner || a == ConvForwardAlgo::kGemmSlabs;
+}
+
+// The layout a path's packed weights take (the GEMM paths share one).
+ConvForwardAlgo packing_of(ConvForwardAlgo a) {
+  return a == ConvForwardAlgo::kOc || a == ConvForwardAlgo::kLanes ? a : ConvForwardAlgo::kGemmInner;
 }
 
 bool packed_for(const ConvPackedWeights& gw, const Conv2dPlan& p, uint64_t version) {
-  return gw.table == p.table && gw.version == version && gw.oc == (p.forward == ConvForwardAlgo::kOc) &&
+  return gw.table == p.table && gw.version == version && gw.algo == packing_of(p.forward) &&
          gw.groups == p.shape.groups && gw.mg == p.gemm.mg && gw.k == p.gemm.k;
 }
 
-// Packs w (and, for the oc path, the bias) for p's forward (allocates:
+// Packs w (and, for the oc path, the bias) for p's forward path (allocates:
 // outside any parallel region).
 std::shared_ptr<const ConvPackedWeights> pack_weights(const Conv2dPlan& p, const float* w, const float* bias,
                                                       uint64_t version) {
   auto gw = std::make_shared<ConvPackedWeights>();
   gw->table = p.table;
   gw->version = version;
-  gw->oc = p.forward == ConvForwardAlgo::kOc;
+  gw->algo = packing_of(p.forward);
   gw->groups = p.shape.groups;
   gw->mg = p.gemm.mg;
   gw->k = p.gemm.k;
   g_packed.fetch_add(1);
-  if (gw->oc) {
+  if (gw->algo == ConvForwardAlgo::kOc) {
     gw->panels = Tensor({oc_packed_floats(p)});
     pack_oc(p, w, bias, gw->panels.data());
+    return gw;
+  }
+  if (gw->algo == ConvForwardAlgo::kLanes) {
+    gw->panels = Tensor({std::max<int64_t>(1, p.shape.cout * p.gemm.k)});
+    pack_lanes(p, w, gw->panels.data());
     return gw;
   }
   const int64_t stride = packed_group(p);

@@ -26,7 +26,7 @@ struct ConvPackedWeights;
 // kernel table, Winograd settings) and kept for the shapes it sees (a few:
 // the training batch, a last partial batch, inference batches), and its
 // weights prepared for inference (Winograd's transformed and packed
-// kernels; the GEMM and oc paths' packed weights), made again when the
+// kernels; the GEMM, oc and lanes paths' packed weights), made again when the
 // parameters' version (ForwardContext::version), the path or the variant
 // changes. Safe to use from several threads at once; the
 // caller holds the model's lock shared, so the weights cannot change while
@@ -56,7 +56,7 @@ class Conv2dOp {
   std::shared_ptr<const ConvPackedWeights> packed_;
 };
 
-// How many times inference has packed a GEMM- or oc-path layer's weights in
+// How many times inference has packed a GEMM-, oc- or lanes-path layer's weights in
 // this process (tests check it happens once per version, not once per call).
 uint64_t conv2d_packed_count();
 
