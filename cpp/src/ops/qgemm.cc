@@ -96,6 +96,24 @@ QGemmOut shift_rows(QGemmOut o, int64_t r0) {
 
 namespace {
 
+// dst[0, n) = src[0, n) for the short rows of small images (a libc memcpy call costs more than
+// a 10-28 byte row): fixed-size moves, the last overlapping the one before.
+inline void copy_row(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n >= 16) {
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) std::memcpy(dst + j, src + j, 16);
+    if (j < n) std::memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(dst, src, 8);
+    std::memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4);
+    std::memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+  }
+}
+
 // Stride 1: no im2col. Each unit pads one image (planes hp x wp, zero point around) in its
 // thread's scratch, packs B panels straight from shifted runs of it (qpack_shifted), and the
 // kernel writes "wide" rows (wp columns an output row; the last wp - wo are junk) that are
@@ -143,7 +161,7 @@ void qconv2d_forward_shifted(const QPackedWeights& pw, const QConvGeo& g, uint8_
         std::memset(xpad, in_zp, static_cast<size_t>(padded));
         for (int64_t c = 0; c < g.cin; ++c)
           for (int64_t r = 0; r < g.h; ++r)
-            std::memcpy(xpad + c * plane + (r + g.ph) * wp + g.pw, xi + (c * g.h + r) * g.w, static_cast<size_t>(g.w));
+            copy_row(xpad + c * plane + (r + g.ph) * wp + g.pw, xi + (c * g.h + r) * g.w, g.w);
         padded_img = img;
       }
       const int64_t q_begin = oh0 * wp, q_count = (oh1 - oh0) * wp;
@@ -159,7 +177,7 @@ void qconv2d_forward_shifted(const QPackedWeights& pw, const QConvGeo& g, uint8_
         for (int64_t oh = oh0; oh < oh1; ++oh) {
           const size_t at = static_cast<size_t>(r * P + oh * g.wo), from = static_cast<size_t>(r * wide + (oh - oh0) * wp);
           if (y8)
-            std::memcpy(y8 + img * out_image + at, stage + from, static_cast<size_t>(g.wo));
+            copy_row(y8 + img * out_image + at, stage + from, g.wo);
           else
             std::memcpy(yf + img * out_image + at, reinterpret_cast<const float*>(stage) + from,
                         static_cast<size_t>(g.wo) * sizeof(float));
