@@ -1,5 +1,5 @@
 """Quantized convolutions equal an exact NumPy model of the int8 arithmetic on every output-width class
-of the op's copies and packing (widths under 4, 4-7, 8-15, 16 and more; padded or not; stride 1, the
+of the op's copies and packing (widths 1-2, 3-7, 8-15, 16 and more; padded or not; stride 1, the
 padded-image path, and stride 2, the im2col path), on codes (a QConv2D whose output feeds another int8
 layer) and on floats (the last one), on every ISA."""
 
@@ -12,7 +12,7 @@ L = cc.layers
 # (input (C, H, W), filters, kernel, padding, stride)
 GEOMETRIES = [((2, 5, 5), 3, 3, 0, 1), ((1, 6, 9), 4, 3, 1, 1), ((3, 7, 12), 5, 3, 0, 1), ((2, 9, 17), 6, 3, 1, 1),
               ((1, 12, 26), 6, 5, 2, 1), ((2, 10, 33), 7, 3, 0, 1), ((1, 14, 14), 16, 5, 0, 1),
-              ((2, 11, 21), 5, 3, 1, 2), ((3, 8, 40), 9, 3, 0, 1)]
+              ((2, 11, 21), 5, 3, 1, 2), ((3, 8, 40), 9, 3, 0, 1), ((2, 4, 4), 3, 3, 0, 1), ((1, 3, 5), 2, 3, 0, 1)]
 
 
 def _f32(v):

@@ -95,6 +95,19 @@ void qinterleave(const uint8_t* col, int64_t ldcol, int64_t k, int64_t cols, int
 // image must be readable: the caller leaves nr + wp bytes of slack).
 void qpack_shifted(const uint8_t* xpad, const int64_t* koff, int64_t k, int64_t q0, int64_t nr, int64_t k4,
                    uint8_t* b);
+// The same without junk columns: panel column j reads position delta[s] + j of each shifted
+// run, s the segment holding j (segments [start[s], start[s + 1]), start[0] = 0, the last one
+// reaching nr), so a panel of compact output positions spanning several output rows packs
+// straight from the padded image. The caller leaves readable slack: 64 bytes before xpad and
+// nr + wp + 64 after the padded image.
+constexpr int kQMaxSegs = 8;
+struct QShiftSegs {
+  int n = 0;
+  int64_t start[kQMaxSegs] = {};
+  int64_t delta[kQMaxSegs] = {};
+};
+void qpack_shifted_segs(const uint8_t* xpad, const int64_t* koff, int64_t k, const QShiftSegs& segs, int64_t nr,
+                        int64_t k4, uint8_t* b);
 // Dense: rows [j0, j0 + nc) of x (rows ldx bytes apart, k long) as the columns of a B panel.
 void qpack_rows(const uint8_t* x, int64_t ldx, int64_t k, int64_t j0, int64_t nc, int64_t nr, int64_t k4, uint8_t* b);
 

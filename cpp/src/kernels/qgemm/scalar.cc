@@ -209,6 +209,60 @@ void qpack_shifted(const uint8_t* xpad, const int64_t* koff, int64_t k, int64_t 
   }
 }
 
+namespace {
+
+#if defined(__SSE2__)
+// Bytes [j0, j0 + 16) of one packed row: segment s's bytes from row + delta[s] (SSE2: no
+// pblendvb, so and / andnot / or blends under the segments' byte masks).
+inline __m128i gather16(const uint8_t* row, const QShiftSegs& segs, int64_t j0) {
+  __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + segs.delta[0] + j0));
+  const __m128i idx = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int s = 1; s < segs.n; ++s) {
+    const int64_t from = segs.start[s] - j0;
+    if (from >= 16) break;
+    const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + segs.delta[s] + j0));
+    if (from <= 0) {
+      v = w;
+    } else {  // columns >= from take w
+      const __m128i m = _mm_cmpgt_epi8(idx, _mm_set1_epi8(static_cast<char>(from - 1)));
+      v = _mm_or_si128(_mm_and_si128(m, w), _mm_andnot_si128(m, v));
+    }
+  }
+  return v;
+}
+#endif
+
+}  // namespace
+
+void qpack_shifted_segs(const uint8_t* xpad, const int64_t* koff, int64_t k, const QShiftSegs& segs, int64_t nr,
+                        int64_t k4, uint8_t* b) {
+  for (int64_t g = 0; g < k4; ++g) {
+    const uint8_t* r[4];
+    for (int64_t t = 0; t < 4; ++t) r[t] = 4 * g + t < k ? xpad + koff[4 * g + t] : nullptr;
+    uint8_t* dst = b + g * nr * 4;
+    int64_t j = 0;
+#if defined(__SSE2__)
+    for (; j + 16 <= nr; j += 16) {  // rows past k are zeros
+      const __m128i zero = _mm_setzero_si128();
+      const __m128i a = gather16(r[0], segs, j), bb = r[1] ? gather16(r[1], segs, j) : zero;
+      const __m128i c = r[2] ? gather16(r[2], segs, j) : zero, d = r[3] ? gather16(r[3], segs, j) : zero;
+      const __m128i ab_lo = _mm_unpacklo_epi8(a, bb), ab_hi = _mm_unpackhi_epi8(a, bb);
+      const __m128i cd_lo = _mm_unpacklo_epi8(c, d), cd_hi = _mm_unpackhi_epi8(c, d);
+      __m128i* out = reinterpret_cast<__m128i*>(dst + 4 * j);
+      _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+      _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(ab_lo, cd_lo));
+      _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(ab_hi, cd_hi));
+      _mm_storeu_si128(out + 3, _mm_unpackhi_epi16(ab_hi, cd_hi));
+    }
+#endif
+    for (int s = 0; s < segs.n; ++s) {
+      const int64_t end = s + 1 < segs.n ? segs.start[s + 1] : nr;
+      for (int64_t jj = std::max(j, segs.start[s]); jj < end; ++jj)
+        for (int64_t t = 0; t < 4; ++t) dst[4 * jj + t] = r[t] ? r[t][segs.delta[s] + jj] : 0;
+    }
+  }
+}
+
 void qinterleave(const uint8_t* col, int64_t ldcol, int64_t k, int64_t cols, int64_t nr, int64_t k4, uint8_t* b) {
   for (int64_t g = 0; g < k4; ++g) {
     const int64_t rows = std::min<int64_t>(4, k - 4 * g);
