@@ -74,16 +74,24 @@ def test_qconv_equals_the_numpy_model(shape, filters, k, pad, stride):
     rng = np.random.default_rng(sum(shape) + filters + k)
     model = cc.Sequential([L.Conv2D(filters, k, padding=pad, stride=stride), L.ReLU(), L.Conv2D(3, 1)],
                           input_shape=shape, seed=1)
-    x = rng.standard_normal((3,) + shape).astype(np.float32)
+    x = rng.standard_normal((5,) + shape).astype(np.float32)
     q = cc.quantize(model, x)
     want = _reference(q, x)
+    threads = cc.get_num_threads()
     for isa in cc.available_isas():
         cc.set_isa(isa)
         try:
-            got = q.predict(x)
+            # one image (units of a few output rows, each padding only the rows it reads on 2 threads)
+            # and five (whole images a unit), on 1 and 2 threads
+            for t in (1, 2):
+                cc.set_num_threads(t)
+                for n in (1, 5):
+                    got = q.predict(x[:n])
+                    assert got.shape == want[:n].shape, (isa, shape, got.shape, want.shape)
+                    np.testing.assert_allclose(got, want[:n], rtol=1e-6, atol=1e-6,
+                                               err_msg=f"{isa}, {t} threads, {n} images: input {shape}, Conv2D("
+                                                       f"{filters}, {k}, padding={pad}, stride={stride}) -> ReLU "
+                                                       f"-> Conv2D(3, 1)")
         finally:
             cc.set_isa(cc.available_isas()[0])
-        assert got.shape == want.shape, (isa, shape, got.shape, want.shape)
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6,
-                                   err_msg=f"{isa}: input {shape}, Conv2D({filters}, {k}, padding={pad}, "
-                                           f"stride={stride}) -> ReLU -> Conv2D(3, 1)")
+            cc.set_num_threads(threads)

@@ -219,17 +219,26 @@ void qconv2d_forward_compact(const QPackedWeights& pw, const QConvGeo& g, uint8_
     const int t = thread_id();
     uint8_t* xpad = reinterpret_cast<uint8_t*>(frame.thread(t, pad_at)) + front;
     uint8_t* bp = reinterpret_cast<uint8_t*>(frame.thread(t, pack_at));
-    int64_t padded_img = -1;
+    // the slack around the planes: read only for columns whose outputs are dropped, but defined
+    std::memset(xpad - front, in_zp, static_cast<size_t>(front));
+    std::memset(xpad + g.cin * plane, in_zp, static_cast<size_t>(padded - front - g.cin * plane));
     for (int64_t u = b; u < e; ++u) {
       const int64_t img = u / blocks, oh0 = (u % blocks) * rows, oh1 = std::min(g.ho, oh0 + rows);
-      if (padded_img != img) {
-        const uint8_t* xi = x + img * in_image;
-        std::memset(xpad - front, in_zp, static_cast<size_t>(padded));
-        for (int64_t c = 0; c < g.cin; ++c)
-          for (int64_t r = 0; r < g.h; ++r)
-            copy_row(xpad + c * plane + (r + g.ph) * wp + g.pw, xi + (c * g.h + r) * g.w, g.w);
-        padded_img = img;
-      }
+      // the padded rows output rows [oh0, oh1) read, written whole (no memset of the image first)
+      const int64_t pr1 = std::min(hp, oh1 + (g.kh - 1) * g.dh), right = wp - g.pw - g.w;
+      const uint8_t* xi = x + img * in_image;
+      for (int64_t c = 0; c < g.cin; ++c)
+        for (int64_t pr = oh0; pr < pr1; ++pr) {
+          uint8_t* dst = xpad + c * plane + pr * wp;
+          const int64_t r = pr - g.ph;
+          if (r < 0 || r >= g.h) {
+            std::memset(dst, in_zp, static_cast<size_t>(wp));
+          } else {
+            for (int64_t j = 0; j < g.pw; ++j) dst[j] = in_zp;
+            copy_row(dst + g.pw, xi + (c * g.h + r) * g.w, g.w);
+            for (int64_t j = 0; j < right; ++j) dst[g.pw + g.w + j] = in_zp;
+          }
+        }
       const int64_t p_end = oh1 * g.wo;
       for (int64_t p0 = oh0 * g.wo; p0 < p_end; p0 += nr) {
         const int64_t nc = std::min(nr, p_end - p0);
