@@ -1,6 +1,6 @@
 """Quantized convolutions equal an exact NumPy model of the int8 arithmetic on every output-width class
 of the op's copies and packing (widths 1-2, 3-7, 8-15, 16 and more; padded or not; stride 1, the
-padded-image path, and stride 2, the im2col path), on codes (a QConv2D whose output feeds another int8
+padded-image paths, plain and channel-interleaved, and stride 2, the im2col path), on codes (a QConv2D whose output feeds another int8
 layer) and on floats (the last one), on every ISA."""
 
 import numpy as np
@@ -12,7 +12,10 @@ L = cc.layers
 # (input (C, H, W), filters, kernel, padding, stride)
 GEOMETRIES = [((2, 5, 5), 3, 3, 0, 1), ((1, 6, 9), 4, 3, 1, 1), ((3, 7, 12), 5, 3, 0, 1), ((2, 9, 17), 6, 3, 1, 1),
               ((1, 12, 26), 6, 5, 2, 1), ((2, 10, 33), 7, 3, 0, 1), ((1, 14, 14), 16, 5, 0, 1),
-              ((2, 11, 21), 5, 3, 1, 2), ((3, 8, 40), 9, 3, 0, 1), ((2, 4, 4), 3, 3, 0, 1), ((1, 3, 5), 2, 3, 0, 1)]
+              ((2, 11, 21), 5, 3, 1, 2), ((3, 8, 40), 9, 3, 0, 1), ((2, 4, 4), 3, 3, 0, 1), ((1, 3, 5), 2, 3, 0, 1),
+              # channels in groups of 4: the channel-interleaved path (one- and several-row panels)
+              ((4, 9, 9), 8, 3, 1, 1), ((8, 8, 8), 12, 3, 1, 1), ((4, 6, 26), 6, 3, 0, 1), ((8, 5, 5), 4, 3, 1, 1),
+              ((12, 7, 19), 5, 5, 2, 1), ((4, 4, 4), 3, 3, 0, 1), ((16, 6, 33), 7, 3, 1, 1)]
 
 
 def _f32(v):

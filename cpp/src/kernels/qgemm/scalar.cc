@@ -287,6 +287,56 @@ void qpack_shifted_segs(const uint8_t* xpad, const int64_t* koff, int64_t k, con
   }
 }
 
+void qpad_c4_row(const uint8_t* x, int64_t chan_stride, int64_t w, int64_t pw, int64_t wp, uint8_t zp, uint8_t* dst) {
+  std::memset(dst, zp, static_cast<size_t>(4 * pw));
+  interleave4(x, x + chan_stride, x + 2 * chan_stride, x + 3 * chan_stride, w, dst + 4 * pw);
+  std::memset(dst + 4 * (pw + w), zp, static_cast<size_t>(4 * (wp - pw - w)));
+}
+
+void qpack_c4(const uint8_t* xpad4, const int64_t* goff, int64_t k4, const QShiftSegs& segs, int64_t nr,
+              uint8_t* b) {
+#if defined(__SSE2__)
+  if (nr % 4 == 0 && nr <= 64) {
+    // 16-byte chunks (4 columns) of a group, each from the segments it meets (byte offsets and
+    // byte masks laid out once); one segment: plain 16-byte copies
+    Chunk16 chunks[16];
+    const __m128i idx = _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    bool one = true;
+    for (int64_t q = 0; q < nr / 4; ++q) {
+      Chunk16& c = chunks[q];
+      const int64_t j0 = 4 * q;
+      for (int s = 0; s < segs.n; ++s) {
+        const int64_t from = segs.start[s] - j0, to = s + 1 < segs.n ? segs.start[s + 1] - j0 : 4;
+        if (to <= 0 || from >= 4) continue;
+        if (from <= 0) c.n = 0;
+        c.delta[c.n] = 4 * (segs.delta[s] + j0);
+        c.mask[c.n] = _mm_cmpgt_epi8(idx, _mm_set1_epi8(static_cast<char>(4 * from - 1)));
+        ++c.n;
+      }
+      one = one && c.n == 1;
+    }
+    for (int64_t g = 0; g < k4; ++g) {
+      const uint8_t* src = xpad4 + goff[g];
+      uint8_t* dst = b + g * nr * 4;
+      if (one)
+        for (int64_t q = 0; q < nr / 4; ++q)
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16 * q),
+                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + chunks[q].delta[0])));
+      else
+        for (int64_t q = 0; q < nr / 4; ++q)
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 16 * q), gather16(src, chunks[q]));
+    }
+    return;
+  }
+#endif
+  for (int64_t g = 0; g < k4; ++g)
+    for (int s = 0; s < segs.n; ++s) {
+      const int64_t end = s + 1 < segs.n ? segs.start[s + 1] : nr;
+      for (int64_t j = segs.start[s]; j < end; ++j)
+        std::memcpy(b + g * nr * 4 + 4 * j, xpad4 + goff[g] + 4 * (segs.delta[s] + j), 4);
+    }
+}
+
 void qinterleave(const uint8_t* col, int64_t ldcol, int64_t k, int64_t cols, int64_t nr, int64_t k4, uint8_t* b) {
   for (int64_t g = 0; g < k4; ++g) {
     const int64_t rows = std::min<int64_t>(4, k - 4 * g);
