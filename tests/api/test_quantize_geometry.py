@@ -1,7 +1,8 @@
 """Quantized convolutions equal an exact NumPy model of the int8 arithmetic on every output-width class
-of the op's copies and packing (widths 1-2, 3-7, 8-15, 16 and more; padded or not; stride 1, the
-padded-image paths, plain and channel-interleaved, and stride 2, the im2col path), on codes (a QConv2D whose output feeds another int8
-layer) and on floats (the last one), on every ISA."""
+of the op's copies and packing (widths 1-2, 3-7, 8-15, 16 and more; padded or not, dilated or not;
+stride 1, the padded-image paths, plain and channel-interleaved, and stride 2, the im2col path), on
+codes (a QConv2D whose output feeds another int8 layer) and on floats (the last one), on every ISA,
+at batch 1 and 5 on 1 and 2 threads."""
 
 import numpy as np
 import pytest
@@ -28,12 +29,12 @@ def _fma_f32(a, m, b):
     return (a.astype(np.float64) * m.astype(np.float64) + b.astype(np.float64)).astype(np.float32)
 
 
-def _conv_acc(codes, zp, w, pad, stride):
+def _conv_acc(codes, zp, w, pad, stride, dil=1):
     """sum over taps and channels of (code - zp) * w, the padding reading zp (so adding 0): int64."""
-    n, c, h, wd = codes.shape
     f, _, kh, kw = w.shape
     x = np.pad(codes.astype(np.int64) - int(zp), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    span = ((kh - 1) * dil + 1, (kw - 1) * dil + 1)
+    win = np.lib.stride_tricks.sliding_window_view(x, span, axis=(2, 3))[:, :, ::stride, ::stride, ::dil, ::dil]
     return np.einsum("nchwij,fcij->nfhw", win, w.astype(np.int64))
 
 
@@ -53,7 +54,7 @@ def _reference(q, x):
         ws = layer.get_param("weight_scale").astype(np.float32)
         b = layer.get_param("bias").astype(np.float32)
         pad = st["padding"][0] if isinstance(st["padding"], (list, tuple)) else 0
-        acc = _conv_acc(codes, st["in_zero_point"], w, pad, st["stride"][0])
+        acc = _conv_acc(codes, st["in_zero_point"], w, pad, st["stride"][0], st["dilation"][0])
         assert np.abs(acc).max() < 2**24  # exact as float32
         acc = acc.astype(np.float32)
         in_s = _f32(st["in_scale"])
@@ -72,10 +73,14 @@ def _reference(q, x):
     return out
 
 
-@pytest.mark.parametrize("shape,filters,k,pad,stride", GEOMETRIES)
-def test_qconv_equals_the_numpy_model(shape, filters, k, pad, stride):
+# dilated: (input, filters, kernel, padding, stride, dilation), plain and channel-interleaved paths
+DILATED = [((2, 9, 11), 4, 3, 2, 1, 2), ((4, 10, 21), 5, 3, 1, 1, 2), ((8, 7, 9), 6, 3, 3, 1, 3)]
+
+
+@pytest.mark.parametrize("shape,filters,k,pad,stride,dil", [g + (1,) for g in GEOMETRIES] + DILATED)
+def test_qconv_equals_the_numpy_model(shape, filters, k, pad, stride, dil):
     rng = np.random.default_rng(sum(shape) + filters + k)
-    model = cc.Sequential([L.Conv2D(filters, k, padding=pad, stride=stride), L.ReLU(), L.Conv2D(3, 1)],
+    model = cc.Sequential([L.Conv2D(filters, k, padding=pad, stride=stride, dilation=dil), L.ReLU(), L.Conv2D(3, 1)],
                           input_shape=shape, seed=1)
     x = rng.standard_normal((5,) + shape).astype(np.float32)
     q = cc.quantize(model, x)
@@ -93,8 +98,8 @@ def test_qconv_equals_the_numpy_model(shape, filters, k, pad, stride):
                     assert got.shape == want[:n].shape, (isa, shape, got.shape, want.shape)
                     np.testing.assert_allclose(got, want[:n], rtol=1e-6, atol=1e-6,
                                                err_msg=f"{isa}, {t} threads, {n} images: input {shape}, Conv2D("
-                                                       f"{filters}, {k}, padding={pad}, stride={stride}) -> ReLU "
-                                                       f"-> Conv2D(3, 1)")
+                                                       f"{filters}, {k}, padding={pad}, stride={stride}, dilation="
+                                                       f"{dil}) -> ReLU -> Conv2D(3, 1)")
         finally:
             cc.set_isa(cc.available_isas()[0])
             cc.set_num_threads(threads)

@@ -124,7 +124,8 @@ def test_quantize_dequantize_equal_scalar_and_numpy(n):
 
 # 2x2 stride 2 at every row-width class of the AVX2 kernel: under 4 outputs (scalar), 4-7 and 8-15 (two
 # overlapping 8-byte / 16-byte chunks), 16 and more (32-byte chunks, the last one overlapping), odd widths.
-POOL_2X2 = [(1, 6, 7), (2, 10, 10), (1, 9, 15), (2, 24, 24), (3, 28, 28), (1, 6, 31), (2, 8, 32), (1, 4, 34), (2, 33, 35)]
+POOL_2X2 = [(1, 6, 7), (2, 10, 10), (1, 9, 15), (2, 24, 24), (3, 28, 28), (1, 6, 31), (2, 8, 32), (1, 4, 34),
+            (2, 33, 35)]
 
 
 @pytest.mark.parametrize("shape,k,s,pad", [((3, 8, 8), 2, 2, 0), ((1, 5, 70), 2, 2, 0), ((2, 9, 9), 3, 2, 1),
