@@ -122,8 +122,14 @@ def test_quantize_dequantize_equal_scalar_and_numpy(n):
     np.testing.assert_array_equal(back_ref, ((ref.astype(np.float32) - np.float32(zp)) * scale).astype(np.float32))
 
 
-@pytest.mark.parametrize("shape,k,s,pad", [((3, 8, 8), 2, 2, 0), ((2, 33, 35), 2, 2, 0), ((1, 5, 70), 2, 2, 0),
-                                          ((2, 9, 9), 3, 2, 1), ((4, 7, 6), 3, 1, 0)])
+# 2x2 stride 2 at every row-width class of the AVX2 kernel: under 4 outputs (scalar), 4-7 and 8-15 (two
+# overlapping 8-byte / 16-byte chunks), 16 and more (32-byte chunks, the last one overlapping), odd widths.
+POOL_2X2 = [(1, 6, 7), (2, 10, 10), (1, 9, 15), (2, 24, 24), (3, 28, 28), (1, 6, 31), (2, 8, 32), (1, 4, 34),
+            (2, 33, 35)]
+
+
+@pytest.mark.parametrize("shape,k,s,pad", [((3, 8, 8), 2, 2, 0), ((1, 5, 70), 2, 2, 0), ((2, 9, 9), 3, 2, 1),
+                                          ((4, 7, 6), 3, 1, 0)] + [(sh, 2, 2, 0) for sh in POOL_2X2])
 def test_maxpool_u8_equals_scalar_and_numpy(shape, k, s, pad):
     isa = _vector_isa()
     rng = np.random.default_rng(sum(shape))

@@ -95,6 +95,30 @@ void qinterleave(const uint8_t* col, int64_t ldcol, int64_t k, int64_t cols, int
 // image must be readable: the caller leaves nr + wp bytes of slack).
 void qpack_shifted(const uint8_t* xpad, const int64_t* koff, int64_t k, int64_t q0, int64_t nr, int64_t k4,
                    uint8_t* b);
+// The same without junk columns: panel column j reads position delta[s] + j of each shifted
+// run, s the segment holding j (segments [start[s], start[s + 1]), start[0] = 0, the last one
+// reaching nr), so a panel of compact output positions spanning several output rows packs
+// straight from the padded image. The caller leaves readable slack: 64 bytes before xpad and
+// nr + wp + 64 after the padded image.
+constexpr int kQMaxSegs = 8;
+struct QShiftSegs {
+  int n = 0;
+  int64_t start[kQMaxSegs] = {};
+  int64_t delta[kQMaxSegs] = {};
+};
+void qpack_shifted_segs(const uint8_t* xpad, const int64_t* koff, int64_t k, const QShiftSegs& segs, int64_t nr,
+                        int64_t k4, uint8_t* b);
+// Channel-interleaved ("c4") stride-1 convolutions, for cin a multiple of 4: the padded image
+// holds, per group of 4 channels, planes of hp x wp positions of 4 bytes (the 4 channels), and
+// K runs tap-major (k = tap * cin + c), so a group of 4 k is 4 channels of one tap and its B row
+// for column j is the 4 bytes at position q_j + the tap's offset: the panel's group is a copy of
+// runs of the image, not a byte interleave. qpad_c4_row writes one padded row (wp positions)
+// of 4 channels: channel rows x, x + chan_stride, ... (w bytes each) at positions [pw, pw + w),
+// zp elsewhere. qpack_c4 packs one panel: group g's column j (segment s) is the 4 bytes at
+// xpad4 + goff[g] + 4 * (segs.delta[s] + j) (slack as for qpack_shifted_segs, times 4).
+void qpad_c4_row(const uint8_t* x, int64_t chan_stride, int64_t w, int64_t pw, int64_t wp, uint8_t zp, uint8_t* dst);
+void qpack_c4(const uint8_t* xpad4, const int64_t* goff, int64_t k4, const QShiftSegs& segs, int64_t nr,
+              uint8_t* b);
 // Dense: rows [j0, j0 + nc) of x (rows ldx bytes apart, k long) as the columns of a B panel.
 void qpack_rows(const uint8_t* x, int64_t ldx, int64_t k, int64_t j0, int64_t nc, int64_t nr, int64_t k4, uint8_t* b);
 

@@ -85,8 +85,8 @@ class QConv2D : public Layer {
   void forward(const float* x, float* y, int64_t n, const ForwardContext& ctx) override {
     const KernelTable& kt = kernels();
     auto pw = cache_.get(ctx.version, &kt, [&] {
-      return qpack_layer(label(), params_[0].value.data(), params_[1].value.data(),
-                         use_bias_ ? params_[2].value.data() : nullptr, filters_, geo_.cin * kh_ * kw_, act_);
+      return qpack_conv_layer(label(), params_[0].value.data(), params_[1].value.data(),
+                              use_bias_ ? params_[2].value.data() : nullptr, filters_, geo_, act_);
     });
     qconv2d_forward(*pw, geo_, static_cast<uint8_t>(act_.in_zp), reinterpret_cast<const uint8_t*>(x), n,
                     act_.out_u8 ? reinterpret_cast<uint8_t*>(y) : nullptr, act_.out_u8 ? nullptr : y);

@@ -63,6 +63,35 @@ std::shared_ptr<const QPackedWeights> qpack_layer(const std::string& who, const 
 
 namespace {
 
+// a panel of nr compact positions touches at most ceil((nr - 1) / wo) + 1 output rows
+bool compact_ok(const QConvGeo& g, int64_t nr) {
+  return g.sh == 1 && g.sw == 1 && (nr - 1 + g.wo - 1) / g.wo + 1 <= kQMaxSegs;
+}
+
+// The channel-interleaved path: channels in whole groups of 4 (else padding channels would cost
+// multiplies: LeNet's and the first layers' 1 or 3 channels keep the plain path).
+bool c4_ok(const QConvGeo& g, int64_t nr) { return compact_ok(g, nr) && g.cin % 4 == 0; }
+
+}  // namespace
+
+std::shared_ptr<const QPackedWeights> qpack_conv_layer(const std::string& who, const float* w, const float* w_scale,
+                                                       const float* bias, int64_t m, const QConvGeo& g,
+                                                       const QActParams& act) {
+  const int64_t taps = g.kh * g.kw, k = g.cin * taps;
+  auto packed = qpack_layer(who, w, w_scale, bias, m, k, act);  // checks, sums and scales
+  if (!c4_ok(g, kernels().qgemm_nr)) return packed;
+  auto p = std::make_shared<QPackedWeights>(*packed);
+  std::vector<float> wt(static_cast<size_t>(m * k));  // k = tap * cin + c
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t c = 0; c < g.cin; ++c)
+      for (int64_t t = 0; t < taps; ++t) wt[static_cast<size_t>(r * k + t * g.cin + c)] = w[r * k + c * taps + t];
+  qpack_weights(wt.data(), m, k, p->a.data());
+  p->tap_major = true;
+  return p;
+}
+
+namespace {
+
 // Units per thread at least, so that a region wakes another thread only for work worth it
 // (~2^18 multiply-adds, some tens of microseconds): at batch 1 a small layer runs on one
 // thread instead of paying a wake-up, which on a loaded machine can cost milliseconds.
@@ -95,6 +124,24 @@ QGemmOut shift_rows(QGemmOut o, int64_t r0) {
 }  // namespace
 
 namespace {
+
+// dst[0, n) = src[0, n) for the short rows of small images (a libc memcpy call costs more than
+// a 10-28 byte row): fixed-size moves, the last overlapping the one before.
+inline void copy_row(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n >= 16) {
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) std::memcpy(dst + j, src + j, 16);
+    if (j < n) std::memcpy(dst + n - 16, src + n - 16, 16);
+  } else if (n >= 8) {
+    std::memcpy(dst, src, 8);
+    std::memcpy(dst + n - 8, src + n - 8, 8);
+  } else if (n >= 4) {
+    std::memcpy(dst, src, 4);
+    std::memcpy(dst + n - 4, src + n - 4, 4);
+  } else {
+    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
+  }
+}
 
 // Stride 1: no im2col. Each unit pads one image (planes hp x wp, zero point around) in its
 // thread's scratch, packs B panels straight from shifted runs of it (qpack_shifted), and the
@@ -143,7 +190,7 @@ void qconv2d_forward_shifted(const QPackedWeights& pw, const QConvGeo& g, uint8_
         std::memset(xpad, in_zp, static_cast<size_t>(padded));
         for (int64_t c = 0; c < g.cin; ++c)
           for (int64_t r = 0; r < g.h; ++r)
-            std::memcpy(xpad + c * plane + (r + g.ph) * wp + g.pw, xi + (c * g.h + r) * g.w, static_cast<size_t>(g.w));
+            copy_row(xpad + c * plane + (r + g.ph) * wp + g.pw, xi + (c * g.h + r) * g.w, g.w);
         padded_img = img;
       }
       const int64_t q_begin = oh0 * wp, q_count = (oh1 - oh0) * wp;
@@ -159,7 +206,7 @@ void qconv2d_forward_shifted(const QPackedWeights& pw, const QConvGeo& g, uint8_
         for (int64_t oh = oh0; oh < oh1; ++oh) {
           const size_t at = static_cast<size_t>(r * P + oh * g.wo), from = static_cast<size_t>(r * wide + (oh - oh0) * wp);
           if (y8)
-            std::memcpy(y8 + img * out_image + at, stage + from, static_cast<size_t>(g.wo));
+            copy_row(y8 + img * out_image + at, stage + from, g.wo);
           else
             std::memcpy(yf + img * out_image + at, reinterpret_cast<const float*>(stage) + from,
                         static_cast<size_t>(g.wo) * sizeof(float));
@@ -168,10 +215,155 @@ void qconv2d_forward_shifted(const QPackedWeights& pw, const QConvGeo& g, uint8_
   });
 }
 
+// Stride 1, output rows of 3 columns or more (a panel then spans few enough rows): as above,
+// but the B panels hold compact output positions (qpack_shifted_segs: a panel spanning several
+// output rows gathers each row's run of the padded image), so no junk column is multiplied
+// (vgg_s's 8x8 layer wasted 20% of its multiplies on them) and the kernel writes y directly.
+void qconv2d_forward_compact(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp, const uint8_t* x, int64_t n,
+                             uint8_t* y8, float* yf) {
+  const KernelTable& kt = kernels();
+  const int64_t nr = kt.qgemm_nr, P = g.ho * g.wo;
+  const int64_t hp = std::max(g.h + 2 * g.ph, (g.ho - 1) + (g.kh - 1) * g.dh + 1);
+  const int64_t wp = std::max(g.w + 2 * g.pw, (g.wo - 1) + (g.kw - 1) * g.dw + 1);
+  const int64_t plane = hp * wp, front = 64, padded = front + g.cin * plane + nr + wp + 64;
+  const int threads = get_num_threads();
+  // Output rows a unit: the whole image unless there are too few images to share out.
+  int64_t rows = g.ho;
+  if (n < 2 * threads) rows = std::max<int64_t>(1, g.ho * n / (2 * threads));
+  const int64_t blocks = (g.ho + rows - 1) / rows, units = n * blocks;
+  ScratchLayout layout;
+  const int64_t pad_at = layout.per_thread((padded + 3) / 4);
+  const int64_t pack_at = layout.per_thread(pw.k4 * nr);
+  const int64_t koff_at = layout.shared(2 * pw.k);  // int64 offsets
+  ScratchFrame frame(layout, threads);
+  int64_t* koff = reinterpret_cast<int64_t*>(frame.shared(koff_at));
+  for (int64_t c = 0, kk = 0; c < g.cin; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t t = 0; t < g.kw; ++t, ++kk) koff[kk] = c * plane + i * g.dh * wp + t * g.dw;
+  const int64_t in_image = g.cin * g.h * g.w, out_image = pw.m * P;
+  QGemmOut base = base_out(pw);
+  base.row_stride = P;
+  base.col_stride = 1;
+  parallel_for(units, grain_for(pw.m * pw.k * rows * g.wo), [&](int64_t b, int64_t e) {
+    const int t = thread_id();
+    uint8_t* xpad = reinterpret_cast<uint8_t*>(frame.thread(t, pad_at)) + front;
+    uint8_t* bp = reinterpret_cast<uint8_t*>(frame.thread(t, pack_at));
+    // the slack around the planes: read only for columns whose outputs are dropped, but defined
+    std::memset(xpad - front, in_zp, static_cast<size_t>(front));
+    std::memset(xpad + g.cin * plane, in_zp, static_cast<size_t>(padded - front - g.cin * plane));
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t img = u / blocks, oh0 = (u % blocks) * rows, oh1 = std::min(g.ho, oh0 + rows);
+      // the padded rows output rows [oh0, oh1) read, written whole (no memset of the image first)
+      const int64_t pr1 = std::min(hp, oh1 + (g.kh - 1) * g.dh), right = wp - g.pw - g.w;
+      const uint8_t* xi = x + img * in_image;
+      for (int64_t c = 0; c < g.cin; ++c)
+        for (int64_t pr = oh0; pr < pr1; ++pr) {
+          uint8_t* dst = xpad + c * plane + pr * wp;
+          const int64_t r = pr - g.ph;
+          if (r < 0 || r >= g.h) {
+            std::memset(dst, in_zp, static_cast<size_t>(wp));
+          } else {
+            for (int64_t j = 0; j < g.pw; ++j) dst[j] = in_zp;
+            copy_row(dst + g.pw, xi + (c * g.h + r) * g.w, g.w);
+            for (int64_t j = 0; j < right; ++j) dst[g.pw + g.w + j] = in_zp;
+          }
+        }
+      const int64_t p_end = oh1 * g.wo;
+      for (int64_t p0 = oh0 * g.wo; p0 < p_end; p0 += nr) {
+        const int64_t nc = std::min(nr, p_end - p0);
+        QShiftSegs segs;
+        for (int64_t j = 0; j < nc && segs.n < kQMaxSegs;) {  // runs of one output row each
+          const int64_t p = p0 + j, oh = p / g.wo, ow = p % g.wo;
+          segs.start[segs.n] = j;
+          segs.delta[segs.n] = oh * wp + ow - j;
+          ++segs.n;
+          j += g.wo - ow;
+        }
+        qpack_shifted_segs(xpad, koff, pw.k, segs, nr, pw.k4, bp);
+        QGemmOut o = base;
+        if (y8) o.y8 = y8 + img * out_image + p0;
+        if (yf) o.yf = yf + img * out_image + p0;
+        kt.qgemm(pw.a.data(), pw.m, pw.k4, bp, nc, o);
+      }
+    }
+  });
+}
+
+// Stride 1, cin a multiple of 4, weights packed tap-major: as qconv2d_forward_compact, but the
+// padded image is channel-interleaved (qpad_c4_row: 4 channels' bytes per position), so a B
+// group (4 channels of one tap) is a copy of runs of it (qpack_c4), no byte interleave per
+// panel: the interleave happens once per image row instead of once per tap and panel.
+void qconv2d_forward_c4(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp, const uint8_t* x, int64_t n,
+                        uint8_t* y8, float* yf) {
+  const KernelTable& kt = kernels();
+  const int64_t nr = kt.qgemm_nr, P = g.ho * g.wo, cg4 = g.cin / 4;
+  const int64_t hp = std::max(g.h + 2 * g.ph, (g.ho - 1) + (g.kh - 1) * g.dh + 1);
+  const int64_t wp = std::max(g.w + 2 * g.pw, (g.wo - 1) + (g.kw - 1) * g.dw + 1);
+  const int64_t plane = hp * wp;                                        // positions
+  const int64_t front = 256, padded = front + 4 * (cg4 * plane + nr + wp + 64);  // bytes
+  const int threads = get_num_threads();
+  int64_t rows = g.ho;
+  if (n < 2 * threads) rows = std::max<int64_t>(1, g.ho * n / (2 * threads));
+  const int64_t blocks = (g.ho + rows - 1) / rows, units = n * blocks;
+  ScratchLayout layout;
+  const int64_t pad_at = layout.per_thread((padded + 3) / 4);
+  const int64_t pack_at = layout.per_thread(pw.k4 * nr);
+  const int64_t goff_at = layout.shared(2 * pw.k4);  // int64 byte offsets, one a group
+  ScratchFrame frame(layout, threads);
+  int64_t* goff = reinterpret_cast<int64_t*>(frame.shared(goff_at));
+  for (int64_t i = 0, gg = 0; i < g.kh; ++i)
+    for (int64_t t = 0; t < g.kw; ++t)
+      for (int64_t c = 0; c < cg4; ++c, ++gg) goff[gg] = 4 * (c * plane + i * g.dh * wp + t * g.dw);
+  const int64_t in_image = g.cin * g.h * g.w, out_image = pw.m * P;
+  QGemmOut base = base_out(pw);
+  base.row_stride = P;
+  base.col_stride = 1;
+  parallel_for(units, grain_for(pw.m * pw.k * rows * g.wo), [&](int64_t b, int64_t e) {
+    const int t = thread_id();
+    uint8_t* xpad4 = reinterpret_cast<uint8_t*>(frame.thread(t, pad_at)) + front;
+    uint8_t* bp = reinterpret_cast<uint8_t*>(frame.thread(t, pack_at));
+    std::memset(xpad4 - front, in_zp, static_cast<size_t>(front));
+    std::memset(xpad4 + 4 * cg4 * plane, in_zp, static_cast<size_t>(padded - front - 4 * cg4 * plane));
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t img = u / blocks, oh0 = (u % blocks) * rows, oh1 = std::min(g.ho, oh0 + rows);
+      const int64_t pr1 = std::min(hp, oh1 + (g.kh - 1) * g.dh);
+      const uint8_t* xi = x + img * in_image;
+      for (int64_t c = 0; c < cg4; ++c)
+        for (int64_t pr = oh0; pr < pr1; ++pr) {
+          uint8_t* dst = xpad4 + 4 * (c * plane + pr * wp);
+          const int64_t r = pr - g.ph;
+          if (r < 0 || r >= g.h)
+            std::memset(dst, in_zp, static_cast<size_t>(4 * wp));
+          else
+            qpad_c4_row(xi + (4 * c * g.h + r) * g.w, g.h * g.w, g.w, g.pw, wp, in_zp, dst);
+        }
+      const int64_t p_end = oh1 * g.wo;
+      for (int64_t p0 = oh0 * g.wo; p0 < p_end; p0 += nr) {
+        const int64_t nc = std::min(nr, p_end - p0);
+        QShiftSegs segs;
+        for (int64_t j = 0; j < nc && segs.n < kQMaxSegs;) {
+          const int64_t p = p0 + j, oh = p / g.wo, ow = p % g.wo;
+          segs.start[segs.n] = j;
+          segs.delta[segs.n] = oh * wp + ow - j;
+          ++segs.n;
+          j += g.wo - ow;
+        }
+        qpack_c4(xpad4, goff, pw.k4, segs, nr, bp);
+        QGemmOut o = base;
+        if (y8) o.y8 = y8 + img * out_image + p0;
+        if (yf) o.yf = yf + img * out_image + p0;
+        kt.qgemm(pw.a.data(), pw.m, pw.k4, bp, nc, o);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 void qconv2d_forward(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp, const uint8_t* x, int64_t n,
                      uint8_t* y8, float* yf) {
+  if (pw.tap_major) return qconv2d_forward_c4(pw, g, in_zp, x, n, y8, yf);  // packed where c4_ok
+  if (compact_ok(g, kernels().qgemm_nr)) return qconv2d_forward_compact(pw, g, in_zp, x, n, y8, yf);
   if (g.sh == 1 && g.sw == 1) return qconv2d_forward_shifted(pw, g, in_zp, x, n, y8, yf);
   const KernelTable& kt = kernels();
   const int64_t nr = kt.qgemm_nr, P = g.ho * g.wo, K = pw.k;

@@ -30,12 +30,20 @@ struct QPackedWeights {
   std::vector<float> mult, add; // the requantisation
   float lo = 0.0f, hi = 127.0f;
   bool relu = false, out_u8 = true;
+  bool tap_major = false;  // conv weights packed k = tap * cin + c (the channel-interleaved path)
 };
 
 // Checks (ValueError naming `who`: weights integers in [-127, 127], scales finite and positive,
 // bias finite) and packs. w: m x k; bias may be null.
 std::shared_ptr<const QPackedWeights> qpack_layer(const std::string& who, const float* w, const float* w_scale,
                                                   const float* bias, int64_t m, int64_t k, const QActParams& act);
+
+// A QConv2D's weights (m x cin*kh*kw, PyTorch order): qpack_layer's checks and packing, packed
+// tap-major instead where qconv2d_forward takes the channel-interleaved path for g on the
+// current kernel table.
+std::shared_ptr<const QPackedWeights> qpack_conv_layer(const std::string& who, const float* w, const float* w_scale,
+                                                       const float* bias, int64_t m, const QConvGeo& g,
+                                                       const QActParams& act);
 
 // The packed weights of a layer, remade when the parameters' version or the
 // kernel table changes; safe to call from several inference threads.
