@@ -320,7 +320,7 @@ def bench(name, threads, batch, seconds, rounds, do_infer, frameworks, onnx_dir,
 _RSS_CHILD = r"""
 import sys, os
 sys.path.insert(0, {bench_dir!r})
-import numpy as np  # noqa: E402
+import numpy as np
 
 def status_kib(key):
     # VmRSS (now) or VmHWM (peak) of this process, in KiB; unlike ru_maxrss
