@@ -143,6 +143,14 @@ inline void copy_row(uint8_t* dst, const uint8_t* src, int64_t n) {
   }
 }
 
+// Offsets into a padded image (planes `plane` bytes, rows wp) of every tap of the
+// (channel, kernel row, kernel column) reduction, in weight order: koff[k].
+void tap_offsets(const QConvGeo& g, int64_t plane, int64_t wp, int64_t* koff) {
+  for (int64_t c = 0, kk = 0; c < g.cin; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t t = 0; t < g.kw; ++t, ++kk) koff[kk] = c * plane + i * g.dh * wp + t * g.dw;
+}
+
 // Stride 1: no im2col. Each unit pads one image (planes hp x wp, zero point around) in its
 // thread's scratch, packs B panels straight from shifted runs of it (qpack_shifted), and the
 // kernel writes "wide" rows (wp columns an output row; the last wp - wo are junk) that are
@@ -170,9 +178,7 @@ void qconv2d_forward_shifted(const QPackedWeights& pw, const QConvGeo& g, uint8_
   const int64_t koff_at = layout.shared(2 * pw.k);  // int64 offsets
   ScratchFrame frame(layout, threads);
   int64_t* koff = reinterpret_cast<int64_t*>(frame.shared(koff_at));
-  for (int64_t c = 0, kk = 0; c < g.cin; ++c)
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t t = 0; t < g.kw; ++t, ++kk) koff[kk] = c * plane + i * g.dh * wp + t * g.dw;
+  tap_offsets(g, plane, wp, koff);
   const int64_t in_image = g.cin * g.h * g.w, out_image = pw.m * P;
   QGemmOut base = base_out(pw);
   base.row_stride = wide;
@@ -237,9 +243,7 @@ void qconv2d_forward_compact(const QPackedWeights& pw, const QConvGeo& g, uint8_
   const int64_t koff_at = layout.shared(2 * pw.k);  // int64 offsets
   ScratchFrame frame(layout, threads);
   int64_t* koff = reinterpret_cast<int64_t*>(frame.shared(koff_at));
-  for (int64_t c = 0, kk = 0; c < g.cin; ++c)
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t t = 0; t < g.kw; ++t, ++kk) koff[kk] = c * plane + i * g.dh * wp + t * g.dw;
+  tap_offsets(g, plane, wp, koff);
   const int64_t in_image = g.cin * g.h * g.w, out_image = pw.m * P;
   QGemmOut base = base_out(pw);
   base.row_stride = P;
