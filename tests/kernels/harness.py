@@ -12,6 +12,7 @@ and the step counter it changed.
 
 from __future__ import annotations
 
+import threading
 import zlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -358,3 +359,22 @@ def check_conv_layer(isa: str, tag: str, shape) -> None:
     dx3, none_w, none_b = K.conv2d_backward(x, wt, dy, need_dw=False, **kw)
     assert none_w is None and none_b is None
     assert_close(dx3, want_dx, f"{isa} dx without dw {shape}")
+
+
+def predict_concurrently(model, xs, reps: int) -> List[List[np.ndarray]]:
+    """model.predict(xs[i]) `reps` times on thread i, all threads released at once (a cache the
+    model fills on first use is filled by whichever comes first); the outputs per thread."""
+    got: List[List[np.ndarray]] = [[] for _ in xs]
+    start = threading.Barrier(len(xs))
+
+    def run(i):
+        start.wait()
+        for _ in range(reps):
+            got[i].append(model.predict(xs[i]))
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return got

@@ -8,14 +8,12 @@ version of its parameters, not once per call (and tile). The result must
 be bit-identical to packing per call, and the packed copy must follow every
 change of the weights and of the ISA."""
 
-import threading
-
 import numpy as np
 import pytest
 
 import cpucnn as cc
 from cpucnn import layers as L
-from harness import seeded_rng
+from harness import predict_concurrently, seeded_rng
 
 K = cc._core.kernels
 
@@ -114,19 +112,7 @@ def test_packed_weights_under_concurrent_predicts(isa, threads):
     xs = [_x("groups", 2 + i) for i in range(4)]
     m = _layer_model("groups")  # its packed copy is made by whichever thread comes first
     want = [_per_call("groups", m.get_weights(), x) for x in xs]
-    got = [[] for _ in xs]
-    start = threading.Barrier(len(xs))
-
-    def run(i):
-        start.wait()
-        for _ in range(10):
-            got[i].append(m.predict(xs[i]))
-
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    got = predict_concurrently(m, xs, 10)
     for i, outs in enumerate(got):
         assert len(outs) == 10
         for o in outs:

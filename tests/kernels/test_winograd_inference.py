@@ -6,14 +6,12 @@ every change of the weights (set_weights, a training step, a single value)
 and of the ISA (each packs for its own micro-kernel), and be safe when
 several threads predict at once."""
 
-import threading
-
 import numpy as np
 import pytest
 
 import cpucnn as cc
 from cpucnn import layers as L
-from harness import assert_close, seeded_rng
+from harness import assert_close, predict_concurrently, seeded_rng
 
 K = cc._core.kernels
 
@@ -184,19 +182,7 @@ def test_prepared_weights_under_concurrent_predicts(isa, threads):
     xs = [_x(1, f"thread{i}") for i in range(4)]
     want = [_model().predict(x) for x in xs]
     m = _model()  # its cache is filled by whichever thread comes first
-    got = [[] for _ in xs]
-    start = threading.Barrier(len(xs))
-
-    def run(i):
-        start.wait()
-        for _ in range(20):
-            got[i].append(m.predict(xs[i]))
-
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(len(xs))]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    got = predict_concurrently(m, xs, 20)
     for i, outs in enumerate(got):
         assert len(outs) == 20
         for o in outs:
