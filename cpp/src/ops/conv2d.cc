@@ -182,15 +182,16 @@ void forward_slabs(const Conv2dPlan& p, const ScratchFrame& f, const float* x, c
 
 // --- direct kernels ---------------------------------------------------------
 
-// Output channels in the lanes; the weights as wl[ci][i][j][co] (made in
-// the shared part `wl_at`), images split over threads.
+// The lanes kernel's weights wl[ci][i][j][co].
 void pack_lanes(const Conv2dPlan& p, const float* w, float* wl) {
   const int64_t k = p.gemm.k, cout = p.shape.cout;
   for (int64_t co = 0; co < cout; ++co)
     for (int64_t j = 0; j < k; ++j) wl[j * cout + co] = w[co * k + j];
 }
 
-// packed: pack_lanes's result made once (Conv2dOp::infer), or null (made here).
+// Output channels in the lanes; the weights as pack_lanes lays them out
+// (`packed`, made once by Conv2dOp::infer, or made here in the shared part),
+// images split over threads.
 void forward_lanes(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
                    float* y, bool relu, const float* packed) {
   const Conv2dShape& s = p.shape;
@@ -213,9 +214,6 @@ void forward_lanes(const Conv2dPlan& p, const ScratchFrame& f, const float* x, c
   }
 }
 
-// Output channels in the lanes, any count: the weights packed as
-// wl[cout / 8][k][8] and the bias padded (in the shared part), then work
-// items (image, slab of output rows) split over threads.
 int64_t oc_packed_floats(const Conv2dPlan& p) {
   const int64_t cpad = (p.shape.cout + 7) / 8 * 8;
   return cpad * p.gemm.k + cpad;
@@ -233,7 +231,9 @@ void pack_oc(const Conv2dPlan& p, const float* w, const float* bias, float* wl) 
   }
 }
 
-// packed: pack_oc's result made once (Conv2dOp::infer), or null (packed here).
+// Output channels in the lanes, any count: the weights and bias as pack_oc
+// lays them out (`packed`, made once by Conv2dOp::infer, or made here in the
+// shared part), then work items (image, slab of output rows) split over threads.
 void forward_oc(const Conv2dPlan& p, const ScratchFrame& f, const float* x, const float* w, const float* bias,
                 float* y, bool relu, const float* packed) {
   const Conv2dShape& s = p.shape;
