@@ -13,6 +13,8 @@
 // stores are slow on AMD. Outputs go back the same way.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "kernels/kernels.hpp"
 #include "kernels/minmax.hpp"
 #include "kernels/winograd.hpp"
@@ -27,7 +29,11 @@ constexpr int kTile = 4;   // outputs per tile side
 constexpr int kAlpha = 6;  // transform points per side
 
 // How a run's lanes of one shift meet the plane's columns.
-enum Cover : uint8_t { kPartial = 0, kFull = 1, kLow = 2, kHigh = 3 };  // some / all 8 / lanes 0-3 / lanes 4-7
+// kShifted: some, read as one full load of 8 columns inside the row that
+// holds them all, moved into their lanes with a permute and masked; the
+// maskload of kPartial is slow on AMD when a masked-off lane falls outside
+// the row (vgg_s training: about a fifth of the input transform's samples fell just after it).
+enum Cover : uint8_t { kPartial = 0, kFull = 1, kLow = 2, kHigh = 3, kShifted = 4 };
 
 // Tiles of one tile row that share a tile-major register (lanes 4s..4s+3
 // hold tile 2 reg + s): one load or store of a patch row.
@@ -37,6 +43,8 @@ struct Run {
   int rows;                      // bit a: patch row a inside the plane
   uint8_t cover[2];              // per shift of 0 or 4 columns
   alignas(8) int8_t mask[2][8];  // per shift: -1 on the run's lanes inside the plane's columns
+  alignas(8) int8_t perm[2][8];  // kShifted: lane l takes element perm[l] of the load at `delta` floats
+  int8_t delta[2];
 };
 
 // 8 consecutive columns (tiles) of a block, from c0: their runs (those of
@@ -84,6 +92,14 @@ int make_groups(const WinogradGeometry& g, int64_t u0, int64_t cols, int64_t c0,
           in |= (on ? 1 : 0) << l;
         }
         run.cover[sh] = in == 0xff ? kFull : in == 0x0f ? kLow : in == 0xf0 ? kHigh : kPartial;
+        if (run.cover[sh] == kPartial && in != 0 && w >= 8) {
+          // the window of 8 columns inside [0, w) nearest to c holds every lane inside
+          const int64_t s0 = std::min(std::max<int64_t>(c, 0), w - 8);
+          run.cover[sh] = kShifted;
+          run.delta[sh] = static_cast<int8_t>(s0 - c);
+          for (int l = 0; l < 8; ++l)
+            run.perm[sh][l] = static_cast<int8_t>(std::min<int64_t>(7, std::max<int64_t>(0, l + c - s0)));
+        }
       }
       s += len;
     }
@@ -118,6 +134,11 @@ inline __m256 load_reg(const float* base, int64_t w, const Group& gr, int m, int
       case kHigh:
         l = _mm256_insertf128_ps(l, _mm_loadu_ps(p + 4), 1);
         break;
+      case kShifted: {
+        const __m256 v = _mm256_permutevar8x32_ps(_mm256_loadu_ps(p + run.delta[sh]), lane_mask(run.perm[sh]));
+        l = _mm256_or_ps(l, _mm256_and_ps(v, _mm256_castsi256_ps(lane_mask(run.mask[sh]))));
+        break;
+      }
       default:
         l = _mm256_or_ps(l, _mm256_maskload_ps(p, lane_mask(run.mask[sh])));
     }
