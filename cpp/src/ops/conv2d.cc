@@ -113,7 +113,7 @@ void forward_chunks(const Conv2dPlan& p, const ScratchFrame& f, const float* x, 
     return;
   }
   RegionError err;
-#pragma omp parallel for num_threads(p.threads) schedule(static, 1)
+#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1)
   for (int64_t c = 0; c < gp.chunks; ++c) {
     const int64_t n0 = c * gp.chunk;
     err.run([&] { forward_chunk(p, f, thread_id(), x, w, packed, bias, y, relu, n0, std::min(gp.chunk, n - n0)); });
@@ -495,7 +495,7 @@ void backward_data_gemm(const Conv2dPlan& p, const ScratchFrame& f, const float*
                      std::min(gp.chunk, s.n - c * gp.chunk));
     return;
   }
-#pragma omp parallel for num_threads(p.threads) schedule(static, 1)
+#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1)
   for (int64_t c = 0; c < gp.chunks; ++c)
     backward_chunk(p, f, at, thread_id(), nullptr, w, dy, dx, nullptr, nullptr, true, c * gp.chunk,
                    std::min(gp.chunk, s.n - c * gp.chunk));

@@ -134,7 +134,9 @@ void gemm_parallel(const GemmArgs& g, int threads) {
     stride = frame.thread_stride();
   }
   RegionError err;
-#pragma omp parallel for num_threads(use) schedule(static)
+  // Tiles to whichever thread is free (each tile's C is computed whole by
+  // one thread, so the result does not depend on the split).
+#pragma omp parallel for num_threads(use) schedule(dynamic, 1)
   for (int64_t t = 0; t < tiles; ++t) {
     const int64_t i0 = (t % mt) * kMc, j0 = (t / mt) * nc;
     err.run([&] { run_tile(g, kt, pack + thread_id() * stride, i0, std::min(kMc, g.m - i0), j0, std::min(nc, g.n - j0)); });
