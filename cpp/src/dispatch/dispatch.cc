@@ -94,6 +94,7 @@ KernelTable make_avx2() {
   t.winograd4_output = winograd4_output_avx2;
   t.winograd4_grad_output = winograd4_grad_output_avx2;
   t.winograd4_weights = winograd4_weights_avx2;
+  t.winograd4_input_adjoint = winograd4_input_adjoint_avx2;
   t.winograd4_lanes = 8;
   t.relu_fwd = relu_fwd_avx2;
   t.relu_bwd = relu_bwd_avx2;

@@ -57,6 +57,7 @@ struct KernelTable {
   WinogradMaskedOutputFn winograd4_output = nullptr;
   WinogradGradOutputFn winograd4_grad_output = nullptr;
   WinogradWeightsFn winograd4_weights = nullptr;
+  WinogradInputAdjointFn winograd4_input_adjoint = nullptr;  // optional: dx from the dW pass
   int winograd4_lanes = 16;  // tiles an F(4x4) transform register holds ('auto' wants a register's worth per thread)
   // element-wise
   UnaryFn relu_fwd = nullptr;

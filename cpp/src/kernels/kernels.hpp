@@ -213,6 +213,8 @@ void winograd4_output_avx2(const float* m, int64_t ldm, int64_t channels, const 
                            const float* relu_y);
 void winograd4_grad_output_avx2(const float* dy, int64_t channels, int64_t image_stride, const WinogradGeometry& g,
                                 int64_t u0, int64_t u1, float* dm, int64_t ldm);
+void winograd4_input_adjoint_avx2(const float* dv, int64_t ldv, int64_t channels, const WinogradGeometry& g,
+                                  int64_t u0, int64_t u1, float* dx, int64_t image_stride, const float* relu_y);
 void winograd4_weights_avx2(const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs, bool flip,
                             float* u);
 void winograd4_output_avx512(const float* m, int64_t ldm, int64_t channels, const float* bias, bool relu,

@@ -69,7 +69,8 @@ Scheme scheme_f4(const KernelTable& kt) {
   sc.masked_output = kt.winograd4_output;
   sc.grad_output = kt.winograd4_grad_output;
   sc.weights = kt.winograd4_weights;
-  return sc;  // no adjoint kernel: dx runs as a forward pass over dy
+  sc.adjoint = kt.winograd4_input_adjoint;  // where null, dx runs as a forward pass over dy
+  return sc;
 }
 
 // F(4x4) where the ISA has it and the setting allows, on maps of at least
@@ -117,21 +118,6 @@ void packed_product(int64_t m, int64_t n, int64_t k, const float* packed_a, cons
 int64_t packed_size(int64_t m, int64_t k) {
   const int64_t mr = kernels().gemm_mr;
   return (m + mr - 1) / mr * mr * k;
-}
-
-// The 16 transformed kernels U[xi] (rows x cols each) packed once as the
-// micro-kernel's A (not once per block): U[xi] itself, or its transpose,
-// the panel of xi at dst + xi * packed_size(m, k).
-void pack_transformed(const float* u, int xis, int64_t rows, int64_t cols, bool transpose, float* dst) {
-  GemmTile t;
-  t.trans_a = transpose;
-  t.m = transpose ? cols : rows;
-  t.k = transpose ? rows : cols;
-  t.lda = cols;
-  for (int xi = 0; xi < xis; ++xi) {
-    t.a = u + xi * rows * cols;
-    kernels().gemm_pack_a(t, dst + xi * packed_size(t.m, t.k));
-  }
 }
 
 // Units (tile rows) per block: the transformed input and output of a block
@@ -280,18 +266,18 @@ void forward_packed(const Scheme& sc, const WinogradPass& ps, const WinogradGeom
   err.rethrow();
 }
 
-// U[xi] = (G w G^T)[xi] of w[k][c][i][j] at src + k * rs + c * cs (flipped
-// when `flip`), packed as the GEMM's A panels at `up` (packed_size(co, ci)
-// floats apart), split over the pass's threads by whole panels of output
-// channels: a thread's channels [k0, k1) are panels k0 / mr.. of every
-// packed U[xi], made from its own part of `u` (xi planes of (k1 - k0) x ci).
+// U[xi] (co x ci) = (G w G^T)[xi] of the kernels w[k][c][i][j] at src + k *
+// rs + c * cs (flipped when `flip`), packed as the GEMM's A panels at `up`
+// (packed_size(co, ci) floats apart), split over up to `threads` threads
+// by whole panels of rows: a thread's rows [k0, k1) are panels k0 / mr.. of
+// every packed U[xi], made from its own part of `u` (xi planes of (k1 - k0) x ci).
 // In training this runs every step; on one thread it kept the other
 // waiting for about 8% of a step (vgg_s conv5 at batch 64).
-void transform_weights(const Scheme& sc, const WinogradPass& ps, const float* w, int64_t rs, int64_t cs, bool flip,
-                       float* u, float* up) {
-  const int64_t co = ps.co, ci = ps.ci, mr = kernels().gemm_mr, panels = (co + mr - 1) / mr;
+void transform_weights(const Scheme& sc, int64_t co, int64_t ci, int threads, const float* w, int64_t rs, int64_t cs,
+                       bool flip, float* u, float* up) {
+  const int64_t mr = kernels().gemm_mr, panels = (co + mr - 1) / mr;
   const int64_t upanel = packed_size(co, ci);
-  const int use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(ps.use, panels)));
+  const int use = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, panels)));
   RegionError err;
 #pragma omp parallel num_threads(use) if (use > 1)
   err.run([&] {
@@ -318,7 +304,7 @@ void transform_weights(const Scheme& sc, const WinogradPass& ps, const float* w,
 void forward_transforming(const Scheme& sc, const WinogradPass& ps, const WinogradGeometry& wg, const ScratchFrame& f,
                           const float* x, const float* w, int64_t rs, int64_t cs, bool flip, const float* bias,
                           float* y, bool relu, const float* relu_y = nullptr) {
-  transform_weights(sc, ps, w, rs, cs, flip, f.shared(ps.u), f.shared(ps.up));
+  transform_weights(sc, ps.co, ps.ci, ps.use, w, rs, cs, flip, f.shared(ps.u), f.shared(ps.up));
   forward_packed(sc, ps, wg, f, x, f.shared(ps.up), bias, y, relu, relu_y);
 }
 
@@ -417,9 +403,8 @@ std::shared_ptr<const WinogradWeights> winograd_prepare(const WinogradPlan& p, c
   out->version = version;
   g_prepared.fetch_add(1);
   Tensor u({sc.xi * s.cout * s.cin});
-  sc.weights(w, s.cout, s.cin, s.cin * 9, 9, false, u.data());
   out->packed.resize({sc.xi * packed_size(s.cout, s.cin)});
-  pack_transformed(u.data(), sc.xi, s.cout, s.cin, false, out->packed.data());
+  transform_weights(sc, s.cout, s.cin, 1, w, s.cin * 9, 9, false, u.data(), out->packed.data());
   return out;
 }
 
@@ -511,11 +496,9 @@ bool winograd_backward(const WinogradPlan& p, const ScratchFrame& f, const float
   const int64_t in_stride = cin * wg.h * wg.w, out_stride = cout * wg.ho * wg.wo;
   const int64_t upanel = packed_size(cin, cout);
   float* upt = nullptr;
-  if (fused_dx) {  // U^T packed for the dV GEMMs (cin x cout per xi)
-    float* u = f.shared(b.u);
-    sc.weights(w, cout, cin, cin * 9, 9, false, u);
+  if (fused_dx) {  // U^T packed for the dV GEMMs (cin x cout per xi): the kernels w[k][c] read as [c][k]
     upt = f.shared(b.up);
-    pack_transformed(u, sc.xi, cout, cin, true, upt);
+    transform_weights(sc, cin, cout, b.use, w, 9, cin * 9, false, f.shared(b.u), upt);
   }
   const bool by_image = p.fused_dx;
   float* part = f.shared(p.parts);

@@ -258,6 +258,34 @@ inline void a4(const __m256 e[4], __m256 o[6]) {
   o[5] = e[3];
 }
 
+// o = B i (6 points): the adjoint of bt6, o[a] = sum_p B^T[p][a] i[p].
+inline void b6(const __m256 in[6], __m256 o[6]) {
+  const __m256 d12 = _mm256_sub_ps(in[2], in[1]), s12 = _mm256_add_ps(in[1], in[2]);
+  const __m256 d34 = _mm256_sub_ps(in[3], in[4]), s34 = _mm256_add_ps(in[3], in[4]);
+  o[0] = _mm256_mul_ps(k(4.0f), in[0]);
+  o[1] = _mm256_fnmadd_ps(k(2.0f), d34, _mm256_mul_ps(k(4.0f), _mm256_add_ps(d12, in[5])));  // 4 (d12 + i5) - 2 d34
+  o[2] = _mm256_fnmsub_ps(k(5.0f), in[0], _mm256_fmadd_ps(k(4.0f), s12, s34));            // -5 i0 - 4 s12 - s34
+  o[3] = _mm256_fnmadd_ps(k(5.0f), in[5], _mm256_fmsub_ps(k(2.0f), d34, d12));             // 2 d34 - d12 - 5 i5
+  o[4] = _mm256_add_ps(_mm256_add_ps(in[0], s12), s34);
+  o[5] = in[5];
+}
+
+// Lane l of the result: lane l - 1 of cur; lane 0: lane 7 of prev.
+inline __m256 shift_in(__m256 cur, __m256 prev, __m256i rot) {
+  return _mm256_blend_ps(_mm256_permutevar8x32_ps(cur, rot), _mm256_permutevar8x32_ps(prev, rot), 0x01);
+}
+
+// p[lo, hi) += lanes [lo, hi) of v.
+inline void add_lanes(float* p, __m256 v, int64_t lo, int64_t hi) {
+  if (lo == 0 && hi == 8) {
+    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v));
+    return;
+  }
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  for (int64_t l = lo; l < hi; ++l) p[l] += t[l];
+}
+
 }  // namespace
 
 // V = B^T d B for every tile of units [u0, u1) and every channel (reads the
@@ -385,6 +413,88 @@ void winograd4_grad_output_avx2(const float* dy, int64_t channels, int64_t image
           a4(col, o);
           for (int p = 0; p < kAlpha; ++p) store_cols(out + (kAlpha * p + q) * xs, gr.count, o[p]);
         }
+      }
+    }
+  }
+}
+
+// dx planes += B dV B^T of every tile of units [u0, u1) (kernels.hpp,
+// WinogradInputAdjointFn): the adjoint of winograd4_input_avx2, for dx
+// straight from the weight-gradient pass (no transform of dy on a grid of
+// its own). A unit's tiles go 8 to a register; their 6x6 patches overlap by
+// two columns, so columns 4 and 5 of each tile are shifted one lane on and
+// added to columns 0 and 1 of the next (the last lane's carried into the
+// next 8 tiles), then each patch row is 32 consecutive columns, added to
+// dx. Tile rows overlap by two rows: those are added to twice, in order
+// (units of an image come in order, from one thread).
+void winograd4_input_adjoint_avx2(const float* dv, int64_t ldv, int64_t channels, const WinogradGeometry& g,
+                                  int64_t u0, int64_t u1, float* dx, int64_t image_stride, const float* relu_y) {
+  const int64_t xs = winograd_plane(channels, ldv), plane = g.h * g.w;
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i rot = _mm256_setr_epi32(7, 0, 1, 2, 3, 4, 5, 6);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t c = 0; c < channels; ++c) {
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = u / g.th, i = u % g.th, col0 = (u - u0) * g.tw;
+      float* dxp = dx + n * image_stride + c * plane;
+      __m256 carry[kAlpha][2];  // [patch row]: columns 4 and 5 of the previous 8 tiles
+      for (int a = 0; a < kAlpha; ++a) carry[a][0] = carry[a][1] = zero;
+      // m0 == tw (tw a multiple of 8): no tiles, only the last one's carry
+      for (int64_t m0 = 0; m0 <= g.tw; m0 += 8) {
+        const int64_t nt = imin(8, g.tw - m0);
+        const int64_t base = 4 * m0 - g.pw;  // dx column of lane 0's patch column 0
+        if (nt == 0) {  // only the last tile's columns 4 and 5, carried
+          for (int a = 0; a < kAlpha; ++a) {
+            const int64_t r = 4 * i + a - g.ph;
+            if (r < 0 || r >= g.h) continue;
+            alignas(32) float c4[8], c5[8];
+            _mm256_store_ps(c4, carry[a][0]);
+            _mm256_store_ps(c5, carry[a][1]);
+            float* row = dxp + r * g.w;
+            if (base >= 0 && base < g.w) row[base] += c4[7];
+            if (base + 1 >= 0 && base + 1 < g.w) row[base + 1] += c5[7];
+          }
+          break;
+        }
+        const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(nt)), lane));
+        const float* src = dv + c * ldv + col0 + m0;
+        __m256 t[kAlpha][kAlpha];  // [p][b]: dV B^T along the columns
+        for (int p = 0; p < kAlpha; ++p) {
+          __m256 in[kAlpha];
+          for (int q = 0; q < kAlpha; ++q)  // lanes past nt read the padding or the next row: zeroed
+            in[q] = _mm256_and_ps(_mm256_loadu_ps(src + (kAlpha * p + q) * xs), keep);
+          b6(in, t[p]);
+        }
+        __m256 d[kAlpha][kAlpha];  // [b][a]: B along the rows
+        for (int b = 0; b < kAlpha; ++b) {
+          const __m256 col[kAlpha] = {t[0][b], t[1][b], t[2][b], t[3][b], t[4][b], t[5][b]};
+          b6(col, d[b]);
+        }
+        for (int a = 0; a < kAlpha; ++a) {
+          __m256 e[4], tm[4];
+          e[0] = _mm256_add_ps(d[0][a], shift_in(d[4][a], carry[a][0], rot));
+          e[1] = _mm256_add_ps(d[1][a], shift_in(d[5][a], carry[a][1], rot));
+          e[2] = d[2][a];
+          e[3] = d[3][a];
+          carry[a][0] = d[4][a];
+          carry[a][1] = d[5][a];
+          const int64_t r = 4 * i + a - g.ph;
+          if (r < 0 || r >= g.h) continue;
+          join4(e, tm);  // tm[k]: columns base + 8 k .. + 8
+          float* row = dxp + r * g.w;
+          for (int kk = 0; kk < 4; ++kk) {
+            const int64_t c0 = base + 8 * kk, lo = imax(0, -c0), hi = imin(8, g.w - c0);
+            if (lo < hi) add_lanes(row + c0, tm[kk], lo, hi);
+          }
+        }
+      }
+      if (relu_y) {
+        // Rows 4i - ph .. 4i + 3 - ph are complete (tile rows i - 1 and i
+        // added to them); at an image's last tile row, so are the two below.
+        const float* yp = relu_y + n * image_stride + c * plane;
+        const int64_t last = i + 1 == g.th ? 6 : 4;
+        for (int64_t r = imax(0, 4 * i - g.ph); r < imin(g.h, 4 * i - g.ph + last); ++r)
+          for (int64_t q = 0; q < g.w; ++q) dxp[r * g.w + q] = yp[r * g.w + q] > 0.0f ? dxp[r * g.w + q] : 0.0f;
       }
     }
   }
