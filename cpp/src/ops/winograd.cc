@@ -517,8 +517,6 @@ bool winograd_backward(const WinogradPlan& p, const ScratchFrame& f, const float
         const int64_t n0 = s.n * t / team, n1 = s.n * (t + 1) / team;
         t0 = n0 * wg.th;
         t1 = n1 * wg.th;
-        if (fused_dx && n1 > n0)
-          std::memset(dx + n0 * in_stride, 0, static_cast<size_t>((n1 - n0) * in_stride) * sizeof(float));
       }
       float* v = f.thread(t, b.v);
       float* dm = f.thread(t, b.m);
@@ -553,7 +551,13 @@ bool winograd_backward(const WinogradPlan& p, const ScratchFrame& f, const float
             packed_product(cin, cols, cout, upt + xi * upanel, dm + xi * winograd_plane(cout, ld),
                            dv + xi * winograd_plane(cin, ld), ld, pack);
         }
-        if (fused_dx) sc.adjoint(dv, ld, cin, wg, u0, u1, dx, in_stride, relu_x ? x : nullptr);
+        if (fused_dx) {
+          // each image's dx cleared just before its first tile row adds to it (still in cache
+          // then; cleared all at once up front, the adds missed it: 1/3 of the adjoint's samples)
+          for (int64_t img = (u0 + wg.th - 1) / wg.th; img * wg.th < u1; ++img)
+            std::memset(dx + img * in_stride, 0, static_cast<size_t>(in_stride) * sizeof(float));
+          sc.adjoint(dv, ld, cin, wg, u0, u1, dx, in_stride, relu_x ? x : nullptr);
+        }
         first = false;
       }
       if (first) std::memset(du, 0, usize * sizeof(float));

@@ -275,15 +275,30 @@ inline __m256 shift_in(__m256 cur, __m256 prev, __m256i rot) {
   return _mm256_blend_ps(_mm256_permutevar8x32_ps(cur, rot), _mm256_permutevar8x32_ps(prev, rot), 0x01);
 }
 
-// p[lo, hi) += lanes [lo, hi) of v.
-inline void add_lanes(float* p, __m256 v, int64_t lo, int64_t hi) {
+// row[c0 + lo, c0 + hi) += lanes [lo, hi) of v, for a row of w floats. An
+// edge window (lanes outside the row) is added as the full 8-float window
+// inside the row nearest to it, v's lanes moved there with a permute and
+// the others zero (through a stack buffer, the reload stalled on the
+// store: 1/7 of this kernel's samples in vgg_s training).
+inline void add_window(float* row, int64_t w, int64_t c0, __m256 v, int64_t lo, int64_t hi) {
   if (lo == 0 && hi == 8) {
-    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), v));
+    _mm256_storeu_ps(row + c0, _mm256_add_ps(_mm256_loadu_ps(row + c0), v));
+    return;
+  }
+  if (w >= 8) {
+    const int64_t s0 = imin(imax(c0, 0), w - 8);
+    // destination lane l takes lane l + s0 - c0 of v (permutevar reads its low 3 bits)
+    const __m256i idx = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                         _mm256_set1_epi32(static_cast<int>(s0 - c0)));
+    const __m256i in = _mm256_and_si256(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(static_cast<int>(lo) - 1)),
+                                        _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(hi)), idx));
+    const __m256 moved = _mm256_and_ps(_mm256_permutevar8x32_ps(v, idx), _mm256_castsi256_ps(in));
+    _mm256_storeu_ps(row + s0, _mm256_add_ps(_mm256_loadu_ps(row + s0), moved));
     return;
   }
   alignas(32) float t[8];
   _mm256_store_ps(t, v);
-  for (int64_t l = lo; l < hi; ++l) p[l] += t[l];
+  for (int64_t l = lo; l < hi; ++l) row[c0 + l] += t[l];
 }
 
 }  // namespace
@@ -484,7 +499,7 @@ void winograd4_input_adjoint_avx2(const float* dv, int64_t ldv, int64_t channels
           float* row = dxp + r * g.w;
           for (int kk = 0; kk < 4; ++kk) {
             const int64_t c0 = base + 8 * kk, lo = imax(0, -c0), hi = imin(8, g.w - c0);
-            if (lo < hi) add_lanes(row + c0, tm[kk], lo, hi);
+            if (lo < hi) add_window(row, g.w, c0, tm[kk], lo, hi);
           }
         }
       }
