@@ -1,0 +1,148 @@
+#include "ops/qwinograd.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "core/parallel.hpp"
+#include "dispatch/dispatch.hpp"
+#include "kernels/qwinograd.hpp"
+#include "ops/scratch.hpp"
+
+namespace cpucnn {
+
+namespace {
+
+std::atomic<int> g_mode{static_cast<int>(QWinogradMode::kAuto)};
+std::atomic<uint64_t> g_runs{0};
+
+// In kAuto, input channels from which the Winograd path beats the direct one: with fewer, the
+// transforms' cost (per channel, whatever the outputs) and the int16 pairs' padding outweigh the
+// 2.25x fewer multiplies (cin 1 and 3 first layers stay direct; measured in the report of the
+// change that brought this path).
+constexpr int64_t kMinCin = 8;
+
+// V of a block within about this many bytes (L2 is 512 KiB; the weights' panels and the output
+// stream through it too).
+constexpr int64_t kBlockBytes = int64_t(192) << 10;
+
+// Items per thread at least so that waking another thread pays (as in ops/qgemm.cc).
+int64_t grain_for(int64_t macs_per_item) {
+  constexpr int64_t kMinMacs = int64_t(1) << 18;
+  return std::max<int64_t>(1, kMinMacs / std::max<int64_t>(1, macs_per_item));
+}
+
+}  // namespace
+
+void set_qconv2d_winograd(QWinogradMode mode) { g_mode.store(static_cast<int>(mode)); }
+QWinogradMode qconv2d_winograd() { return static_cast<QWinogradMode>(g_mode.load()); }
+uint64_t qwinograd_runs() { return g_runs.load(); }
+
+bool qwinograd_applicable(const QConvGeo& g) {
+  return g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.ho >= 1 && g.wo >= 1 &&
+         qwino_fits(g.cin);
+}
+
+bool qwinograd_chosen(const QPackedWeights& pw, const QConvGeo& g, int64_t n) {
+  if (pw.wino_u.empty() || n <= 0) return false;
+  const auto mode = qconv2d_winograd();
+  if (mode == QWinogradMode::kNever) return false;
+  if (mode == QWinogradMode::kAlways) return true;
+  return g.cin >= kMinCin;
+}
+
+void qwinograd_pack(const float* w, int64_t m, const QConvGeo& g, QPackedWeights& p) {
+  const int64_t cin2 = (g.cin + 1) / 2, panels = (m + kQPanelRows - 1) / kQPanelRows;
+  p.wino_u.assign(static_cast<size_t>(panels * 16 * cin2 * 8), 0);
+  qwino_pack_weights(w, m, g.cin, p.wino_u.data());
+}
+
+// Units are (image, block of tile rows); when there are fewer than two per thread, each unit's
+// output channels are split too (whole 4-row panels): the parts of a unit each transform its
+// input (a small cost next to their products) and run their channels' products, so no data
+// crosses between the cores' caches. One parallel region; the scratch (per thread: the unit's
+// padded rows and its V block) is planned before it.
+void qconv2d_forward_winograd(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp, const uint8_t* x, int64_t n,
+                              uint8_t* y8, float* yf) {
+  const KernelTable& kt = kernels();
+  g_runs.fetch_add(1, std::memory_order_relaxed);
+  const int64_t cin = g.cin, cin2 = (cin + 1) / 2, m = pw.m, panels = (m + kQPanelRows - 1) / kQPanelRows;
+  const int64_t th = (g.ho + 1) / 2, tw = (g.wo + 1) / 2, P = g.ho * g.wo;
+  const int threads = get_num_threads();
+  const int64_t want = 2 * static_cast<int64_t>(threads);
+  // Tile rows a block: V (64 bytes a channel pair and tile) within kBlockBytes, at least a group
+  // of tiles; fewer where there are too few images to give every thread two blocks.
+  const int64_t max_tiles = std::max<int64_t>(kQWinoTiles, kBlockBytes / (64 * cin2));
+  const int64_t min_rows = std::min(th, (kQWinoTiles + tw - 1) / tw);
+  int64_t trows = std::clamp<int64_t>(max_tiles / tw, 1, th);
+  if (n * ((th + trows - 1) / trows) < want) trows = std::max(min_rows, std::min(trows, (th * n + want - 1) / want));
+  const int64_t blocks = (th + trows - 1) / trows, units = n * blocks;
+  const int64_t parts = units >= want ? 1 : std::max<int64_t>(1, std::min((want + units - 1) / units, panels / 2));
+  const int64_t items = units * parts;
+  const int64_t wp = 2 * tw + 2, plane = (2 * trows + 2) * wp;
+  const int64_t padded = cin * plane + 64, ldv = qwino_ldv(trows, tw);
+  ScratchLayout layout;
+  const int64_t pad_at = layout.per_thread((padded + 3) / 4);
+  const int64_t v_at = layout.per_thread(16 * cin2 * ldv);  // ldv pairs of int16: one float each
+  ScratchFrame frame(layout, threads);
+  const int64_t in_image = cin * g.h * g.w, out_image = m * P;
+  QWinoOut base;
+  base.o.ibias = pw.ibias.data();
+  base.o.mult = pw.mult.data();
+  base.o.add = pw.add.data();
+  base.o.lo = pw.lo;
+  base.o.hi = pw.hi;
+  base.o.relu = pw.relu;
+  base.o.row_stride = P;
+  base.o.col_stride = 1;
+  base.tw = tw;
+  base.wo = g.wo;
+  const int64_t panel_size = 16 * cin2 * 8;
+  parallel_for(items, grain_for((m / parts + 1) * cin * 9 * trows * tw * 4), [&](int64_t b, int64_t e) {
+    const int t = thread_id();
+    uint8_t* xpad = reinterpret_cast<uint8_t*>(frame.thread(t, pad_at));
+    int16_t* v = reinterpret_cast<int16_t*>(frame.thread(t, v_at));
+    std::memset(xpad + cin * plane, in_zp, 64);  // the slack the input kernel may read
+    int64_t ready = -1;  // the unit whose V is in v
+    for (int64_t it = b; it < e; ++it) {
+      const int64_t unit = it / parts, q = it % parts;
+      const int64_t img = unit / blocks, i0 = (unit % blocks) * trows, nrows = std::min(trows, th - i0);
+      if (ready != unit) {
+        // padded rows [2 i0, 2 (i0 + nrows) + 2) of every channel, the zero point around
+        const uint8_t* xi = x + img * in_image;
+        const int64_t prows = 2 * nrows + 2;
+        for (int64_t c = 0; c < cin; ++c)
+          for (int64_t pr = 0; pr < prows; ++pr) {
+            uint8_t* dst = xpad + c * plane + pr * wp;
+            const int64_t r = 2 * i0 + pr - g.ph;
+            if (r < 0 || r >= g.h) {
+              std::memset(dst, in_zp, static_cast<size_t>(wp));
+            } else {
+              std::memset(dst, in_zp, static_cast<size_t>(g.pw));
+              std::memcpy(dst + g.pw, xi + (c * g.h + r) * g.w, static_cast<size_t>(g.w));
+              std::memset(dst + g.pw + g.w, in_zp, static_cast<size_t>(wp - g.pw - g.w));
+            }
+          }
+        if (prows < 2 * trows + 2)  // the kernel's over-read past the block's last row stays defined
+          for (int64_t c = 0; c < cin; ++c)
+            std::memset(xpad + c * plane + prows * wp, in_zp, static_cast<size_t>((2 * trows + 2 - prows) * wp));
+        kt.qwino_input(xpad, plane, wp, cin, nrows, tw, v, ldv);
+        ready = unit;
+      }
+      const int64_t p0 = panels * q / parts, p1 = panels * (q + 1) / parts;
+      const int64_t r0 = p0 * kQPanelRows, rows = std::min(m, p1 * kQPanelRows) - r0;
+      if (rows <= 0) continue;
+      QWinoOut out = base;
+      out.o.ibias += r0;
+      out.o.mult += r0;
+      out.o.add += r0;
+      const int64_t at = img * out_image + r0 * P + 2 * i0 * g.wo;
+      if (y8) out.o.y8 = y8 + at;
+      if (yf) out.o.yf = yf + at;
+      out.rows = g.ho - 2 * i0;
+      kt.qwino_gemm(pw.wino_u.data() + p0 * panel_size, rows, cin2, v, ldv, nrows * tw, out);
+    }
+  });
+}
+
+}  // namespace cpucnn
