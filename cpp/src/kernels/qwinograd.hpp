@@ -18,7 +18,9 @@
 //  - U: per 4-row panel p of output channels, per position pos, per channel pair c2: 8 int16,
 //    rows 0..3 each as the pair (U[row][2 c2], U[row][2 c2 + 1]):
 //    u[((p * 16 + pos) * cin2 + c2) * 8 + 2 * row + (c & 1)];
-//  - V: per position, per channel pair, ldv tiles of 2 int16: v[((pos * cin2 + c2) * ldv + j) * 2 + (c & 1)].
+//  - V: per group of 16 tiles, per position, per channel pair, 16 tiles of 2 int16 (what one step
+//    of the products reads: contiguous, so the 16 positions' rows never collide in L1's sets):
+//    v[(((j / 16) * 16 + pos) * cin2 + c2) * 32 + (j % 16) * 2 + (c & 1)].
 // Tiles of a block are numbered j = i * tw + t (tile row i, tile column t).
 #pragma once
 
@@ -33,23 +35,21 @@ constexpr int kQWinoTiles = 16;  // tiles a GEMM column group (and the AVX2 inpu
 // Whether |every intermediate| < 2^31 for cin input channels (the bound above, in 64 bits).
 inline bool qwino_fits(int64_t cin) { return cin > 0 && cin <= (int64_t(1) << 40) && cin * 127 * 127 * 146 < (int64_t(1) << 31); }
 
-// The V columns a block of `trows` tile rows of `tw` tiles needs: the input kernels may write
-// up to a whole group past each row's last tile (the next row overwrites it; the last row's
-// spill stays in the block's slack) and define every column in [0, ldv).
-inline int64_t qwino_ldv(int64_t trows, int64_t tw) {
-  const auto up = [](int64_t v) { return (v + kQWinoTiles - 1) / kQWinoTiles * kQWinoTiles; };
-  return up((trows - 1) * tw + up(tw));
+// int16 values of V for ntiles tiles of cin channels (whole groups).
+inline int64_t qwino_v_size(int64_t ntiles, int64_t cin) {
+  return (ntiles + kQWinoTiles - 1) / kQWinoTiles * 16 * ((cin + 1) / 2) * 32;
 }
 
 // V of trows x tw tiles of the padded image xpad: tile (i, t) of channel c reads the 4x4 bytes
-// at xpad + c * plane + (2 i + r) * wp + 2 t + k. The caller leaves 64 readable bytes past the
-// last channel's last padded row (2 trows + 2 rows). Writes every column of [0, ldv).
+// at xpad + c * plane + (2 i + r) * wp + 2 t + k. The caller leaves 64 readable bytes past every
+// channel's last padded row (2 trows + 2 rows). Writes all of qwino_v_size(trows * tw, cin)
+// (the last group's tiles past the block: defined, unused).
 using QWinoInputFn = void (*)(const uint8_t* xpad, int64_t plane, int64_t wp, int64_t cin, int64_t trows, int64_t tw,
-                              int16_t* v, int64_t ldv);
+                              int16_t* v);
 void qwino_input_scalar(const uint8_t* xpad, int64_t plane, int64_t wp, int64_t cin, int64_t trows, int64_t tw,
-                        int16_t* v, int64_t ldv);
+                        int16_t* v);
 void qwino_input_avx2(const uint8_t* xpad, int64_t plane, int64_t wp, int64_t cin, int64_t trows, int64_t tw,
-                      int16_t* v, int64_t ldv);
+                      int16_t* v);
 
 // Where the outputs of a block go: o.y8 / o.yf point at output channel 0 of the call's rows
 // (o.ibias, o.mult, o.add likewise), planes o.row_stride apart; tile (i, t)'s output (a, b) is at
@@ -62,12 +62,11 @@ struct QWinoOut {
 
 // For output channels [0, m) (the panels at u) and tiles [0, ntiles) of V: M = U V per position,
 // Y = A^T M A / 4, requantised (o) into the outputs. Allocates nothing, throws nothing.
-using QWinoGemmFn = void (*)(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v, int64_t ldv,
-                             int64_t ntiles, const QWinoOut& out);
-void qwino_gemm_scalar(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v, int64_t ldv, int64_t ntiles,
+using QWinoGemmFn = void (*)(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v, int64_t ntiles,
+                             const QWinoOut& out);
+void qwino_gemm_scalar(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v, int64_t ntiles,
                        const QWinoOut& out);
-void qwino_gemm_avx2(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v, int64_t ldv, int64_t ntiles,
-                     const QWinoOut& out);
+void qwino_gemm_avx2(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v, int64_t ntiles, const QWinoOut& out);
 
 // U of m x cin 3x3 kernels w (PyTorch order, integers in [-127, 127] as floats) in the layout
 // above (ISA-independent, scalar).

@@ -80,10 +80,10 @@ void qconv2d_forward_winograd(const QPackedWeights& pw, const QConvGeo& g, uint8
   const int64_t parts = units >= want ? 1 : std::max<int64_t>(1, std::min((want + units - 1) / units, panels / 2));
   const int64_t items = units * parts;
   const int64_t wp = 2 * tw + 2, plane = (2 * trows + 2) * wp;
-  const int64_t padded = cin * plane + 64, ldv = qwino_ldv(trows, tw);
+  const int64_t padded = cin * plane + 64;
   ScratchLayout layout;
   const int64_t pad_at = layout.per_thread((padded + 3) / 4);
-  const int64_t v_at = layout.per_thread(16 * cin2 * ldv);  // ldv pairs of int16: one float each
+  const int64_t v_at = layout.per_thread((qwino_v_size(trows * tw, cin) + 1) / 2);
   ScratchFrame frame(layout, threads);
   const int64_t in_image = cin * g.h * g.w, out_image = m * P;
   QWinoOut base;
@@ -126,7 +126,7 @@ void qconv2d_forward_winograd(const QPackedWeights& pw, const QConvGeo& g, uint8
         if (prows < 2 * trows + 2)  // the kernel's over-read past the block's last row stays defined
           for (int64_t c = 0; c < cin; ++c)
             std::memset(xpad + c * plane + prows * wp, in_zp, static_cast<size_t>((2 * trows + 2 - prows) * wp));
-        kt.qwino_input(xpad, plane, wp, cin, nrows, tw, v, ldv);
+        kt.qwino_input(xpad, plane, wp, cin, nrows, tw, v);
         ready = unit;
       }
       const int64_t p0 = panels * q / parts, p1 = panels * (q + 1) / parts;
@@ -140,7 +140,7 @@ void qconv2d_forward_winograd(const QPackedWeights& pw, const QConvGeo& g, uint8
       if (y8) out.o.y8 = y8 + at;
       if (yf) out.o.yf = yf + at;
       out.rows = g.ho - 2 * i0;
-      kt.qwino_gemm(pw.wino_u.data() + p0 * panel_size, rows, cin2, v, ldv, nrows * tw, out);
+      kt.qwino_gemm(pw.wino_u.data() + p0 * panel_size, rows, cin2, v, nrows * tw, out);
     }
   });
 }

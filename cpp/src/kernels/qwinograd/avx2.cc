@@ -46,14 +46,14 @@ inline void input_16(const uint8_t* p, int64_t wp, __m256i* out) {
 }
 
 // acc[0..3] (4 rows x tiles 0-7) and acc[4..7] (tiles 8-15) = sum over channel pairs of the U
-// panel's pairs (up: cin2 groups of 8 int16) x V's (vp: cin2 rows of ldv pairs).
-inline void tile_4x16(const int16_t* up, const int16_t* vp, int64_t cin2, int64_t ldv, __m256i* acc) {
+// panel's pairs (up: cin2 groups of 8 int16) x V's (vp: cin2 rows of 16 pairs).
+inline void tile_4x16(const int16_t* up, const int16_t* vp, int64_t cin2, __m256i* acc) {
   __m256i vacc0 = _mm256_setzero_si256(), vacc1 = _mm256_setzero_si256();
   __m256i vacc2 = _mm256_setzero_si256(), vacc3 = _mm256_setzero_si256();
   __m256i vacc4 = _mm256_setzero_si256(), vacc5 = _mm256_setzero_si256();
   __m256i vacc6 = _mm256_setzero_si256(), vacc7 = _mm256_setzero_si256();
   const float* uf = reinterpret_cast<const float*>(up);
-  for (int64_t c2 = 0; c2 < cin2; ++c2, uf += 4, vp += 2 * ldv) {
+  for (int64_t c2 = 0; c2 < cin2; ++c2, uf += 4, vp += 32) {
     const __m256i vb0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(vp));
     const __m256i vb1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(vp + 16));
     const __m256i va0 = _mm256_castps_si256(_mm256_broadcast_ss(uf));
@@ -101,41 +101,50 @@ inline void output_8(const __m256i* m, __m256i line[2][2]) {
 }  // namespace
 
 void qwino_input_avx2(const uint8_t* xpad, int64_t plane, int64_t wp, int64_t cin, int64_t trows, int64_t tw,
-                      int16_t* v, int64_t ldv) {
-  const int64_t cin2 = (cin + 1) / 2;
-  const int64_t end = (trows - 1) * tw + (tw + kQWinoTiles - 1) / kQWinoTiles * kQWinoTiles;  // columns written
+                      int16_t* v) {
+  const int64_t cin2 = (cin + 1) / 2, ntiles = trows * tw;
+  // One group's 16 tiles of a channel pair, each position's 32 int16 in a row, and room for the
+  // spill of a run that starts inside the group (16 tiles are transformed from any start).
+  alignas(32) int16_t stage[16][64] = {};
   alignas(32) int16_t first[16][16];
-  for (int64_t c2 = 0; c2 < cin2; ++c2) {
-    const uint8_t* x0 = xpad + 2 * c2 * plane;
-    const bool pair = 2 * c2 + 1 < cin;
-    for (int64_t i = 0; i < trows; ++i)
-      for (int64_t t0 = 0; t0 < tw; t0 += kQWinoTiles) {  // the last step spills into the next row's columns
+  for (int64_t j0 = 0; j0 < ntiles; j0 += kQWinoTiles) {
+    int16_t* vg = v + (j0 / kQWinoTiles) * 16 * cin2 * 32;
+    for (int64_t c2 = 0; c2 < cin2; ++c2) {
+      const uint8_t* x0 = xpad + 2 * c2 * plane;
+      const bool pair = 2 * c2 + 1 < cin;
+      for (int64_t jj = 0; jj < kQWinoTiles && j0 + jj < ntiles;) {  // runs of the group in one tile row
+        const int64_t j = j0 + jj, i = j / tw, t = j % tw;
+        const int64_t run = tw - t < kQWinoTiles - jj ? tw - t : kQWinoTiles - jj;
         __m256i a[16], b[16];
-        input_16(x0 + 2 * i * wp + 2 * t0, wp, a);
+        input_16(x0 + 2 * i * wp + 2 * t, wp, a);
         for (int pos = 0; pos < 16; ++pos) _mm256_store_si256(reinterpret_cast<__m256i*>(first[pos]), a[pos]);
         if (pair)
-          input_16(x0 + plane + 2 * i * wp + 2 * t0, wp, b);
+          input_16(x0 + plane + 2 * i * wp + 2 * t, wp, b);
         else
           for (int pos = 0; pos < 16; ++pos) b[pos] = _mm256_setzero_si256();
-        int16_t* dst = v + (c2 * ldv + i * tw + t0) * 2;
-        for (int pos = 0; pos < 16; ++pos, dst += 2 * cin2 * ldv) {
+        for (int pos = 0; pos < 16; ++pos) {
           const __m256i va = _mm256_load_si256(reinterpret_cast<const __m256i*>(first[pos]));
           const __m256i lo = _mm256_unpacklo_epi16(va, b[pos]);  // tiles 0-3 | 8-11
           const __m256i hi = _mm256_unpackhi_epi16(va, b[pos]);  // tiles 4-7 | 12-15
+          int16_t* dst = stage[pos] + 2 * jj;
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_permute2x128_si256(lo, hi, 0x20));
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 16), _mm256_permute2x128_si256(lo, hi, 0x31));
         }
+        jj += run;
       }
-    if (end < ldv)
-      for (int pos = 0; pos < 16; ++pos)
-        std::memset(v + ((pos * cin2 + c2) * ldv + end) * 2, 0, static_cast<size_t>(ldv - end) * 2 * sizeof(int16_t));
+      for (int pos = 0; pos < 16; ++pos) {
+        int16_t* dst = vg + (pos * cin2 + c2) * 32;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_load_si256(reinterpret_cast<const __m256i*>(stage[pos])));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 16),
+                            _mm256_load_si256(reinterpret_cast<const __m256i*>(stage[pos] + 16)));
+      }
+    }
   }
 }
 
-void qwino_gemm_avx2(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v, int64_t ldv, int64_t ntiles,
-                     const QWinoOut& out) {
+void qwino_gemm_avx2(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v, int64_t ntiles, const QWinoOut& out) {
   const QGemmOut& o = out.o;
-  const int64_t tw = out.tw, wo = out.wo, panel_size = 16 * cin2 * 8, pos_stride = 2 * cin2 * ldv;
+  const int64_t tw = out.tw, wo = out.wo, panel_size = 16 * cin2 * 8;
   const size_t esize = o.y8 ? 1 : sizeof(float);
   alignas(32) int32_t mb[16][4][16];        // M of one panel x one group: [pos][row][tile]
   alignas(32) unsigned char stage[2][128];  // one output channel's two rows of a group (u8 or float)
@@ -147,7 +156,7 @@ void qwino_gemm_avx2(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v
       const int16_t* up = u + (r0 / kQPanelRows) * panel_size;
       for (int pos = 0; pos < 16; ++pos) {
         __m256i acc[8];
-        tile_4x16(up + pos * cin2 * 8, v + pos * pos_stride + j0 * 2, cin2, ldv, acc);
+        tile_4x16(up + pos * cin2 * 8, v + ((j0 / kQWinoTiles) * 16 + pos) * cin2 * 32, cin2, acc);
         for (int r = 0; r < 4; ++r) {
           _mm256_store_si256(reinterpret_cast<__m256i*>(&mb[pos][r][0]), acc[r]);
           _mm256_store_si256(reinterpret_cast<__m256i*>(&mb[pos][r][8]), acc[r + 4]);

@@ -8,11 +8,12 @@
 namespace cpucnn {
 
 void qwino_input_scalar(const uint8_t* xpad, int64_t plane, int64_t wp, int64_t cin, int64_t trows, int64_t tw,
-                        int16_t* v, int64_t ldv) {
+                        int16_t* v) {
   const int64_t cin2 = (cin + 1) / 2, ntiles = trows * tw;
+  const int64_t cols = (ntiles + kQWinoTiles - 1) / kQWinoTiles * kQWinoTiles;
   for (int64_t c = 0; c < 2 * cin2; ++c) {
     const int64_t c2 = c / 2, lane = c % 2;
-    for (int64_t j = 0; j < ldv; ++j) {
+    for (int64_t j = 0; j < cols; ++j) {
       int32_t out[16] = {};
       if (c < cin && j < ntiles) {
         const uint8_t* p = xpad + c * plane + 2 * (j / tw) * wp + 2 * (j % tw);
@@ -32,12 +33,13 @@ void qwino_input_scalar(const uint8_t* xpad, int64_t plane, int64_t wp, int64_t 
           out[r * 4 + 3] = t[r][1] - t[r][3];
         }
       }
-      for (int pos = 0; pos < 16; ++pos) v[((pos * cin2 + c2) * ldv + j) * 2 + lane] = static_cast<int16_t>(out[pos]);
+      for (int pos = 0; pos < 16; ++pos)
+        v[(((j / kQWinoTiles) * 16 + pos) * cin2 + c2) * 32 + (j % kQWinoTiles) * 2 + lane] = static_cast<int16_t>(out[pos]);
     }
   }
 }
 
-void qwino_gemm_scalar(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v, int64_t ldv, int64_t ntiles,
+void qwino_gemm_scalar(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v, int64_t ntiles,
                        const QWinoOut& out) {
   const QGemmOut& o = out.o;
   for (int64_t r = 0; r < m; ++r) {
@@ -48,7 +50,7 @@ void qwino_gemm_scalar(const int16_t* u, int64_t m, int64_t cin2, const int16_t*
         int32_t acc = 0;
         for (int64_t c2 = 0; c2 < cin2; ++c2) {
           const int16_t* up = ur + (pos * cin2 + c2) * 8;
-          const int16_t* vp = v + ((pos * cin2 + c2) * ldv + j) * 2;
+          const int16_t* vp = v + (((j / kQWinoTiles) * 16 + pos) * cin2 + c2) * 32 + (j % kQWinoTiles) * 2;
           acc += int32_t(up[0]) * vp[0] + int32_t(up[1]) * vp[1];
         }
         mm[pos] = acc;
