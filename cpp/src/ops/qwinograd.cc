@@ -16,11 +16,14 @@ namespace {
 std::atomic<int> g_mode{static_cast<int>(QWinogradMode::kAuto)};
 std::atomic<uint64_t> g_runs{0};
 
-// In kAuto, input channels from which the Winograd path beats the direct one: with fewer, the
-// transforms' cost (per channel, whatever the outputs) and the int16 pairs' padding outweigh the
-// 2.25x fewer multiplies (cin 1 and 3 first layers stay direct; measured in the report of the
-// change that brought this path).
-constexpr int64_t kMinCin = 8;
+// In kAuto, where the Winograd path beats the direct one. On AVX2 (Zen 3) its products are bound
+// by the vector pipes: vpmaddwd + vpaddd, 16 ops a 4x16 register tile step, against 24 for the
+// direct kernel's vpmaddubsw + vpmaddwd + vpaddd on 2.25x the products: at best ~1.5x. The
+// transforms cost per input channel (input) and per output channel (output) whatever the other
+// count, so thin layers lose. Measured, 1 thread, batch 32 and 1 (direct / Winograd time): 3 -> 32
+// channels 0.9, 8 -> 16 0.8, 16 -> 16 0.9, 16 -> 32 0.9 (16x16 maps), 8 -> 64 1.3 and 16 -> 64
+// 1.2 (32x32), 32 -> 32 1.25-1.3 (32x32), 32 -> 64 1.2 (16x16), 64 -> 128 1.15 (8x8).
+constexpr int64_t kMinCin = 8, kMinChannelProduct = 1024;
 
 // V of a block within about this many bytes (L2 is 512 KiB; the weights' panels and the output
 // stream through it too).
@@ -48,7 +51,7 @@ bool qwinograd_chosen(const QPackedWeights& pw, const QConvGeo& g, int64_t n) {
   const auto mode = qconv2d_winograd();
   if (mode == QWinogradMode::kNever) return false;
   if (mode == QWinogradMode::kAlways) return true;
-  return g.cin >= kMinCin;
+  return g.cin >= kMinCin && g.cin * pw.m >= kMinChannelProduct;
 }
 
 void qwinograd_pack(const float* w, int64_t m, const QConvGeo& g, QPackedWeights& p) {
