@@ -45,6 +45,36 @@ inline void input_16(const uint8_t* p, int64_t wp, __m256i* out) {
   }
 }
 
+// The same for 8 tiles (out[pos]: 8 int16).
+inline void input_8(const uint8_t* p, int64_t wp, __m128i* out) {
+  const __m128i low = _mm_set1_epi16(0x00ff);
+  __m128i d[4][4];
+  for (int r = 0; r < 4; ++r) {
+    const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * wp));
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * wp + 2));
+    d[r][0] = _mm_and_si128(a, low);
+    d[r][1] = _mm_srli_epi16(a, 8);
+    d[r][2] = _mm_and_si128(b, low);
+    d[r][3] = _mm_srli_epi16(b, 8);
+  }
+  for (int k = 0; k < 4; ++k) {
+    const __m128i t0 = _mm_sub_epi16(d[0][k], d[2][k]);
+    const __m128i t1 = _mm_add_epi16(d[1][k], d[2][k]);
+    const __m128i t2 = _mm_sub_epi16(d[2][k], d[1][k]);
+    const __m128i t3 = _mm_sub_epi16(d[1][k], d[3][k]);
+    d[0][k] = t0;
+    d[1][k] = t1;
+    d[2][k] = t2;
+    d[3][k] = t3;
+  }
+  for (int r = 0; r < 4; ++r) {
+    out[r * 4 + 0] = _mm_sub_epi16(d[r][0], d[r][2]);
+    out[r * 4 + 1] = _mm_add_epi16(d[r][1], d[r][2]);
+    out[r * 4 + 2] = _mm_sub_epi16(d[r][2], d[r][1]);
+    out[r * 4 + 3] = _mm_sub_epi16(d[r][1], d[r][3]);
+  }
+}
+
 // acc[0..3] (4 rows x tiles 0-7) and acc[4..7] (tiles 8-15) = sum over channel pairs of the U
 // panel's pairs (up: cin2 groups of 8 int16) x V's (vp: cin2 rows of 16 pairs).
 inline void tile_4x16(const int16_t* up, const int16_t* vp, int64_t cin2, __m256i* acc) {
@@ -115,6 +145,21 @@ void qwino_input_avx2(const uint8_t* xpad, int64_t plane, int64_t wp, int64_t ci
       for (int64_t jj = 0; jj < kQWinoTiles && j0 + jj < ntiles;) {  // runs of the group in one tile row
         const int64_t j = j0 + jj, i = j / tw, t = j % tw;
         const int64_t run = tw - t < kQWinoTiles - jj ? tw - t : kQWinoTiles - jj;
+        if (run <= 8) {  // a short run (maps of 16 columns or fewer): 8 tiles, half the work
+          __m128i a[16], b[16];
+          input_8(x0 + 2 * i * wp + 2 * t, wp, a);
+          if (pair)
+            input_8(x0 + plane + 2 * i * wp + 2 * t, wp, b);
+          else
+            for (int pos = 0; pos < 16; ++pos) b[pos] = _mm_setzero_si128();
+          for (int pos = 0; pos < 16; ++pos) {
+            int16_t* dst = stage[pos] + 2 * jj;
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm_unpacklo_epi16(a[pos], b[pos]));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + 8), _mm_unpackhi_epi16(a[pos], b[pos]));
+          }
+          jj += run;
+          continue;
+        }
         __m256i a[16], b[16];
         input_16(x0 + 2 * i * wp + 2 * t, wp, a);
         for (int pos = 0; pos < 16; ++pos) _mm256_store_si256(reinterpret_cast<__m256i*>(first[pos]), a[pos]);
@@ -147,11 +192,8 @@ void qwino_gemm_avx2(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v
   const int64_t tw = out.tw, wo = out.wo, panel_size = 16 * cin2 * 8;
   const size_t esize = o.y8 ? 1 : sizeof(float);
   alignas(32) int32_t mb[16][4][16];        // M of one panel x one group: [pos][row][tile]
-  alignas(32) unsigned char stage[2][128];  // one output channel's two rows of a group (u8 or float)
+  alignas(32) unsigned char stage[64];      // 16 requantised outputs (u8 or float)
   for (int64_t j0 = 0; j0 < ntiles; j0 += kQWinoTiles) {
-    const int64_t i0 = j0 / tw, t0 = j0 % tw, nt = ntiles - j0 < kQWinoTiles ? ntiles - j0 : kQWinoTiles;
-    // the whole group in one tile row, every output column inside: requantised straight into y
-    const bool straight = t0 + kQWinoTiles <= tw && 2 * (t0 + kQWinoTiles) <= wo;
     for (int64_t r0 = 0; r0 < m; r0 += kQPanelRows) {
       const int16_t* up = u + (r0 / kQPanelRows) * panel_size;
       for (int pos = 0; pos < 16; ++pos) {
@@ -164,50 +206,43 @@ void qwino_gemm_avx2(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v
       }
       const int64_t rows = m - r0 < kQPanelRows ? m - r0 : kQPanelRows;
       for (int64_t r = 0; r < rows; ++r) {
-        __m256i line[2][2][2];  // [half][a][16 values]
-        for (int h = 0; h < 2; ++h) {
-          __m256i mm[16];
+        const int64_t ch = r0 + r;
+        for (int h = 0; h < 2 && j0 + 8 * h < ntiles; ++h) {  // 8 tiles at a time
+          __m256i mm[16], line[2][2];
           for (int pos = 0; pos < 16; ++pos)
             mm[pos] = _mm256_load_si256(reinterpret_cast<const __m256i*>(&mb[pos][r][8 * h]));
-          output_8(mm, line[h]);
-        }
-        const int64_t ch = r0 + r;
-        if (straight) {
+          output_8(mm, line);
+          const int64_t h0 = j0 + 8 * h, i = h0 / tw, t = h0 % tw, nh = ntiles - h0 < 8 ? ntiles - h0 : 8;
+          // the 8 tiles in one tile row, every output column inside: requantised straight into y
+          const bool straight = t + 8 <= tw && 2 * (t + 8) <= wo;
           for (int a = 0; a < 2; ++a) {
-            const int64_t row = 2 * i0 + a;
-            if (row >= out.rows) continue;
-            QGemmOut oy = o;
-            const int64_t at = row * wo + 2 * t0;
-            if (oy.y8) oy.y8 += at;
-            if (oy.yf) oy.yf += at;
-            store_row(line[0][a][0], line[0][a][1], ch, 16, oy);
-            if (oy.y8) oy.y8 += 16;
-            if (oy.yf) oy.yf += 16;
-            store_row(line[1][a][0], line[1][a][1], ch, 16, oy);
-          }
-          continue;
-        }
-        // staged: the group's tiles cross tile rows or the plane's right edge
-        for (int a = 0; a < 2; ++a)
-          for (int h = 0; h < 2; ++h) {
+            if (straight) {
+              const int64_t row = 2 * i + a;
+              if (row >= out.rows) continue;
+              QGemmOut oy = o;
+              if (oy.y8) oy.y8 += row * wo + 2 * t;
+              if (oy.yf) oy.yf += row * wo + 2 * t;
+              store_row(line[a][0], line[a][1], ch, 16, oy);
+              continue;
+            }
+            // staged: the tiles cross tile rows or the plane's right edge
             QGemmOut os = o;
             os.row_stride = 0;
-            if (os.y8) os.y8 = stage[a] + 16 * h;
-            if (os.yf) os.yf = reinterpret_cast<float*>(stage[a]) + 16 * h;
-            store_row(line[h][a][0], line[h][a][1], ch, 16, os);
+            if (os.y8) os.y8 = stage;
+            if (os.yf) os.yf = reinterpret_cast<float*>(stage);
+            store_row(line[a][0], line[a][1], ch, 16, os);
+            for (int64_t jj = 0; jj < nh;) {
+              const int64_t ti = (h0 + jj) / tw, tt = (h0 + jj) % tw;
+              const int64_t run = tw - tt < nh - jj ? tw - tt : nh - jj;
+              const int64_t cols = 2 * run < wo - 2 * tt ? 2 * run : wo - 2 * tt, row = 2 * ti + a;
+              if (row < out.rows && cols > 0) {
+                const int64_t at = ch * o.row_stride + row * wo + 2 * tt;
+                unsigned char* dst = o.y8 ? o.y8 + at : reinterpret_cast<unsigned char*>(o.yf + at);
+                std::memcpy(dst, stage + 2 * jj * static_cast<int64_t>(esize), static_cast<size_t>(cols) * esize);
+              }
+              jj += run;
+            }
           }
-        for (int64_t jj = 0; jj < nt;) {
-          const int64_t j = j0 + jj, i = j / tw, t = j % tw;
-          const int64_t run = tw - t < nt - jj ? tw - t : nt - jj;
-          const int64_t cols = 2 * run < wo - 2 * t ? 2 * run : wo - 2 * t;
-          for (int a = 0; a < 2; ++a) {
-            const int64_t row = 2 * i + a;
-            if (row >= out.rows || cols <= 0) continue;
-            const int64_t at = ch * o.row_stride + row * wo + 2 * t;
-            unsigned char* dst = o.y8 ? o.y8 + at : reinterpret_cast<unsigned char*>(o.yf + at);
-            std::memcpy(dst, stage[a] + 2 * jj * static_cast<int64_t>(esize), static_cast<size_t>(cols) * esize);
-          }
-          jj += run;
         }
       }
     }
