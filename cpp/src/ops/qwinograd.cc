@@ -35,6 +35,27 @@ int64_t grain_for(int64_t macs_per_item) {
   return std::max<int64_t>(1, kMinMacs / std::max<int64_t>(1, macs_per_item));
 }
 
+// One padded row: zp, the image row (w bytes), zp up to wp, in fixed-size moves (libc's memset
+// and memcpy calls cost more than the 10-70 byte rows of small maps). wp >= pw + w.
+inline void pad_row(uint8_t* dst, const uint8_t* src, int64_t pw, int64_t w, int64_t wp, uint8_t zp) {
+  uint8_t fill[16];
+  std::memset(fill, zp, sizeof fill);
+  int64_t j = 0;
+  for (; j + 16 <= wp; j += 16) std::memcpy(dst + j, fill, 16);
+  for (; j < wp; ++j) dst[j] = zp;
+  if (!src) return;
+  uint8_t* d = dst + pw;
+  if (w >= 16) {
+    for (j = 0; j + 16 <= w; j += 16) std::memcpy(d + j, src + j, 16);
+    if (j < w) std::memcpy(d + w - 16, src + w - 16, 16);
+  } else if (w >= 8) {
+    std::memcpy(d, src, 8);
+    std::memcpy(d + w - 8, src + w - 8, 8);
+  } else {
+    for (j = 0; j < w; ++j) d[j] = src[j];
+  }
+}
+
 }  // namespace
 
 void set_qconv2d_winograd(QWinogradMode mode) { g_mode.store(static_cast<int>(mode)); }
@@ -116,15 +137,9 @@ void qconv2d_forward_winograd(const QPackedWeights& pw, const QConvGeo& g, uint8
         const int64_t prows = 2 * nrows + 2;
         for (int64_t c = 0; c < cin; ++c)
           for (int64_t pr = 0; pr < prows; ++pr) {
-            uint8_t* dst = xpad + c * plane + pr * wp;
             const int64_t r = 2 * i0 + pr - g.ph;
-            if (r < 0 || r >= g.h) {
-              std::memset(dst, in_zp, static_cast<size_t>(wp));
-            } else {
-              std::memset(dst, in_zp, static_cast<size_t>(g.pw));
-              std::memcpy(dst + g.pw, xi + (c * g.h + r) * g.w, static_cast<size_t>(g.w));
-              std::memset(dst + g.pw + g.w, in_zp, static_cast<size_t>(wp - g.pw - g.w));
-            }
+            pad_row(xpad + c * plane + pr * wp, r < 0 || r >= g.h ? nullptr : xi + (c * g.h + r) * g.w, g.pw, g.w,
+                    wp, in_zp);
           }
         if (prows < 2 * trows + 2)  // the kernel's over-read past the block's last row stays defined
           for (int64_t c = 0; c < cin; ++c)
