@@ -56,6 +56,53 @@ inline void pad_row(uint8_t* dst, const uint8_t* src, int64_t pw, int64_t w, int
   }
 }
 
+// Padded rows [r0, r0 + prows) (image rows r0 - ph, ...) of every channel of image xi (cin x h x w)
+// into xpad (channel planes `plane` bytes, rows wp).
+void pad_rows(const uint8_t* xi, int64_t cin, int64_t h, int64_t w, int64_t ph, int64_t pw, int64_t r0, int64_t prows,
+              int64_t wp, int64_t plane, uint8_t zp, uint8_t* xpad) {
+  for (int64_t c = 0; c < cin; ++c) {
+    const uint8_t* xc = xi + c * h * w;
+    uint8_t* dst = xpad + c * plane;
+    for (int64_t pr = 0; pr < prows; ++pr, dst += wp) {
+      const int64_t r = r0 + pr - ph;
+      pad_row(dst, r < 0 || r >= h ? nullptr : xc + r * w, pw, w, wp, zp);
+    }
+  }
+}
+
+struct Split {
+  int64_t trows = 1, parts = 1;
+};
+
+// Tile rows a block and output-channel parts a unit: of the blocks within `most` tile rows (V in
+// L2), the split whose busiest thread (items go to threads in equal runs) runs least, counting
+// the empty columns of each block's last group of 16 tiles and the input transform each part
+// repeats (vector ops a group: 16 x 16 a channel pair and 4-row panel for the products, ~520 a
+// panel for the output transform, ~170 a channel pair for the input transform; ~2000 an item for
+// its padding and calls). Ties: fewer, larger items.
+// (convnet_s conv2 at batch 1, 2 threads: 4 blocks of 3 tile rows, 36 tiles each, run 3 groups
+// with the last a quarter full; 2 blocks of 6 rows with 2 parts each run 5 full groups a thread.)
+Split plan_split(int64_t n, int64_t th, int64_t tw, int64_t cin2, int64_t panels, int threads, int64_t most) {
+  Split best;
+  double best_cost = 0.0;
+  const int64_t max_parts = std::max<int64_t>(1, std::min<int64_t>(panels, 2 * static_cast<int64_t>(threads)));
+  for (int64_t trows = most; trows >= 1; --trows) {
+    const int64_t units = n * ((th + trows - 1) / trows);
+    const int64_t groups = (trows * tw + kQWinoTiles - 1) / kQWinoTiles;
+    for (int64_t parts = 1; parts <= max_parts; ++parts) {
+      const int64_t items = units * parts, per_thread = (items + threads - 1) / threads;
+      const int64_t part_panels = (panels + parts - 1) / parts;
+      const double item = static_cast<double>(groups * (part_panels * (256 * cin2 + 520) + 170 * cin2));
+      const double cost = static_cast<double>(per_thread) * item + 2000.0 * static_cast<double>(per_thread);
+      if (best_cost == 0.0 || cost < best_cost * 0.999) {
+        best = Split{trows, parts};
+        best_cost = cost;
+      }
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
 void set_qconv2d_winograd(QWinogradMode mode) { g_mode.store(static_cast<int>(mode)); }
@@ -93,16 +140,11 @@ void qconv2d_forward_winograd(const QPackedWeights& pw, const QConvGeo& g, uint8
   const int64_t cin = g.cin, cin2 = (cin + 1) / 2, m = pw.m, panels = (m + kQPanelRows - 1) / kQPanelRows;
   const int64_t th = (g.ho + 1) / 2, tw = (g.wo + 1) / 2, P = g.ho * g.wo;
   const int threads = get_num_threads();
-  const int64_t want = 2 * static_cast<int64_t>(threads);
-  // Tile rows a block: V (64 bytes a channel pair and tile) within kBlockBytes, at least a group
-  // of tiles; fewer where there are too few images to give every thread two blocks.
+  // Tile rows a block: V (64 bytes a channel pair and tile) within kBlockBytes.
   const int64_t max_tiles = std::max<int64_t>(kQWinoTiles, kBlockBytes / (64 * cin2));
-  const int64_t min_rows = std::min(th, (kQWinoTiles + tw - 1) / tw);
-  int64_t trows = std::clamp<int64_t>(max_tiles / tw, 1, th);
-  if (n * ((th + trows - 1) / trows) < want) trows = std::max(min_rows, std::min(trows, (th * n + want - 1) / want));
-  const int64_t blocks = (th + trows - 1) / trows, units = n * blocks;
-  const int64_t parts = units >= want ? 1 : std::max<int64_t>(1, std::min((want + units - 1) / units, panels / 2));
-  const int64_t items = units * parts;
+  const Split split = plan_split(n, th, tw, cin2, panels, threads, std::clamp<int64_t>(max_tiles / tw, 1, th));
+  const int64_t trows = split.trows, parts = split.parts;
+  const int64_t blocks = (th + trows - 1) / trows, units = n * blocks, items = units * parts;
   const int64_t wp = 2 * tw + 2, plane = (2 * trows + 2) * wp;
   const int64_t padded = cin * plane + 64;
   ScratchLayout layout;
@@ -133,14 +175,8 @@ void qconv2d_forward_winograd(const QPackedWeights& pw, const QConvGeo& g, uint8
       const int64_t img = unit / blocks, i0 = (unit % blocks) * trows, nrows = std::min(trows, th - i0);
       if (ready != unit) {
         // padded rows [2 i0, 2 (i0 + nrows) + 2) of every channel, the zero point around
-        const uint8_t* xi = x + img * in_image;
         const int64_t prows = 2 * nrows + 2;
-        for (int64_t c = 0; c < cin; ++c)
-          for (int64_t pr = 0; pr < prows; ++pr) {
-            const int64_t r = 2 * i0 + pr - g.ph;
-            pad_row(xpad + c * plane + pr * wp, r < 0 || r >= g.h ? nullptr : xi + (c * g.h + r) * g.w, g.pw, g.w,
-                    wp, in_zp);
-          }
+        pad_rows(x + img * in_image, cin, g.h, g.w, g.ph, g.pw, 2 * i0, prows, wp, plane, in_zp, xpad);
         if (prows < 2 * trows + 2)  // the kernel's over-read past the block's last row stays defined
           for (int64_t c = 0; c < cin; ++c)
             std::memset(xpad + c * plane + prows * wp, in_zp, static_cast<size_t>((2 * trows + 2 - prows) * wp));
