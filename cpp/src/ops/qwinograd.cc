@@ -128,11 +128,11 @@ void qwinograd_pack(const float* w, int64_t m, const QConvGeo& g, QPackedWeights
   qwino_pack_weights(w, m, g.cin, p.wino_u.data());
 }
 
-// Units are (image, block of tile rows); when there are fewer than two per thread, each unit's
-// output channels are split too (whole 4-row panels): the parts of a unit each transform its
-// input (a small cost next to their products) and run their channels' products, so no data
-// crosses between the cores' caches. One parallel region; the scratch (per thread: the unit's
-// padded rows and its V block) is planned before it.
+// Units are (image, block of tile rows); where there are few (small batches), each unit's output
+// channels are split too (whole 4-row panels; plan_split picks both): the parts of a unit each
+// transform its input (a small cost next to their products) and run their channels' products, so
+// no data crosses between the cores' caches. One parallel region; the scratch (per thread: the
+// unit's padded rows and its V block) is planned before it.
 void qconv2d_forward_winograd(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp, const uint8_t* x, int64_t n,
                               uint8_t* y8, float* yf) {
   const KernelTable& kt = kernels();
