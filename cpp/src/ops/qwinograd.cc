@@ -38,21 +38,26 @@ int64_t grain_for(int64_t macs_per_item) {
 // One padded row: zp, the image row (w bytes), zp up to wp, in fixed-size moves (libc's memset
 // and memcpy calls cost more than the 10-70 byte rows of small maps). wp >= pw + w.
 inline void pad_row(uint8_t* dst, const uint8_t* src, int64_t pw, int64_t w, int64_t wp, uint8_t zp) {
-  uint8_t fill[16];
-  std::memset(fill, zp, sizeof fill);
-  int64_t j = 0;
-  for (; j + 16 <= wp; j += 16) std::memcpy(dst + j, fill, 16);
-  for (; j < wp; ++j) dst[j] = zp;
-  if (!src) return;
+  if (!src) {
+    uint8_t fill[16];
+    std::memset(fill, zp, sizeof fill);
+    int64_t j = 0;
+    for (; j + 16 <= wp; j += 16) std::memcpy(dst + j, fill, 16);
+    for (; j < wp; ++j) dst[j] = zp;
+    return;
+  }
+  for (int64_t j = 0; j < pw; ++j) dst[j] = zp;
+  for (int64_t j = pw + w; j < wp; ++j) dst[j] = zp;
   uint8_t* d = dst + pw;
+  int64_t j = 0;
   if (w >= 16) {
-    for (j = 0; j + 16 <= w; j += 16) std::memcpy(d + j, src + j, 16);
+    for (; j + 16 <= w; j += 16) std::memcpy(d + j, src + j, 16);
     if (j < w) std::memcpy(d + w - 16, src + w - 16, 16);
   } else if (w >= 8) {
     std::memcpy(d, src, 8);
     std::memcpy(d + w - 8, src + w - 8, 8);
   } else {
-    for (j = 0; j < w; ++j) d[j] = src[j];
+    for (; j < w; ++j) d[j] = src[j];
   }
 }
 
