@@ -33,7 +33,13 @@ namespace cpucnn {
 constexpr int kQWinoTiles = 16;  // tiles a GEMM column group (and the AVX2 input transform's step)
 
 // Whether |every intermediate| < 2^31 for cin input channels (the bound above, in 64 bits).
-inline bool qwino_fits(int64_t cin) { return cin > 0 && cin <= (int64_t(1) << 40) && cin * 127 * 127 * 146 < (int64_t(1) << 31); }
+// (The largest |Y'| term by term: |U[p][q]| <= 127 a_p a_q with a = (2, 3, 3, 2) from 2G's rows;
+// |V[p][q]| <= 2 * 127, 4 * 127 at (1, 1); an output sums 9 positions of M, so
+// |Y'| <= cin * 127^2 * (2 * 8^2 + 2 * 3^2) = cin * 127^2 * 146 over every output; |M| and the
+// partial sums of the transforms are smaller.)
+inline bool qwino_fits(int64_t cin) {
+  return cin > 0 && cin < (int64_t(1) << 20) && cin * 127 * 127 * 146 < (int64_t(1) << 31);
+}
 
 // int16 values of V for ntiles tiles of cin channels (whole groups).
 inline int64_t qwino_v_size(int64_t ntiles, int64_t cin) {

@@ -196,7 +196,8 @@ void qwino_input_avx2(const uint8_t* xpad, int64_t plane, int64_t wp, int64_t ci
       }
       for (int pos = 0; pos < 16; ++pos) {
         int16_t* dst = vg + (pos * cin2 + c2) * 32;
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm256_load_si256(reinterpret_cast<const __m256i*>(stage[pos])));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst),
+                            _mm256_load_si256(reinterpret_cast<const __m256i*>(stage[pos])));
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + 16),
                             _mm256_load_si256(reinterpret_cast<const __m256i*>(stage[pos] + 16)));
       }

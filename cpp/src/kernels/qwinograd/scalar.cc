@@ -34,7 +34,8 @@ void qwino_input_scalar(const uint8_t* xpad, int64_t plane, int64_t wp, int64_t 
         }
       }
       for (int pos = 0; pos < 16; ++pos)
-        v[(((j / kQWinoTiles) * 16 + pos) * cin2 + c2) * 32 + (j % kQWinoTiles) * 2 + lane] = static_cast<int16_t>(out[pos]);
+        v[(((j / kQWinoTiles) * 16 + pos) * cin2 + c2) * 32 + (j % kQWinoTiles) * 2 + lane] =
+            static_cast<int16_t>(out[pos]);
     }
   }
 }
