@@ -16,6 +16,8 @@ Contenders:
     ort_f32   onnxruntime on cpucnn's float32 ONNX export
     ort_int8  onnxruntime.quantization.quantize_static of that export: QDQ, per-channel int8 weights,
               uint8 activations, MinMax calibration on the same calibration images
+    cc_int8_direct  (--int8-direct) the same int8 model with its Winograd path off
+              (cc._core.int8.set_conv2d_winograd("never"): the direct kernels; same outputs)
 
 Targets (issue 16): cc_int8 >= 2x cc_f32 at batch 256, >= 1.5x at batch 1, faster than ort_int8.
 
@@ -105,7 +107,21 @@ def _train(model, name, quick):
     return xt, yt, x[-1000:]
 
 
-def bench_model(name, threads, seconds, rounds, accuracy, quick, spin=False):
+def _direct(q):
+    """q.predict with the int8 Winograd path off (the direct kernels), the mode restored after."""
+    q8 = cc._core.int8
+
+    def run(b):
+        mode = q8.conv2d_winograd()
+        q8.set_conv2d_winograd("never")
+        try:
+            return q.predict(b, batch_size=BATCH)
+        finally:
+            q8.set_conv2d_winograd(mode)
+    return run
+
+
+def bench_model(name, threads, seconds, rounds, accuracy, quick, spin=False, direct=False):
     cc.set_num_threads(threads)
     rng = np.random.default_rng(0)
     model = cpucnn_model(name, seed=0)
@@ -130,6 +146,8 @@ def bench_model(name, threads, seconds, rounds, accuracy, quick, spin=False):
         row["size_cc_int8"] = os.path.getsize(os.path.join(tmp, "q.cnn"))
         runs = {"cc_f32": (lambda b: model.predict(b, batch_size=BATCH)),
                 "cc_int8": (lambda b: q.predict(b, batch_size=BATCH))}
+        if direct:
+            runs["cc_int8_direct"] = _direct(q)
         f32, i8, why = _ort_sessions(model, calib, tmp, threads, spin)
         if why:
             row["ort_note"] = why
@@ -150,6 +168,9 @@ def bench_model(name, threads, seconds, rounds, accuracy, quick, spin=False):
         row[f"{k}_b1_ms"] = t1 * 1e3
     row["int8_vs_f32_b256"] = row["cc_int8_img_s"] / row["cc_f32_img_s"]
     row["int8_vs_f32_b1"] = row["cc_f32_b1_ms"] / row["cc_int8_b1_ms"]
+    if direct:
+        row["int8_vs_int8_direct_b256"] = row["cc_int8_img_s"] / row["cc_int8_direct_img_s"]
+        row["int8_vs_int8_direct_b1"] = row["cc_int8_direct_b1_ms"] / row["cc_int8_b1_ms"]
     if "ort_int8_img_s" in row:
         row["int8_vs_ort_int8_b256"] = row["cc_int8_img_s"] / row["ort_int8_img_s"]
         row["int8_vs_ort_int8_b1"] = row["ort_int8_b1_ms"] / row["cc_int8_b1_ms"]
@@ -166,6 +187,11 @@ def _table(rows):
         lat = " ".join(f"{r.get(k + '_b1_ms', float('nan')):8.3f}" for k in keys)
         out.append(f"{r['model']:10s} {ips}  {r['int8_vs_f32_b256']:8.2f}  {r.get('int8_vs_ort_int8_b256', float('nan')):9.2f}"
                    f" | {lat}  {r['int8_vs_f32_b1']:8.2f}  {r.get('int8_vs_ort_int8_b1', float('nan')):9.2f}")
+    for r in rows:
+        if "cc_int8_direct_img_s" in r:
+            out.append(f"{r['model']:10s} int8 direct (Winograd off): {r['cc_int8_direct_img_s']:9.0f} img/s, "
+                       f"{r['cc_int8_direct_b1_ms']:8.3f} ms; int8 / int8 direct: {r['int8_vs_int8_direct_b256']:.2f} "
+                       f"(batch 256), {r['int8_vs_int8_direct_b1']:.2f} (batch 1)")
     out.append("")
     out.append(f"{'model':10s} {'cc f32 KB':>10s} {'cc int8 KB':>10s} {'ort f32 KB':>10s} {'ort int8 KB':>11s}"
                f"  {'acc f32':>8s} {'acc int8':>8s}")
@@ -188,13 +214,15 @@ def main():
     ap.add_argument("--ort-spin", action="store_true",
                     help="let onnxruntime's idle threads spin (its default; off here because in one process "
                          "they take the cores from the contender measured next)")
+    ap.add_argument("--int8-direct", action="store_true",
+                    help="also run the int8 model with its Winograd path off (before/after of that path)")
     ap.add_argument("--json", default="bench_quant.json", help="where to write the results")
     a = ap.parse_args()
     if a.quick:
         a.seconds, a.rounds = 0.2, 2
     rows = []
     for name in a.models:
-        rows.append(bench_model(name, a.threads, a.seconds, a.rounds, a.accuracy, a.quick, a.ort_spin))
+        rows.append(bench_model(name, a.threads, a.seconds, a.rounds, a.accuracy, a.quick, a.ort_spin, a.int8_direct))
         print(f"{name}: done", file=sys.stderr)
     text = _table(rows)
     print(text)

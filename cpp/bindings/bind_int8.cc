@@ -13,6 +13,7 @@
 #include "dispatch/dispatch.hpp"
 #include "kernels/int8.hpp"
 #include "kernels/params.hpp"
+#include "ops/qwinograd.hpp"
 
 namespace py = pybind11;
 
@@ -134,6 +135,31 @@ void register_int8(py::module_& m) {
   q.def("qgemv", &qgemv, py::arg("isa"), py::arg("w"), py::arg("x"), py::arg("ibias"), py::arg("mult"), py::arg("add"),
         py::arg("lo"), py::arg("hi"), py::arg("relu"), py::arg("out_u8"),
         "y (n, m): each row of x (n, k) u8 through the one-column kernel of `isa` ('scalar' or 'avx2').");
+  q.def(
+      "set_conv2d_winograd",
+      [](const std::string& mode) {
+        if (mode == "auto")
+          set_qconv2d_winograd(QWinogradMode::kAuto);
+        else if (mode == "always")
+          set_qconv2d_winograd(QWinogradMode::kAlways);
+        else if (mode == "never")
+          set_qconv2d_winograd(QWinogradMode::kNever);
+        else
+          throw ValueError("int8.set_conv2d_winograd: mode must be 'auto', 'always' or 'never', got '" + mode + "'");
+      },
+      py::arg("mode"),
+      "The int8 Winograd F(2x2, 3x3) path of quantized 3x3 stride-1 convolutions (exact: the same outputs as the "
+      "direct path): 'auto' (where it pays; the default), 'always' (wherever it applies: int32 sums cannot "
+      "overflow) or 'never' (the direct paths). Process-wide.");
+  q.def(
+      "conv2d_winograd",
+      [] {
+        const QWinogradMode m = qconv2d_winograd();
+        return std::string(m == QWinogradMode::kAuto ? "auto" : m == QWinogradMode::kAlways ? "always" : "never");
+      },
+      "The int8 Winograd mode: 'auto', 'always' or 'never'.");
+  q.def("winograd_runs", &qwinograd_runs,
+        "How many quantized convolutions have run on the int8 Winograd path (process-wide).");
   q.def(
       "quantize",
       [](const std::string& isa, const Arr<float>& x, float scale, float zp) {

@@ -344,6 +344,17 @@ class _Int8:
         """y (n, m): each row of x (n, k) u8 through the one-column kernel of `isa` ('scalar' or 'avx2')."""
 
     @staticmethod
+    def set_conv2d_winograd(mode: str) -> None:
+        """The int8 Winograd F(2x2, 3x3) path of quantized 3x3 stride-1 convolutions (exact: the same outputs
+        as the direct path): 'auto' (where it pays; the default), 'always' (wherever it applies: int32 sums
+        cannot overflow) or 'never' (the direct paths). Process-wide."""
+    @staticmethod
+    def conv2d_winograd() -> str:
+        """The int8 Winograd mode: 'auto', 'always' or 'never'."""
+    @staticmethod
+    def winograd_runs() -> int:
+        """How many quantized convolutions have run on the int8 Winograd path (process-wide)."""
+    @staticmethod
     def quantize(isa: str, x: ArrayLike, scale: float, zero_point: float) -> NDArray[np.uint8]: ...
     @staticmethod
     def dequantize(isa: str, q: ArrayLike, scale: float, zero_point: float) -> NDArray[np.float32]: ...

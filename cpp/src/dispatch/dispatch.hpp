@@ -14,6 +14,7 @@
 #include "kernels/im2col.hpp"
 #include "kernels/int8.hpp"
 #include "kernels/kernels.hpp"
+#include "kernels/qwinograd.hpp"
 
 namespace cpucnn {
 
@@ -77,6 +78,8 @@ struct KernelTable {
   QuantizeFn quantize_u7 = nullptr;
   DequantizeFn dequantize_u8 = nullptr;
   QMaxPoolFn qmaxpool2d = nullptr;
+  QWinoInputFn qwino_input = nullptr;  // int8 Winograd F(2x2, 3x3) (kernels/qwinograd.hpp)
+  QWinoGemmFn qwino_gemm = nullptr;
   // which ISA implements each op: {"gemm", "avx512"}, ...
   std::vector<std::pair<std::string, std::string>> impl;
 };

@@ -32,6 +32,8 @@ void fill_int8(KernelTable& t) {
   t.quantize_u7 = quantize_u7_scalar;
   t.dequantize_u8 = dequantize_u8_scalar;
   t.qmaxpool2d = qmaxpool2d_scalar;
+  t.qwino_input = qwino_input_scalar;
+  t.qwino_gemm = qwino_gemm_scalar;
   std::string q = "scalar";
 #if defined(__x86_64__) || defined(__i386__)  // the x86 kernels exist only in x86 builds
   if (isa == "avx2" || isa == "avx512") {
@@ -41,6 +43,8 @@ void fill_int8(KernelTable& t) {
     t.quantize_u7 = quantize_u7_avx2;
     t.dequantize_u8 = dequantize_u8_avx2;
     t.qmaxpool2d = qmaxpool2d_avx2;
+    t.qwino_input = qwino_input_avx2;
+    t.qwino_gemm = qwino_gemm_avx2;
     q = "avx2";
     if (f.avx_vnni) {
       t.qgemm = qgemm_avxvnni;
@@ -69,6 +73,7 @@ void fill_int8(KernelTable& t) {
   set_impl(t, "qgemm", q);
   set_impl(t, "qgemv", arm ? (q == "neondot" ? "neondot" : "scalar") : vec ? "avx2" : "scalar");
   set_impl(t, "quantize", arm ? "neon" : vec ? "avx2" : "scalar");
+  set_impl(t, "qwinograd", vec && !arm ? "avx2" : "scalar");
   set_impl(t, "qmaxpool2d", vec && !arm ? "avx2 (2x2 stride 2; scalar otherwise)" : "scalar");
 }
 

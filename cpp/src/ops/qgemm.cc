@@ -7,6 +7,7 @@
 #include "core/errors.hpp"
 #include "core/parallel.hpp"
 #include "dispatch/dispatch.hpp"
+#include "ops/qwinograd.hpp"
 #include "ops/scratch.hpp"
 
 namespace cpucnn {
@@ -79,14 +80,18 @@ std::shared_ptr<const QPackedWeights> qpack_conv_layer(const std::string& who, c
                                                        const QActParams& act) {
   const int64_t taps = g.kh * g.kw, k = g.cin * taps;
   auto packed = qpack_layer(who, w, w_scale, bias, m, k, act);  // checks, sums and scales
-  if (!c4_ok(g, kernels().qgemm_nr)) return packed;
+  const bool c4 = c4_ok(g, kernels().qgemm_nr), wino = qwinograd_applicable(g);
+  if (!c4 && !wino) return packed;
   auto p = std::make_shared<QPackedWeights>(*packed);
-  std::vector<float> wt(static_cast<size_t>(m * k));  // k = tap * cin + c
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t c = 0; c < g.cin; ++c)
-      for (int64_t t = 0; t < taps; ++t) wt[static_cast<size_t>(r * k + t * g.cin + c)] = w[r * k + c * taps + t];
-  qpack_weights(wt.data(), m, k, p->a.data());
-  p->tap_major = true;
+  if (c4) {
+    std::vector<float> wt(static_cast<size_t>(m * k));  // k = tap * cin + c
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t c = 0; c < g.cin; ++c)
+        for (int64_t t = 0; t < taps; ++t) wt[static_cast<size_t>(r * k + t * g.cin + c)] = w[r * k + c * taps + t];
+    qpack_weights(wt.data(), m, k, p->a.data());
+    p->tap_major = true;
+  }
+  if (wino) qwinograd_pack(w, m, g, *p);  // the direct weights stay too: the mode or the batch may pick them
   return p;
 }
 
@@ -366,6 +371,7 @@ void qconv2d_forward_c4(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_
 
 void qconv2d_forward(const QPackedWeights& pw, const QConvGeo& g, uint8_t in_zp, const uint8_t* x, int64_t n,
                      uint8_t* y8, float* yf) {
+  if (qwinograd_chosen(pw, g, n)) return qconv2d_forward_winograd(pw, g, in_zp, x, n, y8, yf);
   if (pw.tap_major) return qconv2d_forward_c4(pw, g, in_zp, x, n, y8, yf);  // packed where c4_ok
   if (compact_ok(g, kernels().qgemm_nr)) return qconv2d_forward_compact(pw, g, in_zp, x, n, y8, yf);
   if (g.sh == 1 && g.sw == 1) return qconv2d_forward_shifted(pw, g, in_zp, x, n, y8, yf);

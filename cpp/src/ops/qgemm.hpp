@@ -31,6 +31,7 @@ struct QPackedWeights {
   float lo = 0.0f, hi = 127.0f;
   bool relu = false, out_u8 = true;
   bool tap_major = false;  // conv weights packed k = tap * cin + c (the channel-interleaved path)
+  std::vector<int16_t> wino_u;  // 3x3 stride-1 convs: the Winograd-transformed weights (ops/qwinograd.hpp)
 };
 
 // Checks (ValueError naming `who`: weights integers in [-127, 127], scales finite and positive,

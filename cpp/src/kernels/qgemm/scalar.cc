@@ -8,17 +8,9 @@
 #endif
 
 #include "kernels/int8.hpp"
+#include "kernels/qgemm/requant.hpp"
 
 namespace cpucnn {
-
-namespace {
-
-// max_ps / min_ps semantics (the second operand when either is NaN), so the
-// scalar reference and the vector kernels agree on every input.
-inline float vmax(float a, float b) { return a > b ? a : b; }
-inline float vmin(float a, float b) { return a < b ? a : b; }
-
-}  // namespace
 
 void qgemm_scalar(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int64_t nc, const QGemmOut& o) {
   const int64_t nr = kQgemmNrScalar;
@@ -32,15 +24,7 @@ void qgemm_scalar(const int8_t* a, int64_t m, int64_t k4, const uint8_t* b, int6
         const uint8_t* xg = b + g * nr * 4 + j * 4;
         acc += int32_t(xg[0]) * wg[0] + int32_t(xg[1]) * wg[1] + int32_t(xg[2]) * wg[2] + int32_t(xg[3]) * wg[3];
       }
-      float v = static_cast<float>(acc + o.ibias[r]);
-      v = std::fma(v, o.mult[r], o.add[r]);
-      const int64_t at = r * o.row_stride + j * o.col_stride;
-      if (o.y8) {
-        v = vmin(vmax(v, o.lo), o.hi);
-        o.y8[at] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)));
-      } else {
-        o.yf[at] = o.relu ? vmax(v, 0.0f) : v;
-      }
+      qrequant_store(acc, r, r * o.row_stride + j * o.col_stride, o);
     }
   }
 }
@@ -51,12 +35,7 @@ void qgemv_scalar(const int8_t* a, int64_t m, int64_t k4, const uint8_t* x, cons
     int32_t acc = 0;
     for (int64_t g = 0; g < k4; ++g)
       for (int64_t t = 0; t < 4; ++t) acc += int32_t(x[4 * g + t]) * ap[g * 16 + t];
-    float v = std::fma(static_cast<float>(acc + o.ibias[r]), o.mult[r], o.add[r]);
-    const int64_t at = r * o.row_stride;
-    if (o.y8)
-      o.y8[at] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(vmin(vmax(v, o.lo), o.hi))));
-    else
-      o.yf[at] = o.relu ? vmax(v, 0.0f) : v;
+    qrequant_store(acc, r, r * o.row_stride, o);
   }
 }
 
