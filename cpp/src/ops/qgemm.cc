@@ -7,6 +7,7 @@
 #include "core/errors.hpp"
 #include "core/parallel.hpp"
 #include "dispatch/dispatch.hpp"
+#include "kernels/copy_short.hpp"
 #include "ops/qwinograd.hpp"
 #include "ops/scratch.hpp"
 
@@ -130,24 +131,6 @@ QGemmOut shift_rows(QGemmOut o, int64_t r0) {
 
 namespace {
 
-// dst[0, n) = src[0, n) for the short rows of small images (a libc memcpy call costs more than
-// a 10-28 byte row): fixed-size moves, the last overlapping the one before.
-inline void copy_row(uint8_t* dst, const uint8_t* src, int64_t n) {
-  if (n >= 16) {
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) std::memcpy(dst + j, src + j, 16);
-    if (j < n) std::memcpy(dst + n - 16, src + n - 16, 16);
-  } else if (n >= 8) {
-    std::memcpy(dst, src, 8);
-    std::memcpy(dst + n - 8, src + n - 8, 8);
-  } else if (n >= 4) {
-    std::memcpy(dst, src, 4);
-    std::memcpy(dst + n - 4, src + n - 4, 4);
-  } else {
-    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
-  }
-}
-
 // Offsets into a padded image (planes `plane` bytes, rows wp) of every tap of the
 // (channel, kernel row, kernel column) reduction, in weight order: koff[k].
 void tap_offsets(const QConvGeo& g, int64_t plane, int64_t wp, int64_t* koff) {
@@ -201,7 +184,7 @@ void qconv2d_forward_shifted(const QPackedWeights& pw, const QConvGeo& g, uint8_
         std::memset(xpad, in_zp, static_cast<size_t>(padded));
         for (int64_t c = 0; c < g.cin; ++c)
           for (int64_t r = 0; r < g.h; ++r)
-            copy_row(xpad + c * plane + (r + g.ph) * wp + g.pw, xi + (c * g.h + r) * g.w, g.w);
+            copy_short(xpad + c * plane + (r + g.ph) * wp + g.pw, xi + (c * g.h + r) * g.w, g.w);
         padded_img = img;
       }
       const int64_t q_begin = oh0 * wp, q_count = (oh1 - oh0) * wp;
@@ -217,7 +200,7 @@ void qconv2d_forward_shifted(const QPackedWeights& pw, const QConvGeo& g, uint8_
         for (int64_t oh = oh0; oh < oh1; ++oh) {
           const size_t at = static_cast<size_t>(r * P + oh * g.wo), from = static_cast<size_t>(r * wide + (oh - oh0) * wp);
           if (y8)
-            copy_row(y8 + img * out_image + at, stage + from, g.wo);
+            copy_short(y8 + img * out_image + at, stage + from, g.wo);
           else
             std::memcpy(yf + img * out_image + at, reinterpret_cast<const float*>(stage) + from,
                         static_cast<size_t>(g.wo) * sizeof(float));
@@ -273,7 +256,7 @@ void qconv2d_forward_compact(const QPackedWeights& pw, const QConvGeo& g, uint8_
             std::memset(dst, in_zp, static_cast<size_t>(wp));
           } else {
             for (int64_t j = 0; j < g.pw; ++j) dst[j] = in_zp;
-            copy_row(dst + g.pw, xi + (c * g.h + r) * g.w, g.w);
+            copy_short(dst + g.pw, xi + (c * g.h + r) * g.w, g.w);
             for (int64_t j = 0; j < right; ++j) dst[g.pw + g.w + j] = in_zp;
           }
         }

@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "kernels/copy_short.hpp"
 #include "kernels/qgemm/requant_avx2.inc"
 #include "kernels/qwinograd.hpp"
 
@@ -128,23 +129,6 @@ inline void output_8(const __m256i* m, __m256i line[2][2]) {
   }
 }
 
-// dst[0, n) = src[0, n) for n <= 64 bytes in fixed-size moves (a libc call costs more).
-inline void copy_small(unsigned char* dst, const unsigned char* src, int64_t n) {
-  if (n >= 16) {
-    int64_t j = 0;
-    for (; j + 16 <= n; j += 16) std::memcpy(dst + j, src + j, 16);
-    if (j < n) std::memcpy(dst + n - 16, src + n - 16, 16);
-  } else if (n >= 8) {
-    std::memcpy(dst, src, 8);
-    std::memcpy(dst + n - 8, src + n - 8, 8);
-  } else if (n >= 4) {
-    std::memcpy(dst, src, 4);
-    std::memcpy(dst + n - 4, src + n - 4, 4);
-  } else {
-    for (int64_t j = 0; j < n; ++j) dst[j] = src[j];
-  }
-}
-
 }  // namespace
 
 void qwino_input_avx2(const uint8_t* xpad, int64_t plane, int64_t wp, int64_t cin, int64_t trows, int64_t tw,
@@ -256,7 +240,7 @@ void qwino_gemm_avx2(const int16_t* u, int64_t m, int64_t cin2, const int16_t* v
               if (row < out.rows && cols > 0) {
                 const int64_t at = ch * o.row_stride + row * wo + 2 * tt;
                 unsigned char* dst = o.y8 ? o.y8 + at : reinterpret_cast<unsigned char*>(o.yf + at);
-                copy_small(dst, stage + 2 * jj * static_cast<int64_t>(esize), cols * static_cast<int64_t>(esize));
+                copy_short(dst, stage + 2 * jj * static_cast<int64_t>(esize), cols * static_cast<int64_t>(esize));
               }
               jj += run;
             }
