@@ -1,12 +1,15 @@
 // Copies of short runs (rows of small images, a few output columns): a libc
 // memcpy call costs more than the 10-64 bytes it would move, so these are
-// fixed-size moves, the last overlapping the one before.
+// fixed-size moves, the last overlapping the one before. Internal linkage:
+// included by ISA files, so no weak copy built with AVX flags can be the one
+// the program calls (cmake/check_isa_symbols.cmake).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
 namespace cpucnn {
+namespace {
 
 // dst[0, n) = src[0, n) (bytes; the ranges do not overlap).
 inline void copy_short(void* dst_, const void* src_, int64_t n) {
@@ -27,4 +30,5 @@ inline void copy_short(void* dst_, const void* src_, int64_t n) {
   }
 }
 
+}  // namespace
 }  // namespace cpucnn

@@ -13,8 +13,6 @@
 // stores are slow on AMD. Outputs go back the same way.
 #include <immintrin.h>
 
-#include <algorithm>
-
 #include "kernels/kernels.hpp"
 #include "kernels/minmax.hpp"
 #include "kernels/winograd.hpp"
@@ -94,11 +92,11 @@ int make_groups(const WinogradGeometry& g, int64_t u0, int64_t cols, int64_t c0,
         run.cover[sh] = in == 0xff ? kFull : in == 0x0f ? kLow : in == 0xf0 ? kHigh : kPartial;
         if (run.cover[sh] == kPartial && in != 0 && w >= 8) {
           // the window of 8 columns inside [0, w) nearest to c holds every lane inside
-          const int64_t s0 = std::min(std::max<int64_t>(c, 0), w - 8);
+          const int64_t s0 = imin(imax(c, 0), w - 8);
           run.cover[sh] = kShifted;
           run.delta[sh] = static_cast<int8_t>(s0 - c);
           for (int l = 0; l < 8; ++l)
-            run.perm[sh][l] = static_cast<int8_t>(std::min<int64_t>(7, std::max<int64_t>(0, l + c - s0)));
+            run.perm[sh][l] = static_cast<int8_t>(imin(7, imax(0, l + c - s0)));
         }
       }
       s += len;
